@@ -1,0 +1,18 @@
+//! stan-core: every protocol decision of stan-rs as pure, IO-free state machines.
+//!
+//! Nothing in this crate touches a socket, a file, a thread, the system clock or an
+//! unseeded random source. Drivers feed inputs and time in and pull outputs out:
+//!
+//! ```text
+//! node.handle_input(now, input);
+//! node.handle_timeout(now);
+//! while let Some(out) = node.poll_output() { /* write bytes, close connections */ }
+//! let next = node.poll_timeout();
+//! ```
+
+pub mod nats;
+pub mod rng;
+pub mod time;
+
+pub use rng::Rng;
+pub use time::{Instant, Now};
