@@ -10,9 +10,12 @@
 //! let next = node.poll_timeout();
 //! ```
 
+pub mod log;
 pub mod nats;
 pub mod rng;
 pub mod time;
+pub mod timefmt;
+pub mod node;
 
 pub use rng::Rng;
 pub use time::{Instant, Now};

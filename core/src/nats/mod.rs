@@ -1,4 +1,11 @@
 //! The NATS layer: codec, subjects, subscription index and the embedded server.
 
+pub mod conn;
+pub mod monitor;
 pub mod proto;
+pub mod server;
 pub mod subject;
+pub mod sublist;
+
+pub use conn::{CloseReason, ConnId, ConnectOptions};
+pub use server::{Auth, Config, Input, Output, Server};

@@ -1,0 +1,176 @@
+//! Per-connection state of the embedded NATS server and the JSON it exchanges on
+//! connect (`INFO` out, `CONNECT` in).
+
+use std::net::SocketAddr;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::sublist::SubKey;
+use crate::time::Instant;
+
+/// Identifies a client connection; also the `cid` shown by monitoring.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// Where a connection is in its life, named for what it waits for next.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Authentication is required and no CONNECT has been accepted yet.
+    AwaitingConnect,
+    /// Operations are accepted.
+    Open,
+    /// The server decided to close; remaining output is flushed, then the socket closed.
+    Closing,
+}
+
+/// Why a connection ended, in the NATS server's monitoring vocabulary.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum CloseReason {
+    ClientClosed,
+    AuthenticationTimeout,
+    AuthenticationViolation,
+    ParseError,
+    ProtocolViolation,
+    MaxPayloadExceeded,
+    MaxControlLineExceeded,
+    StaleConnection,
+    SlowConsumerPendingBytes,
+    MaxConnectionsExceeded,
+    NoRespondersRequiresHeaders,
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// The text the NATS server shows for this reason in `/connz` and its logs.
+    pub fn text(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::ParseError => "Parse Error",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
+            CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::NoRespondersRequiresHeaders => "No Responders Requires Headers",
+            CloseReason::ServerShutdown => "Server Shutdown",
+        }
+    }
+}
+
+/// The `CONNECT` options a client may send; unknown fields are ignored.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ConnectOptions {
+    pub verbose: bool,
+    pub pedantic: bool,
+    pub tls_required: bool,
+    pub auth_token: Option<String>,
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub protocol: i32,
+    pub echo: bool,
+    pub headers: bool,
+    pub no_responders: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            verbose: false,
+            pedantic: false,
+            tls_required: false,
+            auth_token: None,
+            user: None,
+            pass: None,
+            name: String::new(),
+            lang: String::new(),
+            version: String::new(),
+            protocol: 0,
+            // Echo is on unless a client turns it off.
+            echo: true,
+            headers: false,
+            no_responders: false,
+        }
+    }
+}
+
+/// The `INFO` document sent on accept.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Info<'a> {
+    pub server_id: &'a str,
+    pub server_name: &'a str,
+    pub version: &'a str,
+    pub proto: u8,
+    pub git_commit: &'a str,
+    pub go: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub headers: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
+    pub max_payload: usize,
+    pub client_id: u64,
+    pub client_ip: String,
+}
+
+/// Traffic counters of one connection.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub phase: Phase,
+    pub opts: ConnectOptions,
+    pub connect_received: bool,
+    pub start_wall_ns: i64,
+    pub last_activity_wall_ns: i64,
+    pub last_in: Instant,
+    /// Bytes of an operation not yet complete.
+    pub inbuf: Vec<u8>,
+    /// Bytes produced since the last poll.
+    pub out: Vec<u8>,
+    /// Whether the connection is already in the server's list of connections to flush.
+    pub dirty: bool,
+    /// Bytes handed to the driver and not yet reported written.
+    pub unflushed: usize,
+    pub subs: FxHashMap<Box<[u8]>, SubKey>,
+    pub pings_out: u32,
+    pub ping_at: Instant,
+    pub auth_deadline: Option<Instant>,
+    pub traffic: Traffic,
+    pub close_reason: Option<CloseReason>,
+}
+
+impl Conn {
+    /// Bytes queued toward the client and not yet written (the NATS "pending bytes").
+    pub fn pending_bytes(&self) -> usize {
+        self.unflushed + self.out.len()
+    }
+}
+
+/// A subscription of a client connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub conn: ConnId,
+    pub sid: Box<[u8]>,
+    pub subject: Box<[u8]>,
+    pub queue: Option<Box<[u8]>>,
+    /// Auto-unsubscribe after this many deliveries (`UNSUB <sid> <max>`).
+    pub max: Option<u64>,
+    pub delivered: u64,
+}

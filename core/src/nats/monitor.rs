@@ -1,0 +1,351 @@
+//! The documents of the NATS monitoring endpoints (`/varz`, `/connz`, `/subsz`), built
+//! from the server state. Field names and order follow the NATS server, because
+//! dashboards and client test harnesses read them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::conn::Conn;
+use super::server::{Server, NATS_VERSION};
+use crate::time::Now;
+use crate::timefmt::{rfc3339_nanos, uptime};
+
+/// Facts only the driver knows: process resources, listener addresses, wall clock offset.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub now: Now,
+    /// The local time zone's offset from UTC, for Go-style local timestamps.
+    pub utc_offset_secs: i32,
+    pub start_wall_ns: i64,
+    pub mem: u64,
+    pub cpu: f64,
+    pub cores: usize,
+    pub http_host: String,
+    pub http_port: u16,
+    pub http_req_stats: BTreeMap<String, u64>,
+    pub config_load_wall_ns: i64,
+}
+
+impl Context {
+    fn time(&self, ns: i64) -> String {
+        rfc3339_nanos(ns, self.utc_offset_secs)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Varz {
+    pub server_id: String,
+    pub server_name: String,
+    pub version: &'static str,
+    pub proto: u8,
+    pub go: &'static str,
+    pub host: String,
+    pub port: u16,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_required: bool,
+    pub max_connections: usize,
+    pub ping_interval: u64,
+    pub ping_max: u32,
+    pub http_host: String,
+    pub http_port: u16,
+    pub http_base_path: String,
+    pub https_port: u16,
+    pub auth_timeout: f64,
+    pub max_control_line: usize,
+    pub max_payload: usize,
+    pub max_pending: usize,
+    pub cluster: serde_json::Value,
+    pub gateway: serde_json::Value,
+    pub leaf: serde_json::Value,
+    pub mqtt: serde_json::Value,
+    pub websocket: serde_json::Value,
+    pub jetstream: serde_json::Value,
+    pub tls_timeout: f64,
+    pub write_deadline: u64,
+    pub start: String,
+    pub now: String,
+    pub uptime: String,
+    pub mem: u64,
+    pub cores: usize,
+    pub gomaxprocs: usize,
+    pub cpu: f64,
+    pub connections: usize,
+    pub total_connections: u64,
+    pub routes: usize,
+    pub remotes: usize,
+    pub leafnodes: usize,
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub slow_consumers: u64,
+    pub subscriptions: usize,
+    pub http_req_stats: BTreeMap<String, u64>,
+    pub config_load_time: String,
+}
+
+/// `/varz`.
+pub fn varz(s: &Server, ctx: &Context) -> Varz {
+    let cfg = s.config();
+    let stats = s.stats();
+    let empty = || serde_json::json!({});
+    Varz {
+        server_id: s.server_id().to_string(),
+        server_name: s.server_name().to_string(),
+        version: NATS_VERSION,
+        proto: 1,
+        go: "rust",
+        host: cfg.host.clone(),
+        port: cfg.port,
+        auth_required: cfg.auth != super::Auth::None,
+        max_connections: cfg.max_connections,
+        ping_interval: cfg.ping_interval.as_nanos() as u64,
+        ping_max: cfg.ping_max,
+        http_host: ctx.http_host.clone(),
+        http_port: ctx.http_port,
+        http_base_path: String::new(),
+        https_port: 0,
+        auth_timeout: cfg.auth_timeout.as_secs_f64(),
+        max_control_line: cfg.max_control_line,
+        max_payload: cfg.max_payload,
+        max_pending: cfg.max_pending,
+        cluster: empty(),
+        gateway: empty(),
+        leaf: empty(),
+        mqtt: empty(),
+        websocket: empty(),
+        jetstream: empty(),
+        tls_timeout: 2.0,
+        write_deadline: 10_000_000_000,
+        start: ctx.time(ctx.start_wall_ns),
+        now: ctx.time(ctx.now.wall_ns),
+        uptime: uptime(secs_between(ctx.start_wall_ns, ctx.now.wall_ns)),
+        mem: ctx.mem,
+        cores: ctx.cores,
+        gomaxprocs: ctx.cores,
+        cpu: ctx.cpu,
+        connections: s.num_connections(),
+        total_connections: stats.total_connections,
+        routes: 0,
+        remotes: 0,
+        leafnodes: 0,
+        in_msgs: stats.traffic.in_msgs,
+        out_msgs: stats.traffic.out_msgs,
+        in_bytes: stats.traffic.in_bytes,
+        out_bytes: stats.traffic.out_bytes,
+        slow_consumers: stats.slow_consumers,
+        subscriptions: s.sublist().len(),
+        http_req_stats: ctx.http_req_stats.clone(),
+        config_load_time: ctx.time(ctx.config_load_wall_ns),
+    }
+}
+
+fn secs_between(from_ns: i64, to_ns: i64) -> u64 {
+    u64::try_from((to_ns - from_ns) / 1_000_000_000).unwrap_or(0)
+}
+
+/// Query parameters of `/connz` that change the document.
+#[derive(Debug, Clone, Default)]
+pub struct ConnzQuery {
+    pub sort: String,
+    pub subs: bool,
+    pub offset: usize,
+    pub limit: usize,
+    pub cid: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Connz {
+    pub server_id: String,
+    pub now: String,
+    pub num_connections: usize,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    pub connections: Vec<ConnInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConnInfo {
+    pub cid: u64,
+    pub kind: &'static str,
+    #[serde(rename = "type")]
+    pub kind_type: &'static str,
+    pub ip: String,
+    pub port: u16,
+    pub start: String,
+    pub last_activity: String,
+    pub rtt: &'static str,
+    pub uptime: String,
+    pub idle: String,
+    pub pending_bytes: usize,
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub subscriptions: usize,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub lang: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriptions_list: Option<Vec<String>>,
+}
+
+/// `/connz`, sorted by connection ID unless another supported order is asked for.
+pub fn connz(s: &Server, ctx: &Context, q: &ConnzQuery) -> Connz {
+    let limit = if q.limit == 0 { 1024 } else { q.limit };
+    let mut conns: Vec<&Conn> = s.conns().filter(|c| q.cid.map_or(true, |id| c.id.0 == id)).collect();
+    conns.sort_by_key(|c| c.id);
+    match q.sort.as_str() {
+        "subs" => conns.sort_by_key(|c| std::cmp::Reverse(c.subs.len())),
+        "pending" => conns.sort_by_key(|c| std::cmp::Reverse(c.pending_bytes())),
+        "msgs_to" => conns.sort_by_key(|c| std::cmp::Reverse(c.traffic.out_msgs)),
+        "msgs_from" => conns.sort_by_key(|c| std::cmp::Reverse(c.traffic.in_msgs)),
+        "bytes_to" => conns.sort_by_key(|c| std::cmp::Reverse(c.traffic.out_bytes)),
+        "bytes_from" => conns.sort_by_key(|c| std::cmp::Reverse(c.traffic.in_bytes)),
+        "last" => conns.sort_by_key(|c| std::cmp::Reverse(c.last_activity_wall_ns)),
+        "idle" => conns.sort_by_key(|c| c.last_activity_wall_ns),
+        "start" | "uptime" => conns.sort_by_key(|c| c.start_wall_ns),
+        _ => {}
+    }
+    let total = conns.len();
+    let offset = q.offset.min(total);
+    let page = &conns[offset..(offset + limit).min(total)];
+    let connections = page
+        .iter()
+        .map(|c| ConnInfo {
+            cid: c.id.0,
+            kind: "Client",
+            kind_type: "nats",
+            ip: c.peer.ip().to_string(),
+            port: c.peer.port(),
+            start: ctx.time(c.start_wall_ns),
+            last_activity: ctx.time(c.last_activity_wall_ns),
+            rtt: "0s",
+            uptime: uptime(secs_between(c.start_wall_ns, ctx.now.wall_ns)),
+            idle: uptime(secs_between(c.last_activity_wall_ns, ctx.now.wall_ns)),
+            pending_bytes: c.pending_bytes(),
+            in_msgs: c.traffic.in_msgs,
+            out_msgs: c.traffic.out_msgs,
+            in_bytes: c.traffic.in_bytes,
+            out_bytes: c.traffic.out_bytes,
+            subscriptions: c.subs.len(),
+            name: c.opts.name.clone(),
+            lang: c.opts.lang.clone(),
+            version: c.opts.version.clone(),
+            subscriptions_list: q.subs.then(|| {
+                let mut subs: Vec<String> = c
+                    .subs
+                    .values()
+                    .filter_map(|k| s.subscription(*k))
+                    .map(|sub| String::from_utf8_lossy(&sub.subject).into_owned())
+                    .collect();
+                subs.sort();
+                subs
+            }),
+        })
+        .collect();
+    Connz {
+        server_id: s.server_id().to_string(),
+        now: ctx.time(ctx.now.wall_ns),
+        num_connections: page.len(),
+        total,
+        offset,
+        limit,
+        connections,
+    }
+}
+
+/// Query parameters of `/subsz`.
+#[derive(Debug, Clone, Default)]
+pub struct SubszQuery {
+    pub subs: bool,
+    pub offset: usize,
+    pub limit: usize,
+    /// Only subscriptions that a publish on this literal subject would reach.
+    pub test: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Subsz {
+    pub server_id: String,
+    pub now: String,
+    pub num_subscriptions: usize,
+    pub num_cache: usize,
+    pub num_inserts: u64,
+    pub num_removes: u64,
+    pub num_matches: u64,
+    pub cache_hit_rate: f64,
+    pub max_fanout: usize,
+    pub avg_fanout: f64,
+    pub total: usize,
+    pub offset: usize,
+    pub limit: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriptions_list: Option<Vec<SubDetail>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SubDetail {
+    pub subject: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qgroup: Option<String>,
+    pub sid: String,
+    pub msgs: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<u64>,
+    pub cid: u64,
+}
+
+/// `/subsz`.
+pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
+    let limit = if q.limit == 0 { 1024 } else { q.limit };
+    let stats = s.sublist().stats();
+    let mut all: Vec<SubDetail> = Vec::new();
+    if q.subs {
+        let mut conns: Vec<&Conn> = s.conns().collect();
+        conns.sort_by_key(|c| c.id);
+        for c in conns {
+            let mut keys: Vec<_> = c.subs.values().copied().collect();
+            keys.sort_unstable();
+            for sub in keys.into_iter().filter_map(|k| s.subscription(k)) {
+                if let Some(t) = &q.test {
+                    if !super::subject::matches(&sub.subject, t.as_bytes()) {
+                        continue;
+                    }
+                }
+                all.push(SubDetail {
+                    subject: String::from_utf8_lossy(&sub.subject).into_owned(),
+                    qgroup: sub.queue.as_ref().map(|q| String::from_utf8_lossy(q).into_owned()),
+                    sid: String::from_utf8_lossy(&sub.sid).into_owned(),
+                    msgs: sub.delivered,
+                    max: sub.max,
+                    cid: c.id.0,
+                });
+            }
+        }
+    }
+    let total = if q.subs { all.len() } else { s.sublist().len() };
+    let offset = q.offset.min(all.len());
+    let list = q.subs.then(|| all.into_iter().skip(offset).take(limit).collect());
+    Subsz {
+        server_id: s.server_id().to_string(),
+        now: ctx.time(ctx.now.wall_ns),
+        num_subscriptions: s.sublist().len(),
+        num_cache: s.sublist().cache_len(),
+        num_inserts: stats.inserts,
+        num_removes: stats.removes,
+        num_matches: stats.matches,
+        cache_hit_rate: if stats.matches == 0 { 0.0 } else { stats.cache_hits as f64 / stats.matches as f64 },
+        max_fanout: stats.max_fanout,
+        avg_fanout: if stats.computed == 0 { 0.0 } else { stats.fanout_sum as f64 / stats.computed as f64 },
+        total,
+        offset,
+        limit,
+        subscriptions_list: list,
+    }
+}

@@ -1,0 +1,666 @@
+//! The embedded NATS server as a state machine: client connections, authentication,
+//! keepalive, routing, and the limits that protect other clients from a bad one.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use super::conn::{CloseReason, Conn, ConnId, ConnectOptions, Info, Phase, Subscription, Traffic};
+use super::proto::{self, ClientOp, Limits, ParseError};
+use super::sublist::{SubKey, Sublist};
+use super::subject::is_valid_literal_subject;
+use crate::log::{Level, LogLine, Origin, Verbosity};
+use crate::rng::Rng;
+use crate::time::{Instant, Now};
+
+/// How clients must authenticate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    #[default]
+    None,
+    UserPass { user: String, pass: String },
+    Token(String),
+}
+
+/// Settings of the embedded NATS server, with the NATS server's defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The server ID; generated from the seed when `None`.
+    pub server_id: Option<String>,
+    /// The server name; the server ID when `None`.
+    pub server_name: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub max_payload: usize,
+    pub max_control_line: usize,
+    /// Bytes that may wait toward one client before it is closed as a slow consumer.
+    pub max_pending: usize,
+    pub max_connections: usize,
+    pub ping_interval: Duration,
+    pub ping_max: u32,
+    pub auth: Auth,
+    pub auth_timeout: Duration,
+    pub verbosity: Verbosity,
+    pub rng_seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_id: None,
+            server_name: None,
+            host: "0.0.0.0".into(),
+            port: 4222,
+            max_payload: 1024 * 1024,
+            max_control_line: proto::MAX_CONTROL_LINE,
+            max_pending: 64 * 1024 * 1024,
+            max_connections: 64 * 1024,
+            ping_interval: Duration::from_secs(120),
+            ping_max: 2,
+            auth: Auth::None,
+            auth_timeout: Duration::from_secs(2),
+            verbosity: Verbosity::default(),
+            rng_seed: 0,
+        }
+    }
+}
+
+/// The NATS server version this server presents itself as.
+pub const NATS_VERSION: &str = "2.9.24";
+
+/// What the server asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Write these bytes to the connection, in order.
+    Send { conn: ConnId, data: Vec<u8> },
+    /// Close the connection once the bytes sent before have been written.
+    Close { conn: ConnId },
+    /// Print a log line.
+    Log(LogLine),
+}
+
+/// What the driver tells the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Bytes read from a connection.
+    Received { conn: ConnId, bytes: &'a [u8] },
+    /// The driver wrote this many bytes of earlier `Send` outputs.
+    Flushed { conn: ConnId, bytes: usize },
+    /// The peer closed the connection or it failed.
+    Closed { conn: ConnId },
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKind {
+    Ping,
+    Auth,
+}
+
+/// Server-wide counters shown by `/varz`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ServerStats {
+    pub traffic: Traffic,
+    pub total_connections: u64,
+    pub slow_consumers: u64,
+}
+
+/// The embedded NATS server.
+pub struct Server {
+    cfg: Config,
+    server_id: String,
+    server_name: String,
+    rng: Rng,
+    next_conn: u64,
+    conns: FxHashMap<ConnId, Conn>,
+    subs: Vec<Option<Subscription>>,
+    free_subs: Vec<u32>,
+    sublist: Sublist,
+    timers: BTreeSet<(Instant, ConnId, TimerKind)>,
+    dirty: VecDeque<ConnId>,
+    ready: VecDeque<Output>,
+    stats: ServerStats,
+}
+
+impl Server {
+    pub fn new(cfg: Config) -> Self {
+        let mut rng = Rng::new(cfg.rng_seed);
+        let server_id = cfg.server_id.clone().unwrap_or_else(|| format!("N{}", &rng.nuid()[..21]).to_uppercase());
+        let server_name = cfg.server_name.clone().unwrap_or_else(|| server_id.clone());
+        Server {
+            cfg,
+            server_id,
+            server_name,
+            rng,
+            next_conn: 0,
+            conns: FxHashMap::default(),
+            subs: Vec::new(),
+            free_subs: Vec::new(),
+            sublist: Sublist::new(),
+            timers: BTreeSet::new(),
+            dirty: VecDeque::new(),
+            ready: VecDeque::new(),
+            stats: ServerStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// Registers a newly accepted connection and queues its `INFO`.
+    pub fn accept(&mut self, now: Now, peer: SocketAddr) -> ConnId {
+        self.next_conn += 1;
+        let id = ConnId(self.next_conn);
+        self.stats.total_connections += 1;
+        let auth_required = self.cfg.auth != Auth::None;
+        let mut conn = Conn {
+            id,
+            peer,
+            phase: if auth_required { Phase::AwaitingConnect } else { Phase::Open },
+            opts: ConnectOptions::default(),
+            connect_received: false,
+            start_wall_ns: now.wall_ns,
+            last_activity_wall_ns: now.wall_ns,
+            last_in: now.mono,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            dirty: false,
+            unflushed: 0,
+            subs: FxHashMap::default(),
+            pings_out: 0,
+            ping_at: now.mono + self.cfg.ping_interval,
+            auth_deadline: auth_required.then(|| now.mono + self.cfg.auth_timeout),
+            traffic: Traffic::default(),
+            close_reason: None,
+        };
+        let info = Info {
+            server_id: &self.server_id,
+            server_name: &self.server_name,
+            version: NATS_VERSION,
+            proto: 1,
+            git_commit: "",
+            go: "rust",
+            host: &self.cfg.host,
+            port: self.cfg.port,
+            headers: true,
+            auth_required,
+            max_payload: self.cfg.max_payload,
+            client_id: id.0,
+            client_ip: peer.ip().to_string(),
+        };
+        let json = serde_json::to_vec(&info).expect("INFO serializes");
+        proto::write_json_op(&mut conn.out, "INFO", &json);
+        self.timers.insert((conn.ping_at, id, TimerKind::Ping));
+        if let Some(d) = conn.auth_deadline {
+            self.timers.insert((d, id, TimerKind::Auth));
+        }
+        let over_limit = self.conns.len() >= self.cfg.max_connections;
+        self.conns.insert(id, conn);
+        self.mark_dirty(id);
+        self.debug(|| format!("{peer} - cid:{} - Client connection created", id.0));
+        if over_limit {
+            self.send_err(id, "maximum connections exceeded");
+            self.close(id, CloseReason::MaxConnectionsExceeded);
+        }
+        id
+    }
+
+    pub fn handle_input(&mut self, now: Now, input: Input<'_>) {
+        match input {
+            Input::Received { conn, bytes } => self.received(now, conn, bytes),
+            Input::Flushed { conn, bytes } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.unflushed = c.unflushed.saturating_sub(bytes);
+                }
+            }
+            Input::Closed { conn } => {
+                if self.conns.contains_key(&conn) {
+                    self.remove_conn(conn, CloseReason::ClientClosed);
+                }
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Now) {
+        while let Some(&(at, id, kind)) = self.timers.first() {
+            if at > now.mono {
+                break;
+            }
+            self.timers.pop_first();
+            match kind {
+                TimerKind::Auth => {
+                    self.send_err(id, "Authentication Timeout");
+                    self.close(id, CloseReason::AuthenticationTimeout);
+                }
+                TimerKind::Ping => self.ping_timer(now, id),
+            }
+        }
+    }
+
+    /// The next instant at which `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|t| t.0)
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        loop {
+            if let Some(o) = self.ready.pop_front() {
+                return Some(o);
+            }
+            let id = self.dirty.pop_front()?;
+            let Some(c) = self.conns.get_mut(&id) else { continue };
+            c.dirty = false;
+            if !c.out.is_empty() {
+                let data = std::mem::take(&mut c.out);
+                c.unflushed += data.len();
+                self.ready.push_back(Output::Send { conn: id, data });
+            }
+            if c.phase == Phase::Closing {
+                let reason = c.close_reason.unwrap_or(CloseReason::ServerShutdown);
+                self.remove_conn(id, reason);
+                self.ready.push_back(Output::Close { conn: id });
+            }
+        }
+    }
+
+    fn received(&mut self, now: Now, id: ConnId, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.last_in = now.mono;
+        c.last_activity_wall_ns = now.wall_ns;
+        let limits = Limits { max_control_line: self.cfg.max_control_line, max_payload: self.cfg.max_payload };
+        let mut held = std::mem::take(&mut c.inbuf);
+        let from_held = !held.is_empty();
+        if from_held {
+            held.extend_from_slice(bytes);
+        }
+        let buf: &[u8] = if from_held { &held } else { bytes };
+        let mut pos = 0;
+        let result = loop {
+            match proto::parse_client_op(&buf[pos..], &limits) {
+                Ok(Some((op, used))) => {
+                    pos += used;
+                    if !self.process(now, id, op) {
+                        return;
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        if let Err(e) = result {
+            self.parse_failed(id, e);
+            return;
+        }
+        if pos == buf.len() {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        // Keep the incomplete operation for the next read, reusing the held buffer.
+        c.inbuf = if from_held {
+            held.drain(..pos);
+            held
+        } else {
+            bytes[pos..].to_vec()
+        };
+    }
+
+    fn parse_failed(&mut self, id: ConnId, e: ParseError) {
+        let reason = match e {
+            ParseError::UnknownOp => {
+                self.send_err(id, "Unknown Protocol Operation");
+                CloseReason::ParseError
+            }
+            ParseError::ControlLineTooLong => {
+                self.send_err(id, "Maximum Control Line Exceeded");
+                CloseReason::MaxControlLineExceeded
+            }
+            ParseError::MaxPayload { size, max } => {
+                self.error(id, format_args!("maximum payload exceeded: {size} vs {max}"));
+                self.send_err(id, "Maximum Payload Violation");
+                CloseReason::MaxPayloadExceeded
+            }
+            ParseError::BadArgs(what) => {
+                self.error(id, format_args!("{what} Parse Error"));
+                CloseReason::ProtocolViolation
+            }
+        };
+        self.close(id, reason);
+    }
+
+    /// Applies one operation; false when the connection is being closed.
+    fn process(&mut self, now: Now, id: ConnId, op: ClientOp<'_>) -> bool {
+        let Some(c) = self.conns.get_mut(&id) else { return false };
+        if c.phase == Phase::AwaitingConnect && !matches!(op, ClientOp::Connect(_)) {
+            self.auth_violation(id);
+            return false;
+        }
+        match op {
+            ClientOp::Connect(json) => return self.connect(id, json),
+            ClientOp::Ping => c.out.extend_from_slice(proto::PONG),
+            ClientOp::Pong => c.pings_out = 0,
+            ClientOp::Sub { subject, queue, sid } => self.subscribe(id, subject, queue, sid),
+            ClientOp::Unsub { sid, max } => self.unsubscribe(id, sid, max),
+            ClientOp::Pub { subject, reply, header_len, payload } => self.publish(now, id, subject, reply, header_len, payload),
+            ClientOp::Info(_) | ClientOp::Ok | ClientOp::Err(_) => {}
+        }
+        self.mark_dirty(id);
+        true
+    }
+
+    fn connect(&mut self, id: ConnId, json: &[u8]) -> bool {
+        let opts: ConnectOptions = match serde_json::from_slice(json) {
+            Ok(o) => o,
+            Err(e) => {
+                self.error(id, format_args!("{e}"));
+                self.close(id, CloseReason::ProtocolViolation);
+                return false;
+            }
+        };
+        let authorized = match &self.cfg.auth {
+            Auth::None => true,
+            Auth::UserPass { user, pass } => opts.user.as_deref() == Some(user) && opts.pass.as_deref() == Some(pass),
+            Auth::Token(t) => opts.auth_token.as_deref() == Some(t),
+        };
+        if !authorized {
+            self.auth_violation(id);
+            return false;
+        }
+        if opts.no_responders && !opts.headers {
+            self.send_err(id, "no responders requires headers support");
+            self.close(id, CloseReason::NoRespondersRequiresHeaders);
+            return false;
+        }
+        let c = self.conns.get_mut(&id).expect("caller checked");
+        if let Some(d) = c.auth_deadline.take() {
+            self.timers.remove(&(d, id, TimerKind::Auth));
+        }
+        c.phase = Phase::Open;
+        c.connect_received = true;
+        let verbose = opts.verbose;
+        c.opts = opts;
+        if verbose {
+            c.out.extend_from_slice(proto::OK);
+        }
+        self.mark_dirty(id);
+        true
+    }
+
+    fn auth_violation(&mut self, id: ConnId) {
+        let user = self.conns.get(&id).and_then(|c| c.opts.user.clone());
+        match (&self.cfg.auth, user) {
+            (Auth::UserPass { .. }, Some(u)) => self.error(id, format_args!("authentication error - User {u:?}")),
+            _ => self.error(id, format_args!("authentication error")),
+        }
+        self.send_err(id, "Authorization Violation");
+        self.close(id, CloseReason::AuthenticationViolation);
+    }
+
+    fn subscribe(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
+        let c = self.conns.get_mut(&id).expect("caller checked");
+        let verbose = c.opts.verbose;
+        // A second SUB with a known sid keeps the first, as the NATS server does.
+        if !c.subs.contains_key(sid) {
+            let key = match self.free_subs.pop() {
+                Some(k) => SubKey(k),
+                None => {
+                    self.subs.push(None);
+                    SubKey((self.subs.len() - 1) as u32)
+                }
+            };
+            if self.sublist.insert(subject, queue, key).is_err() {
+                self.free_subs.push(key.0);
+                self.send_err(id, "Invalid Subject");
+                return;
+            }
+            self.subs[key.0 as usize] = Some(Subscription {
+                conn: id,
+                sid: sid.into(),
+                subject: subject.into(),
+                queue: queue.map(Into::into),
+                max: None,
+                delivered: 0,
+            });
+            c.subs.insert(sid.into(), key);
+        }
+        if verbose {
+            c.out.extend_from_slice(proto::OK);
+        }
+    }
+
+    fn unsubscribe(&mut self, id: ConnId, sid: &[u8], max: Option<u64>) {
+        let c = self.conns.get_mut(&id).expect("caller checked");
+        if c.opts.verbose {
+            c.out.extend_from_slice(proto::OK);
+        }
+        let Some(&key) = c.subs.get(sid) else { return };
+        let sub = self.subs[key.0 as usize].as_mut().expect("indexed subscription exists");
+        match max {
+            Some(m) if m > sub.delivered => sub.max = Some(m),
+            _ => self.remove_sub(key),
+        }
+    }
+
+    fn remove_sub(&mut self, key: SubKey) {
+        let Some(sub) = self.subs[key.0 as usize].take() else { return };
+        self.sublist.remove(&sub.subject, sub.queue.as_deref(), key);
+        if let Some(c) = self.conns.get_mut(&sub.conn) {
+            c.subs.remove(&sub.sid);
+        }
+        self.free_subs.push(key.0);
+    }
+
+    fn publish(&mut self, _now: Now, id: ConnId, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, payload: &[u8]) {
+        let c = self.conns.get_mut(&id).expect("caller checked");
+        c.traffic.in_msgs += 1;
+        c.traffic.in_bytes += payload.len() as u64;
+        self.stats.traffic.in_msgs += 1;
+        self.stats.traffic.in_bytes += payload.len() as u64;
+        if c.opts.verbose {
+            c.out.extend_from_slice(proto::OK);
+        }
+        if c.opts.pedantic && !is_valid_literal_subject(subject) {
+            self.send_err(id, "Invalid Publish Subject");
+            return;
+        }
+        let echo = c.opts.echo;
+        let matches = self.sublist.matches(subject);
+        let mut delivered = false;
+        for &key in &matches.plain {
+            delivered |= self.deliver(key, id, echo, subject, reply, header_len, payload);
+        }
+        for (_, members) in &matches.groups {
+            let key = members[self.rng.below(members.len())];
+            delivered |= self.deliver(key, id, true, subject, reply, header_len, payload);
+        }
+        if !delivered {
+            if let Some(reply) = reply {
+                self.no_responders(id, reply);
+            }
+        }
+    }
+
+    /// Writes one message to a subscriber; false if it was not delivered.
+    #[allow(clippy::too_many_arguments)]
+    fn deliver(&mut self, key: SubKey, from: ConnId, echo: bool, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, payload: &[u8]) -> bool {
+        let Some(sub) = self.subs[key.0 as usize].as_mut() else { return false };
+        if !echo && sub.conn == from {
+            return false;
+        }
+        let Some(c) = self.conns.get_mut(&sub.conn) else { return false };
+        if c.phase == Phase::Closing {
+            return false;
+        }
+        // Clients that did not ask for headers get the message without them.
+        let (header_len, payload) = match header_len {
+            Some(h) if !c.opts.headers => (None, &payload[h..]),
+            other => (other, payload),
+        };
+        proto::write_msg(&mut c.out, subject, &sub.sid, reply, header_len, payload);
+        c.traffic.out_msgs += 1;
+        c.traffic.out_bytes += payload.len() as u64;
+        self.stats.traffic.out_msgs += 1;
+        self.stats.traffic.out_bytes += payload.len() as u64;
+        sub.delivered += 1;
+        let done = sub.max.is_some_and(|m| sub.delivered >= m);
+        let conn = sub.conn;
+        let over = c.pending_bytes() > self.cfg.max_pending;
+        self.mark_dirty(conn);
+        if done {
+            self.remove_sub(key);
+        }
+        if over {
+            self.slow_consumer(conn);
+        }
+        true
+    }
+
+    /// Tells a requester at once that nobody can answer (status 503), if it asked to know.
+    fn no_responders(&mut self, id: ConnId, reply: &[u8]) {
+        let c = &self.conns[&id];
+        if !c.opts.no_responders {
+            return;
+        }
+        let matches = self.sublist.matches(reply);
+        let own = matches.plain.iter().find_map(|k| self.subs[k.0 as usize].as_ref().filter(|s| s.conn == id));
+        if let Some(sub) = own {
+            let sid = sub.sid.clone();
+            let c = self.conns.get_mut(&id).expect("checked above");
+            proto::write_msg(&mut c.out, reply, &sid, None, Some(proto::NO_RESPONDERS_HEADER.len()), proto::NO_RESPONDERS_HEADER);
+        }
+    }
+
+    fn slow_consumer(&mut self, id: ConnId) {
+        let max = self.cfg.max_pending;
+        self.stats.slow_consumers += 1;
+        self.error_level(id, Level::Info, format_args!("Slow Consumer Detected: MaxPending of {max} Exceeded"));
+        // Pending output is dropped: it is what made the client slow.
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.out.clear();
+        }
+        self.close(id, CloseReason::SlowConsumerPendingBytes);
+    }
+
+    fn ping_timer(&mut self, now: Now, id: ConnId) {
+        let interval = self.cfg.ping_interval;
+        let max = self.cfg.ping_max;
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        // A client that sent something within the interval is alive; no need to ask.
+        if now.mono.saturating_since(c.last_in) >= interval || c.pings_out > 0 {
+            if c.pings_out + 1 > max {
+                self.debug(|| "Stale Client Connection - Closing".to_string());
+                self.send_err(id, "Stale Connection");
+                self.close(id, CloseReason::StaleConnection);
+                return;
+            }
+            c.pings_out += 1;
+            c.out.extend_from_slice(proto::PING);
+            self.mark_dirty(id);
+        }
+        let c = self.conns.get_mut(&id).expect("still open");
+        c.ping_at = now.mono + interval;
+        self.timers.insert((c.ping_at, id, TimerKind::Ping));
+    }
+
+    fn send_err(&mut self, id: ConnId, text: &str) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            proto::write_err(&mut c.out, text);
+            self.mark_dirty(id);
+        }
+    }
+
+    /// Starts closing: subscriptions go now, queued bytes are still written.
+    fn close(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns.get_mut(&id) else { return };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.phase = Phase::Closing;
+        c.close_reason = Some(reason);
+        let keys: Vec<SubKey> = c.subs.values().copied().collect();
+        for k in keys {
+            self.remove_sub(k);
+        }
+        self.mark_dirty(id);
+    }
+
+    fn remove_conn(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(mut c) = self.conns.remove(&id) else { return };
+        self.timers.remove(&(c.ping_at, id, TimerKind::Ping));
+        if let Some(d) = c.auth_deadline {
+            self.timers.remove(&(d, id, TimerKind::Auth));
+        }
+        let mut keys: Vec<SubKey> = c.subs.drain().map(|(_, k)| k).collect();
+        keys.sort_unstable();
+        for k in keys {
+            if let Some(sub) = self.subs[k.0 as usize].take() {
+                self.sublist.remove(&sub.subject, sub.queue.as_deref(), k);
+                self.free_subs.push(k.0);
+            }
+        }
+        let peer = c.peer;
+        self.debug(|| format!("{peer} - cid:{} - Client connection closed: {}", id.0, reason.text()));
+    }
+
+    fn mark_dirty(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push_back(id);
+            }
+        }
+    }
+
+    fn debug(&mut self, text: impl FnOnce() -> String) {
+        if self.cfg.verbosity.debug {
+            self.ready.push_back(Output::Log(LogLine { origin: Origin::Nats, level: Level::Debug, text: text() }));
+        }
+    }
+
+    fn error(&mut self, id: ConnId, args: std::fmt::Arguments<'_>) {
+        self.error_level(id, Level::Error, args);
+    }
+
+    fn error_level(&mut self, id: ConnId, level: Level, args: std::fmt::Arguments<'_>) {
+        let peer = self.conns.get(&id).map(|c| c.peer.to_string()).unwrap_or_default();
+        let text = format!("{peer} - cid:{} - {args}", id.0);
+        self.ready.push_back(Output::Log(LogLine { origin: Origin::Nats, level, text }));
+    }
+
+    /// Server-wide counters.
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    /// Number of open client connections.
+    pub fn num_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub(crate) fn conns(&self) -> impl Iterator<Item = &Conn> {
+        self.conns.values()
+    }
+
+    pub(crate) fn sublist(&self) -> &Sublist {
+        &self.sublist
+    }
+
+    pub(crate) fn subscription(&self, key: SubKey) -> Option<&Subscription> {
+        self.subs.get(key.0 as usize).and_then(Option::as_ref)
+    }
+}
