@@ -1,0 +1,54 @@
+//! `stan-server`: the NATS Streaming compatible server.
+
+use stan_runtime::cli::{self, Command};
+use stan_runtime::logger::{LogConfig, Logger};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match cli::parse(&args) {
+        Ok(Command::Run(opts)) => opts,
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            return;
+        }
+        Ok(Command::Version) => {
+            println!("{}", cli::VERSION_LINE);
+            return;
+        }
+        Ok(Command::HelpTls) => {
+            print!("{}", cli::TLS_USAGE);
+            return;
+        }
+        Ok(Command::Signal { command, pid }) => match stan_runtime::server::send_signal(&command, pid.as_deref()) {
+            Ok(()) => return,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        },
+        Err(exit) => {
+            print!("{}", exit.stdout);
+            eprint!("{}", exit.stderr);
+            std::process::exit(exit.code);
+        }
+    };
+    let log = match Logger::new(LogConfig {
+        file: opts.log_file.clone().map(Into::into),
+        logtime: opts.logtime,
+        logtime_utc: opts.logtime_utc,
+        debug: opts.debug,
+        trace: opts.trace,
+        stan_debug: opts.stan_debug,
+        stan_trace: opts.stan_trace,
+    }) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("unable to open log file: {e}");
+            std::process::exit(1);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let code = runtime.block_on(stan_runtime::server::run(*opts, log));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    std::process::exit(code);
+}

@@ -1,0 +1,257 @@
+//! The driver: one task owns the core [`Node`]; connection tasks move bytes.
+//!
+//! Each turn the driver takes every input that is ready as one batch, feeds it to the
+//! node, fires due timers, and only then releases the batch's outputs to the writers.
+//! The driver is generic over the listener and the wall clock so that the same loop
+//! runs on tokio in production and inside the simulator.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stan_core::log::LogLine;
+use stan_core::nats::{ConnId, Input, Output};
+use stan_core::node::Node;
+use stan_core::{Instant, Now};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+/// Accepts connections; implemented for tokio's listener here and for simulated
+/// listeners elsewhere.
+pub trait Listener: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+        let (s, a) = tokio::net::TcpListener::accept(self).await?;
+        // Small writes (PONG, +OK, PubAcks) must not wait for Nagle's timer.
+        let _ = s.set_nodelay(true);
+        Ok((s, a))
+    }
+}
+
+/// Reads the wall clock in Unix nanoseconds; the simulator supplies a virtual one.
+pub type WallClock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The real wall clock.
+pub fn system_wall_clock() -> WallClock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0)
+    })
+}
+
+/// A request to look at the node from outside the driver (monitoring).
+pub type Inspect = Box<dyn FnOnce(&Node, Now) + Send>;
+
+enum Event {
+    Accepted(Box<dyn FnOnce(ConnId) -> Spawned + Send>, SocketAddr),
+    Data(ConnId, Vec<u8>),
+    Flushed(ConnId, usize),
+    Closed(ConnId),
+    Inspect(Inspect),
+}
+
+struct Spawned {
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    reader: AbortHandle,
+}
+
+/// A handle to a running driver, for monitoring and shutdown.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<Event>,
+}
+
+impl DriverHandle {
+    /// Runs `f` on the driver's task with the node and the current time.
+    pub async fn inspect<T: Send + 'static>(&self, f: impl FnOnce(&Node, Now) -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        let job: Inspect = Box::new(move |node, now| {
+            let _ = tx.send(f(node, now));
+        });
+        self.tx.send(Event::Inspect(job)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+const READ_BUF: usize = 64 * 1024;
+const MAX_BATCH: usize = 256;
+
+/// Owns the node and runs it until `shutdown` resolves.
+pub struct Driver {
+    node: Node,
+    wall: WallClock,
+    origin: tokio::time::Instant,
+    rx: mpsc::Receiver<Event>,
+    tx: mpsc::Sender<Event>,
+    conns: HashMap<ConnId, Spawned>,
+    log: Box<dyn FnMut(LogLine) + Send>,
+}
+
+impl Driver {
+    pub fn new(node: Node, wall: WallClock, log: Box<dyn FnMut(LogLine) + Send>) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        Driver { node, wall, origin: tokio::time::Instant::now(), rx, tx, conns: HashMap::new(), log }
+    }
+
+    pub fn handle(&self) -> DriverHandle {
+        DriverHandle { tx: self.tx.clone() }
+    }
+
+    fn now(&self) -> Now {
+        Now { mono: Instant::from_nanos(self.origin.elapsed().as_nanos() as u64), wall_ns: (self.wall)() }
+    }
+
+    /// Starts accepting connections from `listener` on a task of its own.
+    pub fn serve<L: Listener>(&self, mut listener: L) -> tokio::task::JoinHandle<()> {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, peer)) => {
+                        let events = tx.clone();
+                        let spawn = Box::new(move |id| spawn_connection(id, stream, events));
+                        if tx.send(Event::Accepted(spawn, peer)).await.is_err() {
+                            return;
+                        }
+                    }
+                    // Out of descriptors and similar: wait a little rather than spin.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        })
+    }
+
+    /// Runs until `shutdown` completes, then closes every connection.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Node {
+        tokio::pin!(shutdown);
+        loop {
+            let deadline = self.node.poll_timeout().map(|at| {
+                let wait = Duration::from_nanos(at.as_nanos()).saturating_sub(self.origin.elapsed());
+                tokio::time::Instant::now() + wait
+            });
+            let first = tokio::select! {
+                ev = self.rx.recv() => ev,
+                _ = sleep_until(deadline) => None,
+                _ = &mut shutdown => break,
+            };
+            let now = self.now();
+            if let Some(ev) = first {
+                self.apply(now, ev);
+                // Take everything else that is ready as part of the same batch.
+                for _ in 0..MAX_BATCH {
+                    match self.rx.try_recv() {
+                        Ok(ev) => self.apply(now, ev),
+                        Err(_) => break,
+                    }
+                }
+            }
+            self.node.handle_timeout(now);
+            self.release();
+        }
+        for (_, c) in self.conns.drain() {
+            c.reader.abort();
+        }
+        self.node
+    }
+
+    fn apply(&mut self, now: Now, ev: Event) {
+        match ev {
+            Event::Accepted(spawn, peer) => {
+                let id = self.node.accept(now, peer);
+                self.conns.insert(id, spawn(id));
+            }
+            Event::Data(id, bytes) => self.node.handle_input(now, Input::Received { conn: id, bytes: &bytes }),
+            Event::Flushed(id, n) => self.node.handle_input(now, Input::Flushed { conn: id, bytes: n }),
+            Event::Closed(id) => {
+                if let Some(c) = self.conns.remove(&id) {
+                    c.reader.abort();
+                }
+                self.node.handle_input(now, Input::Closed { conn: id });
+            }
+            Event::Inspect(f) => f(&self.node, now),
+        }
+    }
+
+    fn release(&mut self) {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Send { conn, data } => {
+                    if let Some(c) = self.conns.get(&conn) {
+                        let _ = c.writer.send(data);
+                    }
+                }
+                Output::Close { conn } => {
+                    // Dropping the writer's sender lets it finish what is queued, then close.
+                    if let Some(c) = self.conns.remove(&conn) {
+                        c.reader.abort();
+                    }
+                }
+                Output::Log(line) => (self.log)(line),
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_connection<S>(id: ConnId, stream: S, events: mpsc::Sender<Event>) -> Spawned
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let flushed = events.clone();
+    tokio::spawn(async move {
+        while let Some(mut chunk) = wrx.recv().await {
+            // Coalesce what is already queued into one write.
+            while let Ok(more) = wrx.try_recv() {
+                chunk.extend_from_slice(&more);
+                if chunk.len() >= 1 << 20 {
+                    break;
+                }
+            }
+            let n = chunk.len();
+            if wr.write_all(&chunk).await.is_err() {
+                let _ = flushed.send(Event::Closed(id)).await;
+                return;
+            }
+            if flushed.send(Event::Flushed(id, n)).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let reader = tokio::spawn(async move {
+        loop {
+            let mut buf = Vec::with_capacity(READ_BUF);
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = events.send(Event::Closed(id)).await;
+                    return;
+                }
+                Ok(_) => {
+                    if events.send(Event::Data(id, buf)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    Spawned { writer: wtx, reader: reader.abort_handle() }
+}

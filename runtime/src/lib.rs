@@ -1,0 +1,9 @@
+//! stan-runtime: the IO shell around stan-core — sockets, clocks, monitoring HTTP,
+//! the command line and logging.
+
+pub mod cli;
+pub mod driver;
+pub mod http;
+pub mod logger;
+pub mod process;
+pub mod server;

@@ -1,0 +1,236 @@
+//! Starting and stopping `stan-server`: listeners, the driver, monitoring, signals,
+//! the pid file and the startup log lines.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use stan_core::nats::server::NATS_VERSION;
+use stan_core::nats::{self, Auth};
+use stan_core::node::{Node, NodeConfig};
+use tokio::net::TcpListener;
+
+use crate::cli::Options;
+use crate::driver::{system_wall_clock, Driver};
+use crate::http::{self, HttpState};
+use crate::logger::{Level, Logger, Origin};
+
+/// How the server stopped, as the process exit code.
+pub type ExitCode = i32;
+
+/// Builds the core configuration from the command line.
+pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
+    let auth = match (&opts.user, &opts.pass, &opts.auth) {
+        (Some(user), pass, _) => Auth::UserPass { user: user.clone(), pass: pass.clone().unwrap_or_default() },
+        (None, _, Some(token)) => Auth::Token(token.clone()),
+        _ => Auth::None,
+    };
+    NodeConfig {
+        nats: nats::Config {
+            server_name: opts.server_name.clone(),
+            host: opts.addr.clone(),
+            port: u16::try_from(opts.port).unwrap_or(0),
+            auth,
+            verbosity: stan_core::log::Verbosity { debug: opts.debug, trace: opts.trace },
+            rng_seed: seed,
+            ..nats::Config::default()
+        },
+    }
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Runs the server until SIGINT (exit 0) or SIGTERM (exit 143).
+pub async fn run(opts: Options, log: Logger) -> ExitCode {
+    crate::process::mark_start();
+    let wall = system_wall_clock();
+    let start_wall_ns = wall();
+    let mut cfg = node_config(&opts, random_seed());
+    let listener = match TcpListener::bind((opts.addr.as_str(), u16::try_from(opts.port).unwrap_or(0))).await {
+        Ok(l) => l,
+        Err(e) => {
+            log.log(Origin::Nats, Level::Fatal, &format!("Error listening on port: {}:{}, {e:?}", opts.addr, opts.port));
+            return 1;
+        }
+    };
+    let local = listener.local_addr().ok();
+    cfg.nats.port = local.map_or(cfg.nats.port, |a| a.port());
+    let node = Node::new(cfg);
+    let nats_id = node.nats().server_id().to_string();
+    let nats_name = node.nats().server_name().to_string();
+    for line in [
+        "Starting nats-server".to_string(),
+        format!("  Version:  {NATS_VERSION}"),
+        "  Git:      [not set]".to_string(),
+        format!("  Name:     {nats_name}"),
+        format!("  ID:       {nats_id}"),
+    ] {
+        log.log(Origin::Nats, Level::Info, &line);
+    }
+    if let Some(pid_file) = &opts.pid_file {
+        if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
+            log.log(Origin::Nats, Level::Fatal, &format!("Could not write pidfile: {e}"));
+            return 1;
+        }
+    }
+    let log_for_driver = log.clone();
+    let driver = Driver::new(node, wall, Box::new(move |line| log_core_line(&log_for_driver, &line)));
+    let handle = driver.handle();
+    let mut http_task = None;
+    if opts.http_port != 0 {
+        let port = u16::try_from(opts.http_port).unwrap_or(0);
+        match TcpListener::bind((opts.addr.as_str(), port)).await {
+            Ok(l) => {
+                let addr = l.local_addr().map_or_else(|_| format!("{}:{port}", opts.addr), |a| a.to_string());
+                log.log(Origin::Nats, Level::Info, &format!("Starting http monitor on {addr}"));
+                let state = Arc::new(HttpState {
+                    driver: handle.clone(),
+                    start_wall_ns,
+                    http_host: opts.addr.clone(),
+                    http_port: l.local_addr().map_or(port, |a| a.port()),
+                    req_stats: Mutex::new(Default::default()),
+                });
+                http_task = Some(tokio::spawn(http::serve(l, state)));
+            }
+            Err(e) => {
+                log.log(Origin::Nats, Level::Fatal, &format!("Can't listen to the monitor port: listen tcp {}:{port}: {e}", opts.addr));
+                return 1;
+            }
+        }
+    }
+    let shown: SocketAddr = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    log.log(Origin::Nats, Level::Info, &format!("Listening for client connections on {}:{}", opts.addr, shown.port()));
+    log.log(Origin::Nats, Level::Info, "Server is ready");
+    let accept_task = driver.serve(listener);
+    let (code_tx, code_rx) = tokio::sync::oneshot::channel::<ExitCode>();
+    let signals = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let code = wait_for_exit_signal(&log).await;
+            let _ = code_tx.send(code);
+        })
+    };
+    let mut code = 0;
+    let shutdown = async {
+        code = code_rx.await.unwrap_or(0);
+    };
+    driver.run(shutdown).await;
+    accept_task.abort();
+    signals.abort();
+    if let Some(t) = http_task {
+        t.abort();
+    }
+    if let Some(pid_file) = &opts.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    log.log(Origin::Nats, Level::Info, "Server Exiting..");
+    code
+}
+
+/// Waits for SIGINT or SIGTERM, reopening the log file on SIGUSR1 meanwhile.
+async fn wait_for_exit_signal(log: &Logger) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut usr1), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => {
+                log.log(Origin::Nats, Level::Info, "Trapped \"interrupt\" signal");
+                return 0;
+            }
+            _ = term.recv() => {
+                log.log(Origin::Nats, Level::Info, "Trapped \"terminated\" signal");
+                return 143;
+            }
+            _ = usr1.recv() => {
+                match log.reopen() {
+                    Ok(true) => log.log(Origin::Stream, Level::Info, "File log re-opened"),
+                    Ok(false) => log.log(Origin::Stream, Level::Info, "File log re-open ignored, not a file logger"),
+                    Err(e) => log.log(Origin::Stream, Level::Error, &format!("Unable to re-open log file: {e}")),
+                }
+            }
+            _ = hup.recv() => {
+                log.log(Origin::Stream, Level::Warn, "Reload supported only for embedded NATS Server's configuration");
+            }
+        }
+    }
+}
+
+/// `-sl <command>[=<pid or pid file>]`: sends the matching signal to a running server.
+pub fn send_signal(command: &str, pid: Option<&str>) -> Result<(), String> {
+    let sig = match command {
+        "stop" => libc::SIGKILL,
+        "quit" => libc::SIGINT,
+        "term" => libc::SIGTERM,
+        "reopen" => libc::SIGUSR1,
+        "reload" => libc::SIGHUP,
+        "ldm" => libc::SIGUSR2,
+        other => return Err(format!("unknown signal {other:?}")),
+    };
+    let pid = match pid {
+        Some(p) => match p.trim().parse::<i32>() {
+            Ok(n) => n,
+            Err(_) => std::fs::read_to_string(p)
+                .map_err(|e| format!("could not read pid file: {e}"))?
+                .trim()
+                .parse::<i32>()
+                .map_err(|e| format!("invalid pid in file {p:?}: {e}"))?,
+        },
+        None => find_server_pid()?,
+    };
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(format!("failed to send signal to {pid}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn find_server_pid() -> Result<i32, String> {
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").map_err(|e| e.to_string())?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid == me {
+            continue;
+        }
+        if std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| c.trim() == "stan-server") {
+            found.push(pid);
+        }
+    }
+    match found.as_slice() {
+        [] => Err("no nats-streaming-server processes running".into()),
+        [one] => Ok(*one),
+        many => Err(format!(
+            "multiple nats-streaming-server processes running:\n{}",
+            many.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+        )),
+    }
+}
+
+/// Prints a line decided by the core.
+pub fn log_core_line(log: &Logger, line: &stan_core::log::LogLine) {
+    use stan_core::log::{Level as L, Origin as O};
+    let origin = match line.origin {
+        O::Nats => Origin::Nats,
+        O::Stream => Origin::Stream,
+    };
+    let level = match line.level {
+        L::Fatal => Level::Fatal,
+        L::Error => Level::Error,
+        L::Warn => Level::Warn,
+        L::Info => Level::Info,
+        L::Debug => Level::Debug,
+        L::Trace => Level::Trace,
+    };
+    log.log(origin, level, &line.text);
+}

@@ -1,0 +1,12 @@
+//! The usage text is part of the command-line interface: scripts and documentation
+//! quote it, so every change to it must be deliberate.
+
+use stan_runtime::cli::{parse, Command, USAGE};
+
+#[test]
+fn usage_text() {
+    assert_eq!(parse(&["-h".to_string()]), Ok(Command::Help));
+    insta::with_settings!({ snapshot_path => "../../snapshots" }, {
+        insta::assert_snapshot!("help", USAGE);
+    });
+}
