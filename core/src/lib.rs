@@ -12,10 +12,10 @@
 
 pub mod log;
 pub mod nats;
+pub mod node;
 pub mod rng;
 pub mod time;
 pub mod timefmt;
-pub mod node;
 
 pub use rng::Rng;
 pub use time::{Instant, Now};

@@ -19,7 +19,9 @@ pub struct Node {
 
 impl Node {
     pub fn new(cfg: NodeConfig) -> Self {
-        Node { nats: Server::new(cfg.nats) }
+        Node {
+            nats: Server::new(cfg.nats),
+        }
     }
 
     /// Registers a newly accepted client connection.
@@ -41,6 +43,11 @@ impl Node {
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.nats.poll_timeout()
+    }
+
+    /// True while a reader is far behind; see [`Server::wants_backpressure`].
+    pub fn wants_backpressure(&self) -> bool {
+        self.nats.wants_backpressure()
     }
 
     /// The embedded NATS server, for monitoring.

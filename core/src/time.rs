@@ -31,7 +31,10 @@ impl Instant {
 impl Add<Duration> for Instant {
     type Output = Instant;
     fn add(self, d: Duration) -> Instant {
-        Instant(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Instant(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 }
 
@@ -56,7 +59,9 @@ impl Now {
     pub fn advanced(self, d: Duration) -> Now {
         Now {
             mono: self.mono + d,
-            wall_ns: self.wall_ns.saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            wall_ns: self
+                .wall_ns
+                .saturating_add(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
         }
     }
 }

@@ -36,7 +36,14 @@ pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 /// The uptime form of the NATS and streaming monitoring pages: the largest non-zero
@@ -109,8 +116,14 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(rfc3339_nanos(0, 0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_nanos(1_711_990_805_123_456_789, -7 * 3600), "2024-04-01T10:00:05.123456789-07:00");
-        assert_eq!(rfc3339_nanos(1_711_990_800_001_000_000, -7 * 3600), "2024-04-01T10:00:00.001-07:00");
+        assert_eq!(
+            rfc3339_nanos(1_711_990_805_123_456_789, -7 * 3600),
+            "2024-04-01T10:00:05.123456789-07:00"
+        );
+        assert_eq!(
+            rfc3339_nanos(1_711_990_800_001_000_000, -7 * 3600),
+            "2024-04-01T10:00:00.001-07:00"
+        );
     }
 
     #[test]
@@ -118,7 +131,10 @@ mod tests {
         assert_eq!(uptime(5), "5s");
         assert_eq!(uptime(245), "4m5s");
         assert_eq!(uptime(3 * 3600 + 5), "3h0m5s");
-        assert_eq!(uptime(365 * 86_400 + 2 * 86_400 + 3 * 3600 + 4 * 60 + 5), "1y2d3h4m5s");
+        assert_eq!(
+            uptime(365 * 86_400 + 2 * 86_400 + 3 * 3600 + 4 * 60 + 5),
+            "1y2d3h4m5s"
+        );
     }
 
     #[test]

@@ -9,11 +9,23 @@ use stan_core::nats::{self, Auth};
 use stan_core::node::NodeConfig;
 
 fn world() -> World {
-    World::new(NodeConfig { nats: nats::Config { rng_seed: 1, port: 4222, ..nats::Config::default() } })
+    World::new(NodeConfig {
+        nats: nats::Config {
+            rng_seed: 1,
+            port: 4222,
+            ..nats::Config::default()
+        },
+    })
 }
 
 fn with_auth(auth: Auth) -> World {
-    World::new(NodeConfig { nats: nats::Config { rng_seed: 1, auth, ..nats::Config::default() } })
+    World::new(NodeConfig {
+        nats: nats::Config {
+            rng_seed: 1,
+            auth,
+            ..nats::Config::default()
+        },
+    })
 }
 
 const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true,\"name\":\"t\",\"lang\":\"rust\",\"version\":\"0\",\"protocol\":1}\r\n";
@@ -22,7 +34,10 @@ const CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers
 fn connect() {
     let mut w = world();
     let c = w.accept();
-    w.send(c, b"CONNECT {\"verbose\":true,\"pedantic\":false,\"name\":\"me\"}\r\nPING\r\n");
+    w.send(
+        c,
+        b"CONNECT {\"verbose\":true,\"pedantic\":false,\"name\":\"me\"}\r\nPING\r\n",
+    );
     assert!(w.take(c).ends_with("+OK\r\nPONG\r\n"));
     snapshot!("nats_connect", w.transcript);
 }
@@ -35,7 +50,10 @@ fn pub_sub() {
     w.send(sub, CONNECT);
     w.send(publisher, CONNECT);
     w.send(sub, b"SUB foo 1\r\nPING\r\n");
-    w.send(publisher, b"PUB foo 5\r\nhello\r\nPUB foo reply.x 2\r\nhi\r\nPUB bar 1\r\nx\r\n");
+    w.send(
+        publisher,
+        b"PUB foo 5\r\nhello\r\nPUB foo reply.x 2\r\nhi\r\nPUB bar 1\r\nx\r\n",
+    );
     w.send(sub, b"UNSUB 1\r\n");
     w.send(publisher, b"PUB foo 3\r\nbye\r\n");
     let got = w.take(sub);
@@ -53,7 +71,10 @@ fn wildcards() {
     w.send(sub, CONNECT);
     w.send(publisher, CONNECT);
     w.send(sub, b"SUB foo.* 1\r\nSUB foo.> 2\r\nSUB > 3\r\n");
-    w.send(publisher, b"PUB foo.bar 1\r\na\r\nPUB foo.bar.baz 1\r\nb\r\nPUB other 1\r\nc\r\n");
+    w.send(
+        publisher,
+        b"PUB foo.bar 1\r\na\r\nPUB foo.bar.baz 1\r\nb\r\nPUB other 1\r\nc\r\n",
+    );
     let got = w.take(sub);
     assert_eq!(got.matches("MSG foo.bar ").count(), 3);
     assert_eq!(got.matches("MSG foo.bar.baz ").count(), 2);
@@ -77,8 +98,15 @@ fn queue_groups() {
     for i in 0..12 {
         w.send(publisher, format!("PUB work 2\r\n{i:02}\r\n").as_bytes());
     }
-    let per_member: Vec<usize> = members.iter().map(|&m| w.take(m).matches("MSG work").count()).collect();
-    assert_eq!(per_member.iter().sum::<usize>(), 12, "each message goes to exactly one member");
+    let per_member: Vec<usize> = members
+        .iter()
+        .map(|&m| w.take(m).matches("MSG work").count())
+        .collect();
+    assert_eq!(
+        per_member.iter().sum::<usize>(),
+        12,
+        "each message goes to exactly one member"
+    );
     assert_eq!(w.take(watcher).matches("MSG work").count(), 12);
     snapshot!("nats_queue_groups", w.transcript);
 }
@@ -91,13 +119,23 @@ fn request_reply_and_no_responders() {
     w.send(responder, CONNECT);
     w.send(requester, CONNECT);
     w.send(responder, b"SUB service 1\r\n");
-    w.send(requester, b"SUB _INBOX.abc.* 7\r\nPUB service _INBOX.abc.1 4\r\nping\r\n");
-    assert!(w.take(responder).contains("MSG service 1 _INBOX.abc.1 4\r\nping\r\n"));
+    w.send(
+        requester,
+        b"SUB _INBOX.abc.* 7\r\nPUB service _INBOX.abc.1 4\r\nping\r\n",
+    );
+    assert!(w
+        .take(responder)
+        .contains("MSG service 1 _INBOX.abc.1 4\r\nping\r\n"));
     w.send(responder, b"PUB _INBOX.abc.1 4\r\npong\r\n");
-    assert!(w.take(requester).contains("MSG _INBOX.abc.1 7 4\r\npong\r\n"));
+    assert!(w
+        .take(requester)
+        .contains("MSG _INBOX.abc.1 7 4\r\npong\r\n"));
     w.note("a request nobody listens to is answered at once with status 503");
     w.send(requester, b"PUB nobody.home _INBOX.abc.2 1\r\n?\r\n");
-    assert_eq!(w.take(requester), "HMSG _INBOX.abc.2 7 16 16\r\nNATS/1.0 503\r\n\r\n\r\n");
+    assert_eq!(
+        w.take(requester),
+        "HMSG _INBOX.abc.2 7 16 16\r\nNATS/1.0 503\r\n\r\n\r\n"
+    );
     snapshot!("nats_request_no_responders", w.transcript);
 }
 
@@ -112,18 +150,29 @@ fn headers_reach_header_aware_clients_only() {
     w.send(publisher, CONNECT);
     w.send(modern, b"SUB h 1\r\n");
     w.send(legacy, b"SUB h 1\r\n");
-    w.send(publisher, b"HPUB h 18 23\r\nNATS/1.0\r\nA: b\r\n\r\nhello\r\n");
-    assert!(w.take(modern).ends_with("HMSG h 1 18 23\r\nNATS/1.0\r\nA: b\r\n\r\nhello\r\n"));
+    w.send(
+        publisher,
+        b"HPUB h 18 23\r\nNATS/1.0\r\nA: b\r\n\r\nhello\r\n",
+    );
+    assert!(w
+        .take(modern)
+        .ends_with("HMSG h 1 18 23\r\nNATS/1.0\r\nA: b\r\n\r\nhello\r\n"));
     assert!(w.take(legacy).ends_with("MSG h 1 5\r\nhello\r\n"));
 }
 
 #[test]
 fn auth_failure() {
-    let mut w = with_auth(Auth::UserPass { user: "alice".into(), pass: "s3cret".into() });
+    let mut w = with_auth(Auth::UserPass {
+        user: "alice".into(),
+        pass: "s3cret".into(),
+    });
     let good = w.accept();
     let bad = w.accept();
     let rude = w.accept();
-    w.send(good, b"CONNECT {\"user\":\"alice\",\"pass\":\"s3cret\"}\r\nPING\r\n");
+    w.send(
+        good,
+        b"CONNECT {\"user\":\"alice\",\"pass\":\"s3cret\"}\r\nPING\r\n",
+    );
     assert!(w.take(good).ends_with("PONG\r\n"));
     w.send(bad, b"CONNECT {\"user\":\"alice\",\"pass\":\"nope\"}\r\n");
     assert!(w.take(bad).ends_with("-ERR 'Authorization Violation'\r\n"));
@@ -141,7 +190,9 @@ fn token_auth_and_timeout() {
     w.send(good, b"CONNECT {\"auth_token\":\"tok\"}\r\nPING\r\n");
     assert!(w.take(good).ends_with("PONG\r\n"));
     w.advance(Duration::from_secs(3));
-    assert!(w.take(silent).ends_with("-ERR 'Authentication Timeout'\r\n"));
+    assert!(w
+        .take(silent)
+        .ends_with("-ERR 'Authentication Timeout'\r\n"));
     assert_eq!(w.closed, vec![silent]);
 }
 
@@ -156,7 +207,10 @@ fn max_payload() {
     w.send(c, b"PUB x 1048577\r\n");
     assert!(w.take(c).ends_with("-ERR 'Maximum Payload Violation'\r\n"));
     w.send(other, b"PUB x 2\r\nok\r\n");
-    assert!(w.take(other).ends_with("MSG x 1 2\r\nok\r\n"), "the other client is unaffected");
+    assert!(
+        w.take(other).ends_with("MSG x 1 2\r\nok\r\n"),
+        "the other client is unaffected"
+    );
     snapshot!("nats_max_payload", w.transcript);
 }
 
@@ -197,9 +251,21 @@ fn stale_connection() {
 #[test]
 fn bad_input_closes_only_the_offender() {
     let cases: &[(&str, &[u8], &str)] = &[
-        ("garbage", b"\x00\x01\x02garbage\r\n", "-ERR 'Unknown Protocol Operation'"),
-        ("control line over 4096 bytes", &[b'S', b'U', b'B', b' ', b'a'].repeat(1000), "-ERR 'Maximum Control Line Exceeded'"),
-        ("byte count does not match", b"PUB foo 3\r\nhello\r\n", "-ERR 'Unknown Protocol Operation'"),
+        (
+            "garbage",
+            b"\x00\x01\x02garbage\r\n",
+            "-ERR 'Unknown Protocol Operation'",
+        ),
+        (
+            "control line over 4096 bytes",
+            &[b'S', b'U', b'B', b' ', b'a'].repeat(1000),
+            "-ERR 'Maximum Control Line Exceeded'",
+        ),
+        (
+            "byte count does not match",
+            b"PUB foo 3\r\nhello\r\n",
+            "-ERR 'Unknown Protocol Operation'",
+        ),
     ];
     for (what, bytes, err) in cases {
         let mut w = world();
@@ -213,7 +279,10 @@ fn bad_input_closes_only_the_offender() {
         assert!(got.ends_with(&format!("{err}\r\n")), "{what}: {got:?}");
         assert_eq!(w.closed, vec![bad], "{what}");
         w.send(good, b"PUB foo 2\r\nok\r\n");
-        assert!(w.take(good).ends_with("MSG foo 1 2\r\nok\r\n"), "{what}: others keep working");
+        assert!(
+            w.take(good).ends_with("MSG foo 1 2\r\nok\r\n"),
+            "{what}: others keep working"
+        );
     }
 }
 
@@ -263,13 +332,21 @@ fn auto_unsubscribe_after_max() {
 fn echo_off() {
     let mut w = world();
     let c = w.accept();
-    w.send(c, b"CONNECT {\"echo\":false}\r\nSUB foo 1\r\nPUB foo 1\r\na\r\nPING\r\n");
+    w.send(
+        c,
+        b"CONNECT {\"echo\":false}\r\nSUB foo 1\r\nPUB foo 1\r\na\r\nPING\r\n",
+    );
     assert!(!w.take(c).contains("MSG"));
 }
 
 #[test]
 fn slow_consumer_is_closed() {
-    let mut w = World::new(NodeConfig { nats: nats::Config { max_pending: 10_000, ..nats::Config::default() } });
+    let mut w = World::new(NodeConfig {
+        nats: nats::Config {
+            max_pending: 10_000,
+            ..nats::Config::default()
+        },
+    });
     let slow = w.accept();
     let publisher = w.accept();
     w.send(slow, CONNECT);
@@ -280,7 +357,13 @@ fn slow_consumer_is_closed() {
     for _ in 0..200 {
         stan_core::nats::proto::write_pub(&mut out, b"foo", None, None, &[b'x'; 100]);
     }
-    w.node.handle_input(w.now, stan_core::nats::Input::Received { conn: publisher, bytes: &out });
+    w.node.handle_input(
+        w.now,
+        stan_core::nats::Input::Received {
+            conn: publisher,
+            bytes: &out,
+        },
+    );
     let mut closed = false;
     while let Some(o) = w.node.poll_output() {
         closed |= o == stan_core::nats::Output::Close { conn: slow };

@@ -55,7 +55,6 @@ pub type Inspect = Box<dyn FnOnce(&Node, Now) + Send>;
 
 enum Event {
     Accepted(Box<dyn FnOnce(ConnId) -> Spawned + Send>, SocketAddr),
-    Data(ConnId, Vec<u8>),
     Flushed(ConnId, usize),
     Closed(ConnId),
     Inspect(Inspect),
@@ -66,62 +65,96 @@ struct Spawned {
     reader: AbortHandle,
 }
 
+/// Bytes read from a connection; kept apart from the other events so the driver can
+/// stop taking input while a reader is far behind and still see its writes complete.
+/// End of input travels the same way, after the connection's last bytes.
+enum Data {
+    Bytes(ConnId, Vec<u8>),
+    Eof(ConnId),
+}
+
 /// A handle to a running driver, for monitoring and shutdown.
 #[derive(Clone)]
 pub struct DriverHandle {
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::UnboundedSender<Event>,
 }
 
 impl DriverHandle {
     /// Runs `f` on the driver's task with the node and the current time.
-    pub async fn inspect<T: Send + 'static>(&self, f: impl FnOnce(&Node, Now) -> T + Send + 'static) -> Option<T> {
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Node, Now) -> T + Send + 'static,
+    ) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         let job: Inspect = Box::new(move |node, now| {
             let _ = tx.send(f(node, now));
         });
-        self.tx.send(Event::Inspect(job)).await.ok()?;
+        self.tx.send(Event::Inspect(job)).ok()?;
         rx.await.ok()
     }
 }
 
 const READ_BUF: usize = 64 * 1024;
 const MAX_BATCH: usize = 256;
+/// The longest the driver holds input back while a reader that is behind makes no
+/// progress; past it input flows again and a reader that stays stuck reaches the
+/// slow-consumer limit and is closed.
+const MAX_STALL: Duration = Duration::from_millis(250);
 
 /// Owns the node and runs it until `shutdown` resolves.
 pub struct Driver {
     node: Node,
     wall: WallClock,
     origin: tokio::time::Instant,
-    rx: mpsc::Receiver<Event>,
-    tx: mpsc::Sender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    tx: mpsc::UnboundedSender<Event>,
+    data_rx: mpsc::Receiver<Data>,
+    data_tx: mpsc::Sender<Data>,
     conns: HashMap<ConnId, Spawned>,
     log: Box<dyn FnMut(LogLine) + Send>,
 }
 
 impl Driver {
     pub fn new(node: Node, wall: WallClock, log: Box<dyn FnMut(LogLine) + Send>) -> Self {
-        let (tx, rx) = mpsc::channel(4096);
-        Driver { node, wall, origin: tokio::time::Instant::now(), rx, tx, conns: HashMap::new(), log }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (data_tx, data_rx) = mpsc::channel(1024);
+        Driver {
+            node,
+            wall,
+            origin: tokio::time::Instant::now(),
+            rx,
+            tx,
+            data_rx,
+            data_tx,
+            conns: HashMap::new(),
+            log,
+        }
     }
 
     pub fn handle(&self) -> DriverHandle {
-        DriverHandle { tx: self.tx.clone() }
+        DriverHandle {
+            tx: self.tx.clone(),
+        }
     }
 
     fn now(&self) -> Now {
-        Now { mono: Instant::from_nanos(self.origin.elapsed().as_nanos() as u64), wall_ns: (self.wall)() }
+        Now {
+            mono: Instant::from_nanos(self.origin.elapsed().as_nanos() as u64),
+            wall_ns: (self.wall)(),
+        }
     }
 
     /// Starts accepting connections from `listener` on a task of its own.
     pub fn serve<L: Listener>(&self, mut listener: L) -> tokio::task::JoinHandle<()> {
         let tx = self.tx.clone();
+        let data_tx = self.data_tx.clone();
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
-                        let events = tx.clone();
-                        let spawn = Box::new(move |id| spawn_connection(id, stream, events));
-                        if tx.send(Event::Accepted(spawn, peer)).await.is_err() {
+                        let (events, data) = (tx.clone(), data_tx.clone());
+                        let spawn = Box::new(move |id| spawn_connection(id, stream, events, data));
+                        if tx.send(Event::Accepted(spawn, peer)).is_err() {
                             return;
                         }
                     }
@@ -135,25 +168,65 @@ impl Driver {
     /// Runs until `shutdown` completes, then closes every connection.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Node {
         tokio::pin!(shutdown);
+        // While stalled: when a lagging reader last made progress (or the stall began).
+        let mut stalled_since: Option<tokio::time::Instant> = None;
         loop {
             let deadline = self.node.poll_timeout().map(|at| {
-                let wait = Duration::from_nanos(at.as_nanos()).saturating_sub(self.origin.elapsed());
+                let wait =
+                    Duration::from_nanos(at.as_nanos()).saturating_sub(self.origin.elapsed());
                 tokio::time::Instant::now() + wait
             });
-            let first = tokio::select! {
-                ev = self.rx.recv() => ev,
-                _ = sleep_until(deadline) => None,
-                _ = &mut shutdown => break,
+            // While a reader is behind, take no new input until it catches up (bounded).
+            let take_input = match (self.node.wants_backpressure(), stalled_since) {
+                (false, _) => {
+                    stalled_since = None;
+                    true
+                }
+                (true, None) => {
+                    stalled_since = Some(tokio::time::Instant::now());
+                    false
+                }
+                (true, Some(t)) => t.elapsed() >= MAX_STALL,
             };
-            let now = self.now();
-            if let Some(ev) = first {
-                self.apply(now, ev);
-                // Take everything else that is ready as part of the same batch.
-                for _ in 0..MAX_BATCH {
-                    match self.rx.try_recv() {
-                        Ok(ev) => self.apply(now, ev),
-                        Err(_) => break,
+            let stall_end = stalled_since.filter(|_| !take_input).map(|t| t + MAX_STALL);
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                ev = self.rx.recv() => {
+                    let now = self.now();
+                    if let Some(ev) = ev {
+                        if matches!(ev, Event::Flushed(..)) && stalled_since.is_some() {
+                            stalled_since = Some(tokio::time::Instant::now());
+                        }
+                        self.apply(now, ev);
                     }
+                }
+                data = self.data_rx.recv(), if take_input => {
+                    let now = self.now();
+                    if let Some(data) = data {
+                        self.input(now, data);
+                    }
+                }
+                _ = sleep_until(deadline) => {}
+                _ = sleep_until(stall_end) => {}
+            }
+            // Take everything else that is ready as part of the same batch.
+            let now = self.now();
+            for _ in 0..MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(ev) => self.apply(now, ev),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..MAX_BATCH {
+                if self.node.wants_backpressure()
+                    && stalled_since.is_some_and(|t| t.elapsed() < MAX_STALL)
+                {
+                    break;
+                }
+                match self.data_rx.try_recv() {
+                    Ok(data) => self.input(now, data),
+                    Err(_) => break,
                 }
             }
             self.node.handle_timeout(now);
@@ -165,14 +238,28 @@ impl Driver {
         self.node
     }
 
+    fn input(&mut self, now: Now, data: Data) {
+        match data {
+            Data::Bytes(id, bytes) => self.node.handle_input(
+                now,
+                Input::Received {
+                    conn: id,
+                    bytes: &bytes,
+                },
+            ),
+            Data::Eof(id) => self.apply(now, Event::Closed(id)),
+        }
+    }
+
     fn apply(&mut self, now: Now, ev: Event) {
         match ev {
             Event::Accepted(spawn, peer) => {
                 let id = self.node.accept(now, peer);
                 self.conns.insert(id, spawn(id));
             }
-            Event::Data(id, bytes) => self.node.handle_input(now, Input::Received { conn: id, bytes: &bytes }),
-            Event::Flushed(id, n) => self.node.handle_input(now, Input::Flushed { conn: id, bytes: n }),
+            Event::Flushed(id, n) => self
+                .node
+                .handle_input(now, Input::Flushed { conn: id, bytes: n }),
             Event::Closed(id) => {
                 if let Some(c) = self.conns.remove(&id) {
                     c.reader.abort();
@@ -210,7 +297,12 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn spawn_connection<S>(id: ConnId, stream: S, events: mpsc::Sender<Event>) -> Spawned
+fn spawn_connection<S>(
+    id: ConnId,
+    stream: S,
+    events: mpsc::UnboundedSender<Event>,
+    data: mpsc::Sender<Data>,
+) -> Spawned
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -228,10 +320,10 @@ where
             }
             let n = chunk.len();
             if wr.write_all(&chunk).await.is_err() {
-                let _ = flushed.send(Event::Closed(id)).await;
+                let _ = flushed.send(Event::Closed(id));
                 return;
             }
-            if flushed.send(Event::Flushed(id, n)).await.is_err() {
+            if flushed.send(Event::Flushed(id, n)).is_err() {
                 return;
             }
         }
@@ -242,16 +334,19 @@ where
             let mut buf = Vec::with_capacity(READ_BUF);
             match rd.read_buf(&mut buf).await {
                 Ok(0) | Err(_) => {
-                    let _ = events.send(Event::Closed(id)).await;
+                    let _ = data.send(Data::Eof(id)).await;
                     return;
                 }
                 Ok(_) => {
-                    if events.send(Event::Data(id, buf)).await.is_err() {
+                    if data.send(Data::Bytes(id, buf)).await.is_err() {
                         return;
                     }
                 }
             }
         }
     });
-    Spawned { writer: wtx, reader: reader.abort_handle() }
+    Spawned {
+        writer: wtx,
+        reader: reader.abort_handle(),
+    }
 }

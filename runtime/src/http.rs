@@ -30,14 +30,18 @@ pub struct HttpState {
 /// Serves monitoring requests until the task is dropped.
 pub async fn serve(listener: TcpListener, state: Arc<HttpState>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -47,35 +51,68 @@ type Reply = Response<Full<Bytes>>;
 async fn route(state: &HttpState, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let query = parse_query(req.uri().query().unwrap_or(""));
-    let known = matches!(path.as_str(), "/" | "/varz" | "/connz" | "/subsz" | "/subscriptionsz" | "/healthz");
+    let known = matches!(
+        path.as_str(),
+        "/" | "/varz" | "/connz" | "/subsz" | "/subscriptionsz" | "/healthz"
+    );
     if known {
-        *state.req_stats.lock().expect("stats lock").entry(path.clone()).or_insert(0) += 1;
+        *state
+            .req_stats
+            .lock()
+            .expect("stats lock")
+            .entry(path.clone())
+            .or_insert(0) += 1;
     }
     let ctx = context(state);
     let body = match path.as_str() {
         "/" => return html(INDEX),
         "/healthz" => {
-            return json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec(), query.get("callback"));
+            return json(
+                StatusCode::OK,
+                br#"{"status":"ok"}"#.to_vec(),
+                query.get("callback"),
+            );
         }
-        "/varz" => state.driver.inspect(move |node, now| to_json(&monitor::varz(node.nats(), &with_now(ctx, now)))).await,
+        "/varz" => {
+            state
+                .driver
+                .inspect(move |node, now| to_json(&monitor::varz(node.nats(), &with_now(ctx, now))))
+                .await
+        }
         "/connz" => {
             let q = ConnzQuery {
                 sort: query.get("sort").cloned().unwrap_or_default(),
-                subs: matches!(query.get("subs").map(String::as_str), Some("true" | "1" | "detail")),
+                subs: matches!(
+                    query.get("subs").map(String::as_str),
+                    Some("true" | "1" | "detail")
+                ),
                 offset: int(&query, "offset"),
                 limit: int(&query, "limit"),
                 cid: query.get("cid").and_then(|c| c.parse().ok()),
             };
-            state.driver.inspect(move |node, now| to_json(&monitor::connz(node.nats(), &with_now(ctx, now), &q))).await
+            state
+                .driver
+                .inspect(move |node, now| {
+                    to_json(&monitor::connz(node.nats(), &with_now(ctx, now), &q))
+                })
+                .await
         }
         "/subsz" | "/subscriptionsz" => {
             let q = SubszQuery {
-                subs: matches!(query.get("subs").map(String::as_str), Some("true" | "1" | "detail")),
+                subs: matches!(
+                    query.get("subs").map(String::as_str),
+                    Some("true" | "1" | "detail")
+                ),
                 offset: int(&query, "offset"),
                 limit: int(&query, "limit"),
                 test: query.get("test").cloned(),
             };
-            state.driver.inspect(move |node, now| to_json(&monitor::subsz(node.nats(), &with_now(ctx, now), &q))).await
+            state
+                .driver
+                .inspect(move |node, now| {
+                    to_json(&monitor::subsz(node.nats(), &with_now(ctx, now), &q))
+                })
+                .await
         }
         _ => return text(StatusCode::NOT_FOUND, "404 page not found\n"),
     };
@@ -112,7 +149,9 @@ fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 
 /// Go's lenient integer parsing of query parameters: anything unparsable is 0.
 fn int(q: &BTreeMap<String, String>, key: &str) -> usize {
-    q.get(key).and_then(|v| v.parse::<i64>().ok()).map_or(0, |v| v.max(0) as usize)
+    q.get(key)
+        .and_then(|v| v.parse::<i64>().ok())
+        .map_or(0, |v| v.max(0) as usize)
 }
 
 fn parse_query(q: &str) -> BTreeMap<String, String> {
@@ -133,7 +172,8 @@ fn percent_decode(s: &str) -> String {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 3 <= b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+                {
                     Ok(v) => {
                         out.push(v);
                         i += 2;
@@ -155,13 +195,18 @@ fn json(status: StatusCode, body: Vec<u8>, callback: Option<&String>) -> Reply {
             b.extend_from_slice(&body);
             b.push(b')');
             let mut r = Response::new(Full::new(Bytes::from(b)));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/javascript"));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/javascript"),
+            );
             r
         }
         None => {
             let mut r = Response::new(Full::new(Bytes::from(body)));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut()
+                .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             r
         }
     };
@@ -171,14 +216,20 @@ fn json(status: StatusCode, body: Vec<u8>, callback: Option<&String>) -> Reply {
 
 fn text(status: StatusCode, body: &'static str) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     *r.status_mut() = status;
     r
 }
 
 fn html(body: &'static str) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 

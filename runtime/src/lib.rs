@@ -1,6 +1,7 @@
 //! stan-runtime: the IO shell around stan-core — sockets, clocks, monitoring HTTP,
 //! the command line and logging.
 
+pub mod bench;
 pub mod cli;
 pub mod driver;
 pub mod http;

@@ -20,7 +20,10 @@ pub type ExitCode = i32;
 /// Builds the core configuration from the command line.
 pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
-        (Some(user), pass, _) => Auth::UserPass { user: user.clone(), pass: pass.clone().unwrap_or_default() },
+        (Some(user), pass, _) => Auth::UserPass {
+            user: user.clone(),
+            pass: pass.clone().unwrap_or_default(),
+        },
         (None, _, Some(token)) => Auth::Token(token.clone()),
         _ => Auth::None,
     };
@@ -30,7 +33,10 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             host: opts.addr.clone(),
             port: u16::try_from(opts.port).unwrap_or(0),
             auth,
-            verbosity: stan_core::log::Verbosity { debug: opts.debug, trace: opts.trace },
+            verbosity: stan_core::log::Verbosity {
+                debug: opts.debug,
+                trace: opts.trace,
+            },
             rng_seed: seed,
             ..nats::Config::default()
         },
@@ -40,7 +46,11 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.write_u32(std::process::id());
     h.finish()
 }
@@ -51,10 +61,22 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     let wall = system_wall_clock();
     let start_wall_ns = wall();
     let mut cfg = node_config(&opts, random_seed());
-    let listener = match TcpListener::bind((opts.addr.as_str(), u16::try_from(opts.port).unwrap_or(0))).await {
+    let listener = match TcpListener::bind((
+        opts.addr.as_str(),
+        u16::try_from(opts.port).unwrap_or(0),
+    ))
+    .await
+    {
         Ok(l) => l,
         Err(e) => {
-            log.log(Origin::Nats, Level::Fatal, &format!("Error listening on port: {}:{}, {e:?}", opts.addr, opts.port));
+            log.log(
+                Origin::Nats,
+                Level::Fatal,
+                &format!(
+                    "Error listening on port: {}:{}, {e:?}",
+                    opts.addr, opts.port
+                ),
+            );
             return 1;
         }
     };
@@ -74,20 +96,34 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     }
     if let Some(pid_file) = &opts.pid_file {
         if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
-            log.log(Origin::Nats, Level::Fatal, &format!("Could not write pidfile: {e}"));
+            log.log(
+                Origin::Nats,
+                Level::Fatal,
+                &format!("Could not write pidfile: {e}"),
+            );
             return 1;
         }
     }
     let log_for_driver = log.clone();
-    let driver = Driver::new(node, wall, Box::new(move |line| log_core_line(&log_for_driver, &line)));
+    let driver = Driver::new(
+        node,
+        wall,
+        Box::new(move |line| log_core_line(&log_for_driver, &line)),
+    );
     let handle = driver.handle();
     let mut http_task = None;
     if opts.http_port != 0 {
         let port = u16::try_from(opts.http_port).unwrap_or(0);
         match TcpListener::bind((opts.addr.as_str(), port)).await {
             Ok(l) => {
-                let addr = l.local_addr().map_or_else(|_| format!("{}:{port}", opts.addr), |a| a.to_string());
-                log.log(Origin::Nats, Level::Info, &format!("Starting http monitor on {addr}"));
+                let addr = l
+                    .local_addr()
+                    .map_or_else(|_| format!("{}:{port}", opts.addr), |a| a.to_string());
+                log.log(
+                    Origin::Nats,
+                    Level::Info,
+                    &format!("Starting http monitor on {addr}"),
+                );
                 let state = Arc::new(HttpState {
                     driver: handle.clone(),
                     start_wall_ns,
@@ -98,13 +134,28 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
                 http_task = Some(tokio::spawn(http::serve(l, state)));
             }
             Err(e) => {
-                log.log(Origin::Nats, Level::Fatal, &format!("Can't listen to the monitor port: listen tcp {}:{port}: {e}", opts.addr));
+                log.log(
+                    Origin::Nats,
+                    Level::Fatal,
+                    &format!(
+                        "Can't listen to the monitor port: listen tcp {}:{port}: {e}",
+                        opts.addr
+                    ),
+                );
                 return 1;
             }
         }
     }
     let shown: SocketAddr = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    log.log(Origin::Nats, Level::Info, &format!("Listening for client connections on {}:{}", opts.addr, shown.port()));
+    log.log(
+        Origin::Nats,
+        Level::Info,
+        &format!(
+            "Listening for client connections on {}:{}",
+            opts.addr,
+            shown.port()
+        ),
+    );
     log.log(Origin::Nats, Level::Info, "Server is ready");
     let accept_task = driver.serve(listener);
     let (code_tx, code_rx) = tokio::sync::oneshot::channel::<ExitCode>();
@@ -190,7 +241,10 @@ pub fn send_signal(command: &str, pid: Option<&str>) -> Result<(), String> {
         None => find_server_pid()?,
     };
     if unsafe { libc::kill(pid, sig) } != 0 {
-        return Err(format!("failed to send signal to {pid}: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "failed to send signal to {pid}: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -198,12 +252,19 @@ pub fn send_signal(command: &str, pid: Option<&str>) -> Result<(), String> {
 fn find_server_pid() -> Result<i32, String> {
     let me = std::process::id() as i32;
     let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").map_err(|e| e.to_string())?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+    for entry in std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .flatten()
+    {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        if std::fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| c.trim() == "stan-server") {
+        if std::fs::read_to_string(entry.path().join("comm"))
+            .is_ok_and(|c| c.trim() == "stan-server")
+        {
             found.push(pid);
         }
     }
@@ -212,7 +273,10 @@ fn find_server_pid() -> Result<i32, String> {
         [one] => Ok(*one),
         many => Err(format!(
             "multiple nats-streaming-server processes running:\n{}",
-            many.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n")
+            many.iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
         )),
     }
 }

@@ -198,7 +198,10 @@ pub struct ConnInfo {
 /// `/connz`, sorted by connection ID unless another supported order is asked for.
 pub fn connz(s: &Server, ctx: &Context, q: &ConnzQuery) -> Connz {
     let limit = if q.limit == 0 { 1024 } else { q.limit };
-    let mut conns: Vec<&Conn> = s.conns().filter(|c| q.cid.map_or(true, |id| c.id.0 == id)).collect();
+    let mut conns: Vec<&Conn> = s
+        .conns()
+        .filter(|c| q.cid.map_or(true, |id| c.id.0 == id))
+        .collect();
     conns.sort_by_key(|c| c.id);
     match q.sort.as_str() {
         "subs" => conns.sort_by_key(|c| std::cmp::Reverse(c.subs.len())),
@@ -320,7 +323,10 @@ pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
                 }
                 all.push(SubDetail {
                     subject: String::from_utf8_lossy(&sub.subject).into_owned(),
-                    qgroup: sub.queue.as_ref().map(|q| String::from_utf8_lossy(q).into_owned()),
+                    qgroup: sub
+                        .queue
+                        .as_ref()
+                        .map(|q| String::from_utf8_lossy(q).into_owned()),
                     sid: String::from_utf8_lossy(&sub.sid).into_owned(),
                     msgs: sub.delivered,
                     max: sub.max,
@@ -331,7 +337,9 @@ pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
     }
     let total = if q.subs { all.len() } else { s.sublist().len() };
     let offset = q.offset.min(all.len());
-    let list = q.subs.then(|| all.into_iter().skip(offset).take(limit).collect());
+    let list = q
+        .subs
+        .then(|| all.into_iter().skip(offset).take(limit).collect());
     Subsz {
         server_id: s.server_id().to_string(),
         now: ctx.time(ctx.now.wall_ns),
@@ -340,9 +348,17 @@ pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
         num_inserts: stats.inserts,
         num_removes: stats.removes,
         num_matches: stats.matches,
-        cache_hit_rate: if stats.matches == 0 { 0.0 } else { stats.cache_hits as f64 / stats.matches as f64 },
+        cache_hit_rate: if stats.matches == 0 {
+            0.0
+        } else {
+            stats.cache_hits as f64 / stats.matches as f64
+        },
         max_fanout: stats.max_fanout,
-        avg_fanout: if stats.computed == 0 { 0.0 } else { stats.fanout_sum as f64 / stats.computed as f64 },
+        avg_fanout: if stats.computed == 0 {
+            0.0
+        } else {
+            stats.fanout_sum as f64 / stats.computed as f64
+        },
         total,
         offset,
         limit,

@@ -87,7 +87,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_control_line: MAX_CONTROL_LINE, max_payload: 1024 * 1024 }
+        Limits {
+            max_control_line: MAX_CONTROL_LINE,
+            max_payload: 1024 * 1024,
+        }
     }
 }
 
@@ -157,7 +160,10 @@ fn op_name(buf: &[u8], table: &[(&[u8], Op)]) -> Result<Option<(Op, usize)>, Par
 fn split_args<const N: usize>(line: &[u8]) -> Option<([&[u8]; N], usize)> {
     let mut args: [&[u8]; N] = [&[]; N];
     let mut n = 0;
-    for tok in line.split(|b| matches!(b, b' ' | b'\t')).filter(|t| !t.is_empty()) {
+    for tok in line
+        .split(|b| matches!(b, b' ' | b'\t'))
+        .filter(|t| !t.is_empty())
+    {
         if n == N {
             return None;
         }
@@ -187,7 +193,11 @@ fn control_line(buf: &[u8], limits: &Limits) -> Result<Option<(usize, usize)>, P
     let window = &buf[..buf.len().min(limits.max_control_line + 2)];
     match memchr(b'\n', window) {
         Some(nl) => {
-            let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+            let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+                nl - 1
+            } else {
+                nl
+            };
             if line_end > limits.max_control_line {
                 return Err(ParseError::ControlLineTooLong);
             }
@@ -216,13 +226,21 @@ fn payload(buf: &[u8], start: usize, size: usize) -> Result<Option<(&[u8], usize
 
 fn check_payload(size: u64, limits: &Limits) -> Result<usize, ParseError> {
     if size > limits.max_payload as u64 {
-        return Err(ParseError::MaxPayload { size, max: limits.max_payload });
+        return Err(ParseError::MaxPayload {
+            size,
+            max: limits.max_payload,
+        });
     }
     Ok(size as usize)
 }
 
 /// Header and total sizes of an `HPUB`/`HMSG`.
-fn header_sizes(h: &[u8], t: &[u8], op: &'static str, limits: &Limits) -> Result<(usize, usize), ParseError> {
+fn header_sizes(
+    h: &[u8],
+    t: &[u8],
+    op: &'static str,
+    limits: &Limits,
+) -> Result<(usize, usize), ParseError> {
     let (h, t) = match (parse_size(h), parse_size(t)) {
         (Some(h), Some(t)) if h <= t => (h, t),
         _ => return Err(ParseError::BadArgs(op)),
@@ -237,9 +255,15 @@ pub fn parse_client_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ClientOp<'a
         return Ok(None);
     }
     let Some((op, name_len)) = op_name(buf, CLIENT_OPS)? else {
-        return if buf.len() > limits.max_control_line { Err(ParseError::ControlLineTooLong) } else { Ok(None) };
+        return if buf.len() > limits.max_control_line {
+            Err(ParseError::ControlLineTooLong)
+        } else {
+            Ok(None)
+        };
     };
-    let Some((line_end, body)) = control_line(buf, limits)? else { return Ok(None) };
+    let Some((line_end, body)) = control_line(buf, limits)? else {
+        return Ok(None);
+    };
     let args = &buf[name_len.min(line_end)..line_end];
     let done = |op| Ok(Some((op, body)));
     match op {
@@ -250,9 +274,22 @@ pub fn parse_client_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ClientOp<'a
                 3 => (a[0], Some(a[1]), a[2]),
                 _ => return Err(ParseError::BadArgs("processPub")),
             };
-            let size = check_payload(parse_size(size).ok_or(ParseError::BadArgs("processPub"))?, limits)?;
-            let Some((payload, used)) = payload(buf, body, size)? else { return Ok(None) };
-            Ok(Some((ClientOp::Pub { subject, reply, header_len: None, payload }, used)))
+            let size = check_payload(
+                parse_size(size).ok_or(ParseError::BadArgs("processPub"))?,
+                limits,
+            )?;
+            let Some((payload, used)) = payload(buf, body, size)? else {
+                return Ok(None);
+            };
+            Ok(Some((
+                ClientOp::Pub {
+                    subject,
+                    reply,
+                    header_len: None,
+                    payload,
+                },
+                used,
+            )))
         }
         Op::Hpub => {
             let (a, n) = split_args::<4>(args).ok_or(ParseError::BadArgs("processHeaderPub"))?;
@@ -262,23 +299,47 @@ pub fn parse_client_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ClientOp<'a
                 _ => return Err(ParseError::BadArgs("processHeaderPub")),
             };
             let (header_len, total) = header_sizes(h, t, "processHeaderPub", limits)?;
-            let Some((payload, used)) = payload(buf, body, total)? else { return Ok(None) };
-            Ok(Some((ClientOp::Pub { subject, reply, header_len: Some(header_len), payload }, used)))
+            let Some((payload, used)) = payload(buf, body, total)? else {
+                return Ok(None);
+            };
+            Ok(Some((
+                ClientOp::Pub {
+                    subject,
+                    reply,
+                    header_len: Some(header_len),
+                    payload,
+                },
+                used,
+            )))
         }
         Op::Sub => {
             let (a, n) = split_args::<3>(args).ok_or(ParseError::BadArgs("processSub"))?;
             match n {
-                2 => done(ClientOp::Sub { subject: a[0], queue: None, sid: a[1] }),
-                3 => done(ClientOp::Sub { subject: a[0], queue: Some(a[1]), sid: a[2] }),
+                2 => done(ClientOp::Sub {
+                    subject: a[0],
+                    queue: None,
+                    sid: a[1],
+                }),
+                3 => done(ClientOp::Sub {
+                    subject: a[0],
+                    queue: Some(a[1]),
+                    sid: a[2],
+                }),
                 _ => Err(ParseError::BadArgs("processSub")),
             }
         }
         Op::Unsub => {
             let (a, n) = split_args::<2>(args).ok_or(ParseError::BadArgs("processUnsub"))?;
             match n {
-                1 => done(ClientOp::Unsub { sid: a[0], max: None }),
+                1 => done(ClientOp::Unsub {
+                    sid: a[0],
+                    max: None,
+                }),
                 // An unparsable count means "no limit" to the NATS server.
-                2 => done(ClientOp::Unsub { sid: a[0], max: parse_size(a[1]) }),
+                2 => done(ClientOp::Unsub {
+                    sid: a[0],
+                    max: parse_size(a[1]),
+                }),
                 _ => Err(ParseError::BadArgs("processUnsub")),
             }
         }
@@ -298,9 +359,15 @@ pub fn parse_server_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ServerOp<'a
         return Ok(None);
     }
     let Some((op, name_len)) = op_name(buf, SERVER_OPS)? else {
-        return if buf.len() > limits.max_control_line { Err(ParseError::ControlLineTooLong) } else { Ok(None) };
+        return if buf.len() > limits.max_control_line {
+            Err(ParseError::ControlLineTooLong)
+        } else {
+            Ok(None)
+        };
     };
-    let Some((line_end, body)) = control_line(buf, limits)? else { return Ok(None) };
+    let Some((line_end, body)) = control_line(buf, limits)? else {
+        return Ok(None);
+    };
     let args = &buf[name_len.min(line_end)..line_end];
     let done = |op| Ok(Some((op, body)));
     match op {
@@ -311,9 +378,23 @@ pub fn parse_server_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ServerOp<'a
                 4 => (a[0], a[1], Some(a[2]), a[3]),
                 _ => return Err(ParseError::BadArgs("processMsg")),
             };
-            let size = check_payload(parse_size(size).ok_or(ParseError::BadArgs("processMsg"))?, limits)?;
-            let Some((payload, used)) = payload(buf, body, size)? else { return Ok(None) };
-            Ok(Some((ServerOp::Msg { subject, sid, reply, header_len: None, payload }, used)))
+            let size = check_payload(
+                parse_size(size).ok_or(ParseError::BadArgs("processMsg"))?,
+                limits,
+            )?;
+            let Some((payload, used)) = payload(buf, body, size)? else {
+                return Ok(None);
+            };
+            Ok(Some((
+                ServerOp::Msg {
+                    subject,
+                    sid,
+                    reply,
+                    header_len: None,
+                    payload,
+                },
+                used,
+            )))
         }
         Op::Hmsg => {
             let (a, n) = split_args::<5>(args).ok_or(ParseError::BadArgs("processHeaderMsg"))?;
@@ -323,8 +404,19 @@ pub fn parse_server_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ServerOp<'a
                 _ => return Err(ParseError::BadArgs("processHeaderMsg")),
             };
             let (header_len, total) = header_sizes(h, t, "processHeaderMsg", limits)?;
-            let Some((payload, used)) = payload(buf, body, total)? else { return Ok(None) };
-            Ok(Some((ServerOp::Msg { subject, sid, reply, header_len: Some(header_len), payload }, used)))
+            let Some((payload, used)) = payload(buf, body, total)? else {
+                return Ok(None);
+            };
+            Ok(Some((
+                ServerOp::Msg {
+                    subject,
+                    sid,
+                    reply,
+                    header_len: Some(header_len),
+                    payload,
+                },
+                used,
+            )))
         }
         Op::Info => done(ServerOp::Info(trim(args))),
         Op::Ping => done(ServerOp::Ping),
@@ -336,8 +428,14 @@ pub fn parse_server_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ServerOp<'a
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !matches!(c, b' ' | b'\t')).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !matches!(c, b' ' | b'\t')).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t'))
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | b'\t'))
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -364,9 +462,20 @@ pub fn push_num(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Appends `MSG`/`HMSG` for a delivery to subscription `sid`.
-pub fn write_msg(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, payload: &[u8]) {
+pub fn write_msg(
+    out: &mut Vec<u8>,
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    header_len: Option<usize>,
+    payload: &[u8],
+) {
     out.reserve(subject.len() + sid.len() + reply.map_or(0, <[u8]>::len) + payload.len() + 40);
-    out.extend_from_slice(if header_len.is_some() { b"HMSG " } else { b"MSG " });
+    out.extend_from_slice(if header_len.is_some() {
+        b"HMSG "
+    } else {
+        b"MSG "
+    });
     out.extend_from_slice(subject);
     out.push(b' ');
     out.extend_from_slice(sid);
@@ -386,9 +495,19 @@ pub fn write_msg(out: &mut Vec<u8>, subject: &[u8], sid: &[u8], reply: Option<&[
 }
 
 /// Appends `PUB`/`HPUB`.
-pub fn write_pub(out: &mut Vec<u8>, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, payload: &[u8]) {
+pub fn write_pub(
+    out: &mut Vec<u8>,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    header_len: Option<usize>,
+    payload: &[u8],
+) {
     out.reserve(subject.len() + reply.map_or(0, <[u8]>::len) + payload.len() + 32);
-    out.extend_from_slice(if header_len.is_some() { b"HPUB " } else { b"PUB " });
+    out.extend_from_slice(if header_len.is_some() {
+        b"HPUB "
+    } else {
+        b"PUB "
+    });
     out.extend_from_slice(subject);
     out.push(b' ');
     if let Some(r) = reply {

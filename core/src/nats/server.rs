@@ -9,8 +9,8 @@ use rustc_hash::FxHashMap;
 
 use super::conn::{CloseReason, Conn, ConnId, ConnectOptions, Info, Phase, Subscription, Traffic};
 use super::proto::{self, ClientOp, Limits, ParseError};
-use super::sublist::{SubKey, Sublist};
 use super::subject::is_valid_literal_subject;
+use super::sublist::{SubKey, Sublist};
 use crate::log::{Level, LogLine, Origin, Verbosity};
 use crate::rng::Rng;
 use crate::time::{Instant, Now};
@@ -20,7 +20,10 @@ use crate::time::{Instant, Now};
 pub enum Auth {
     #[default]
     None,
-    UserPass { user: String, pass: String },
+    UserPass {
+        user: String,
+        pass: String,
+    },
     Token(String),
 }
 
@@ -121,12 +124,18 @@ pub struct Server {
     dirty: VecDeque<ConnId>,
     ready: VecDeque<Output>,
     stats: ServerStats,
+    /// Connections whose pending bytes passed the stall mark; while any exist the driver
+    /// should stop reading new input so fast publishers wait for slow readers.
+    stalled: BTreeSet<ConnId>,
 }
 
 impl Server {
     pub fn new(cfg: Config) -> Self {
         let mut rng = Rng::new(cfg.rng_seed);
-        let server_id = cfg.server_id.clone().unwrap_or_else(|| format!("N{}", &rng.nuid()[..21]).to_uppercase());
+        let server_id = cfg
+            .server_id
+            .clone()
+            .unwrap_or_else(|| format!("N{}", &rng.nuid()[..21]).to_uppercase());
         let server_name = cfg.server_name.clone().unwrap_or_else(|| server_id.clone());
         Server {
             cfg,
@@ -142,6 +151,7 @@ impl Server {
             dirty: VecDeque::new(),
             ready: VecDeque::new(),
             stats: ServerStats::default(),
+            stalled: BTreeSet::new(),
         }
     }
 
@@ -166,7 +176,11 @@ impl Server {
         let mut conn = Conn {
             id,
             peer,
-            phase: if auth_required { Phase::AwaitingConnect } else { Phase::Open },
+            phase: if auth_required {
+                Phase::AwaitingConnect
+            } else {
+                Phase::Open
+            },
             opts: ConnectOptions::default(),
             connect_received: false,
             start_wall_ns: now.wall_ns,
@@ -219,8 +233,12 @@ impl Server {
         match input {
             Input::Received { conn, bytes } => self.received(now, conn, bytes),
             Input::Flushed { conn, bytes } => {
+                let mark = self.stall_mark();
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.unflushed = c.unflushed.saturating_sub(bytes);
+                    if c.pending_bytes() <= mark {
+                        self.stalled.remove(&conn);
+                    }
                 }
             }
             Input::Closed { conn } => {
@@ -258,7 +276,9 @@ impl Server {
                 return Some(o);
             }
             let id = self.dirty.pop_front()?;
-            let Some(c) = self.conns.get_mut(&id) else { continue };
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
             c.dirty = false;
             if !c.out.is_empty() {
                 let data = std::mem::take(&mut c.out);
@@ -274,13 +294,18 @@ impl Server {
     }
 
     fn received(&mut self, now: Now, id: ConnId, bytes: &[u8]) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if c.phase == Phase::Closing {
             return;
         }
         c.last_in = now.mono;
         c.last_activity_wall_ns = now.wall_ns;
-        let limits = Limits { max_control_line: self.cfg.max_control_line, max_payload: self.cfg.max_payload };
+        let limits = Limits {
+            max_control_line: self.cfg.max_control_line,
+            max_payload: self.cfg.max_payload,
+        };
         let mut held = std::mem::take(&mut c.inbuf);
         let from_held = !held.is_empty();
         if from_held {
@@ -307,7 +332,9 @@ impl Server {
         if pos == buf.len() {
             return;
         }
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         // Keep the incomplete operation for the next read, reusing the held buffer.
         c.inbuf = if from_held {
             held.drain(..pos);
@@ -328,7 +355,10 @@ impl Server {
                 CloseReason::MaxControlLineExceeded
             }
             ParseError::MaxPayload { size, max } => {
-                self.error(id, format_args!("maximum payload exceeded: {size} vs {max}"));
+                self.error(
+                    id,
+                    format_args!("maximum payload exceeded: {size} vs {max}"),
+                );
                 self.send_err(id, "Maximum Payload Violation");
                 CloseReason::MaxPayloadExceeded
             }
@@ -342,7 +372,9 @@ impl Server {
 
     /// Applies one operation; false when the connection is being closed.
     fn process(&mut self, now: Now, id: ConnId, op: ClientOp<'_>) -> bool {
-        let Some(c) = self.conns.get_mut(&id) else { return false };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return false;
+        };
         if c.phase == Phase::AwaitingConnect && !matches!(op, ClientOp::Connect(_)) {
             self.auth_violation(id);
             return false;
@@ -351,9 +383,18 @@ impl Server {
             ClientOp::Connect(json) => return self.connect(id, json),
             ClientOp::Ping => c.out.extend_from_slice(proto::PONG),
             ClientOp::Pong => c.pings_out = 0,
-            ClientOp::Sub { subject, queue, sid } => self.subscribe(id, subject, queue, sid),
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.subscribe(id, subject, queue, sid),
             ClientOp::Unsub { sid, max } => self.unsubscribe(id, sid, max),
-            ClientOp::Pub { subject, reply, header_len, payload } => self.publish(now, id, subject, reply, header_len, payload),
+            ClientOp::Pub {
+                subject,
+                reply,
+                header_len,
+                payload,
+            } => self.publish(now, id, subject, reply, header_len, payload),
             ClientOp::Info(_) | ClientOp::Ok | ClientOp::Err(_) => {}
         }
         self.mark_dirty(id);
@@ -371,7 +412,9 @@ impl Server {
         };
         let authorized = match &self.cfg.auth {
             Auth::None => true,
-            Auth::UserPass { user, pass } => opts.user.as_deref() == Some(user) && opts.pass.as_deref() == Some(pass),
+            Auth::UserPass { user, pass } => {
+                opts.user.as_deref() == Some(user) && opts.pass.as_deref() == Some(pass)
+            }
             Auth::Token(t) => opts.auth_token.as_deref() == Some(t),
         };
         if !authorized {
@@ -401,7 +444,9 @@ impl Server {
     fn auth_violation(&mut self, id: ConnId) {
         let user = self.conns.get(&id).and_then(|c| c.opts.user.clone());
         match (&self.cfg.auth, user) {
-            (Auth::UserPass { .. }, Some(u)) => self.error(id, format_args!("authentication error - User {u:?}")),
+            (Auth::UserPass { .. }, Some(u)) => {
+                self.error(id, format_args!("authentication error - User {u:?}"))
+            }
             _ => self.error(id, format_args!("authentication error")),
         }
         self.send_err(id, "Authorization Violation");
@@ -446,7 +491,9 @@ impl Server {
             c.out.extend_from_slice(proto::OK);
         }
         let Some(&key) = c.subs.get(sid) else { return };
-        let sub = self.subs[key.0 as usize].as_mut().expect("indexed subscription exists");
+        let sub = self.subs[key.0 as usize]
+            .as_mut()
+            .expect("indexed subscription exists");
         match max {
             Some(m) if m > sub.delivered => sub.max = Some(m),
             _ => self.remove_sub(key),
@@ -454,7 +501,9 @@ impl Server {
     }
 
     fn remove_sub(&mut self, key: SubKey) {
-        let Some(sub) = self.subs[key.0 as usize].take() else { return };
+        let Some(sub) = self.subs[key.0 as usize].take() else {
+            return;
+        };
         self.sublist.remove(&sub.subject, sub.queue.as_deref(), key);
         if let Some(c) = self.conns.get_mut(&sub.conn) {
             c.subs.remove(&sub.sid);
@@ -462,7 +511,15 @@ impl Server {
         self.free_subs.push(key.0);
     }
 
-    fn publish(&mut self, _now: Now, id: ConnId, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, payload: &[u8]) {
+    fn publish(
+        &mut self,
+        _now: Now,
+        id: ConnId,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        header_len: Option<usize>,
+        payload: &[u8],
+    ) {
         let c = self.conns.get_mut(&id).expect("caller checked");
         c.traffic.in_msgs += 1;
         c.traffic.in_bytes += payload.len() as u64;
@@ -494,12 +551,26 @@ impl Server {
 
     /// Writes one message to a subscriber; false if it was not delivered.
     #[allow(clippy::too_many_arguments)]
-    fn deliver(&mut self, key: SubKey, from: ConnId, echo: bool, subject: &[u8], reply: Option<&[u8]>, header_len: Option<usize>, payload: &[u8]) -> bool {
-        let Some(sub) = self.subs[key.0 as usize].as_mut() else { return false };
+    fn deliver(
+        &mut self,
+        key: SubKey,
+        from: ConnId,
+        echo: bool,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        header_len: Option<usize>,
+        payload: &[u8],
+    ) -> bool {
+        let mark = self.stall_mark();
+        let Some(sub) = self.subs[key.0 as usize].as_mut() else {
+            return false;
+        };
         if !echo && sub.conn == from {
             return false;
         }
-        let Some(c) = self.conns.get_mut(&sub.conn) else { return false };
+        let Some(c) = self.conns.get_mut(&sub.conn) else {
+            return false;
+        };
         if c.phase == Phase::Closing {
             return false;
         }
@@ -516,7 +587,11 @@ impl Server {
         sub.delivered += 1;
         let done = sub.max.is_some_and(|m| sub.delivered >= m);
         let conn = sub.conn;
-        let over = c.pending_bytes() > self.cfg.max_pending;
+        let pending = c.pending_bytes();
+        let over = pending > self.cfg.max_pending;
+        if pending > mark {
+            self.stalled.insert(conn);
+        }
         self.mark_dirty(conn);
         if done {
             self.remove_sub(key);
@@ -534,18 +609,32 @@ impl Server {
             return;
         }
         let matches = self.sublist.matches(reply);
-        let own = matches.plain.iter().find_map(|k| self.subs[k.0 as usize].as_ref().filter(|s| s.conn == id));
+        let own = matches
+            .plain
+            .iter()
+            .find_map(|k| self.subs[k.0 as usize].as_ref().filter(|s| s.conn == id));
         if let Some(sub) = own {
             let sid = sub.sid.clone();
             let c = self.conns.get_mut(&id).expect("checked above");
-            proto::write_msg(&mut c.out, reply, &sid, None, Some(proto::NO_RESPONDERS_HEADER.len()), proto::NO_RESPONDERS_HEADER);
+            proto::write_msg(
+                &mut c.out,
+                reply,
+                &sid,
+                None,
+                Some(proto::NO_RESPONDERS_HEADER.len()),
+                proto::NO_RESPONDERS_HEADER,
+            );
         }
     }
 
     fn slow_consumer(&mut self, id: ConnId) {
         let max = self.cfg.max_pending;
         self.stats.slow_consumers += 1;
-        self.error_level(id, Level::Info, format_args!("Slow Consumer Detected: MaxPending of {max} Exceeded"));
+        self.error_level(
+            id,
+            Level::Info,
+            format_args!("Slow Consumer Detected: MaxPending of {max} Exceeded"),
+        );
         // Pending output is dropped: it is what made the client slow.
         if let Some(c) = self.conns.get_mut(&id) {
             c.out.clear();
@@ -556,7 +645,9 @@ impl Server {
     fn ping_timer(&mut self, now: Now, id: ConnId) {
         let interval = self.cfg.ping_interval;
         let max = self.cfg.ping_max;
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if c.phase == Phase::Closing {
             return;
         }
@@ -586,7 +677,9 @@ impl Server {
 
     /// Starts closing: subscriptions go now, queued bytes are still written.
     fn close(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(c) = self.conns.get_mut(&id) else { return };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
         if c.phase == Phase::Closing {
             return;
         }
@@ -600,7 +693,10 @@ impl Server {
     }
 
     fn remove_conn(&mut self, id: ConnId, reason: CloseReason) {
-        let Some(mut c) = self.conns.remove(&id) else { return };
+        self.stalled.remove(&id);
+        let Some(mut c) = self.conns.remove(&id) else {
+            return;
+        };
         self.timers.remove(&(c.ping_at, id, TimerKind::Ping));
         if let Some(d) = c.auth_deadline {
             self.timers.remove(&(d, id, TimerKind::Auth));
@@ -614,7 +710,13 @@ impl Server {
             }
         }
         let peer = c.peer;
-        self.debug(|| format!("{peer} - cid:{} - Client connection closed: {}", id.0, reason.text()));
+        self.debug(|| {
+            format!(
+                "{peer} - cid:{} - Client connection closed: {}",
+                id.0,
+                reason.text()
+            )
+        });
     }
 
     fn mark_dirty(&mut self, id: ConnId) {
@@ -628,7 +730,11 @@ impl Server {
 
     fn debug(&mut self, text: impl FnOnce() -> String) {
         if self.cfg.verbosity.debug {
-            self.ready.push_back(Output::Log(LogLine { origin: Origin::Nats, level: Level::Debug, text: text() }));
+            self.ready.push_back(Output::Log(LogLine {
+                origin: Origin::Nats,
+                level: Level::Debug,
+                text: text(),
+            }));
         }
     }
 
@@ -637,9 +743,29 @@ impl Server {
     }
 
     fn error_level(&mut self, id: ConnId, level: Level, args: std::fmt::Arguments<'_>) {
-        let peer = self.conns.get(&id).map(|c| c.peer.to_string()).unwrap_or_default();
+        let peer = self
+            .conns
+            .get(&id)
+            .map(|c| c.peer.to_string())
+            .unwrap_or_default();
         let text = format!("{peer} - cid:{} - {args}", id.0);
-        self.ready.push_back(Output::Log(LogLine { origin: Origin::Nats, level, text }));
+        self.ready.push_back(Output::Log(LogLine {
+            origin: Origin::Nats,
+            level,
+            text,
+        }));
+    }
+
+    /// Pending bytes past which a reader is considered behind (three quarters of the
+    /// slow-consumer limit, as the NATS server stalls producers).
+    fn stall_mark(&self) -> usize {
+        self.cfg.max_pending / 4 * 3
+    }
+
+    /// True while some client is far behind: the driver should hold back new input
+    /// (for a bounded time) so that producers slow down instead of readers being dropped.
+    pub fn wants_backpressure(&self) -> bool {
+        !self.stalled.is_empty()
     }
 
     /// Server-wide counters.

@@ -45,10 +45,28 @@ mod tests {
 
     #[test]
     fn validity() {
-        for ok in ["foo", "foo.bar", "foo.*", "foo.>", ">", "*", "foo.*.baz", "a*b.c>"] {
+        for ok in [
+            "foo",
+            "foo.bar",
+            "foo.*",
+            "foo.>",
+            ">",
+            "*",
+            "foo.*.baz",
+            "a*b.c>",
+        ] {
             assert!(is_valid_subject(ok.as_bytes()), "{ok}");
         }
-        for bad in ["", ".", "foo.", ".foo", "foo..bar", "foo.>.bar", "foo bar", "foo\tbar"] {
+        for bad in [
+            "",
+            ".",
+            "foo.",
+            ".foo",
+            "foo..bar",
+            "foo.>.bar",
+            "foo bar",
+            "foo\tbar",
+        ] {
             assert!(!is_valid_subject(bad.as_bytes()), "{bad}");
         }
         assert!(is_valid_literal_subject(b"foo.bar"));

@@ -40,7 +40,11 @@ struct Level {
 
 impl Level {
     fn is_empty(&self) -> bool {
-        self.literal.is_empty() && self.star.is_none() && self.full.is_none() && self.plain.is_empty() && self.groups.is_empty()
+        self.literal.is_empty()
+            && self.star.is_none()
+            && self.full.is_none()
+            && self.plain.is_empty()
+            && self.groups.is_empty()
     }
 
     fn collect(&self, out: &mut Matches) {
@@ -54,7 +58,9 @@ impl Level {
     }
 
     fn match_tokens(&self, tokens: &[&[u8]], out: &mut Matches) {
-        let Some((first, rest)) = tokens.split_first() else { return };
+        let Some((first, rest)) = tokens.split_first() else {
+            return;
+        };
         if let Some(full) = &self.full {
             full.collect(out);
         }
@@ -80,7 +86,9 @@ impl Level {
             return match queue {
                 None => remove_key(&mut self.plain, key),
                 Some(q) => {
-                    let Some(i) = self.groups.iter().position(|(n, _)| &**n == q) else { return false };
+                    let Some(i) = self.groups.iter().position(|(n, _)| &**n == q) else {
+                        return false;
+                    };
                     let found = remove_key(&mut self.groups[i].1, key);
                     if self.groups[i].1.is_empty() {
                         self.groups.remove(i);
@@ -107,7 +115,12 @@ impl Level {
     }
 }
 
-fn prune_child(slot: &mut Option<Box<Level>>, rest: &[&[u8]], queue: Option<&[u8]>, key: SubKey) -> bool {
+fn prune_child(
+    slot: &mut Option<Box<Level>>,
+    rest: &[&[u8]],
+    queue: Option<&[u8]>,
+    key: SubKey,
+) -> bool {
     let Some(child) = slot else { return false };
     let found = child.remove(rest, queue, key);
     if child.is_empty() {
@@ -162,7 +175,12 @@ impl Sublist {
     }
 
     /// Adds a subscription to `subject`, optionally as a member of queue group `queue`.
-    pub fn insert(&mut self, subject: &[u8], queue: Option<&[u8]>, key: SubKey) -> Result<(), InvalidSubject> {
+    pub fn insert(
+        &mut self,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        key: SubKey,
+    ) -> Result<(), InvalidSubject> {
         if !is_valid_subject(subject) {
             return Err(InvalidSubject);
         }
@@ -267,7 +285,11 @@ mod tests {
         s.insert(b"foo.*", Some(b"q"), SubKey(6)).unwrap();
         let m = s.matches(b"foo.bar");
         assert_eq!(keys(&m), vec![1, 2, 3, 4, 5, 6]);
-        assert_eq!(m.groups.len(), 1, "members of one queue name form one group");
+        assert_eq!(
+            m.groups.len(),
+            1,
+            "members of one queue name form one group"
+        );
         assert_eq!(keys(&s.matches(b"foo.bar.baz")), vec![3, 4]);
         assert_eq!(keys(&s.matches(b"foo")), vec![4]);
         assert!(s.remove(b"foo.*", None, SubKey(2)));

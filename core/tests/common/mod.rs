@@ -29,7 +29,10 @@ impl World {
     pub fn new(cfg: NodeConfig) -> Self {
         World {
             node: Node::new(cfg),
-            now: Now { mono: stan_core::Instant::from_nanos(0), wall_ns: START_WALL_NS },
+            now: Now {
+                mono: stan_core::Instant::from_nanos(0),
+                wall_ns: START_WALL_NS,
+            },
             transcript: String::new(),
             next_port: 50000,
             closed: Vec::new(),
@@ -50,14 +53,26 @@ impl World {
         self.next_port += 1;
         let peer: SocketAddr = format!("127.0.0.1:{}", self.next_port).parse().unwrap();
         let id = self.node.accept(self.now, peer);
-        let _ = writeln!(self.transcript, "{} accept c{} from {peer}", self.stamp(), id.0);
+        let _ = writeln!(
+            self.transcript,
+            "{} accept c{} from {peer}",
+            self.stamp(),
+            id.0
+        );
         self.drain();
         id
     }
 
     pub fn send(&mut self, conn: ConnId, bytes: &[u8]) {
-        let _ = writeln!(self.transcript, "{} c{} >> {}", self.stamp(), conn.0, show(bytes));
-        self.node.handle_input(self.now, Input::Received { conn, bytes });
+        let _ = writeln!(
+            self.transcript,
+            "{} c{} >> {}",
+            self.stamp(),
+            conn.0,
+            show(bytes)
+        );
+        self.node
+            .handle_input(self.now, Input::Received { conn, bytes });
         self.drain();
     }
 
@@ -87,16 +102,37 @@ impl World {
         while let Some(out) = self.node.poll_output() {
             match out {
                 Output::Send { conn, data } => {
-                    let _ = writeln!(self.transcript, "{}   c{} << {}", self.stamp(), conn.0, show(&data));
-                    self.received.entry(conn).or_default().extend_from_slice(&data);
-                    self.node.handle_input(self.now, Input::Flushed { conn, bytes: data.len() });
+                    let _ = writeln!(
+                        self.transcript,
+                        "{}   c{} << {}",
+                        self.stamp(),
+                        conn.0,
+                        show(&data)
+                    );
+                    self.received
+                        .entry(conn)
+                        .or_default()
+                        .extend_from_slice(&data);
+                    self.node.handle_input(
+                        self.now,
+                        Input::Flushed {
+                            conn,
+                            bytes: data.len(),
+                        },
+                    );
                 }
                 Output::Close { conn } => {
                     let _ = writeln!(self.transcript, "{}   close c{}", self.stamp(), conn.0);
                     self.closed.push(conn);
                 }
                 Output::Log(line) => {
-                    let _ = writeln!(self.transcript, "{}   log [{}] {}", self.stamp(), line.level.tag(), line.text);
+                    let _ = writeln!(
+                        self.transcript,
+                        "{}   log [{}] {}",
+                        self.stamp(),
+                        line.level.tag(),
+                        line.text
+                    );
                 }
             }
         }

@@ -19,16 +19,18 @@ fn main() {
             print!("{}", cli::TLS_USAGE);
             return;
         }
-        Ok(Command::Signal { command, pid }) => match stan_runtime::server::send_signal(&command, pid.as_deref()) {
-            Ok(()) => return,
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::exit(1);
+        Ok(Command::Signal { command, pid }) => {
+            match stan_runtime::server::send_signal(&command, pid.as_deref()) {
+                Ok(()) => return,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
             }
-        },
+        }
         Err(exit) => {
-            print!("{}", exit.stdout);
             eprint!("{}", exit.stderr);
+            print!("{}", exit.stdout);
             std::process::exit(exit.code);
         }
     };
@@ -47,7 +49,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
     let code = runtime.block_on(stan_runtime::server::run(*opts, log));
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);

@@ -18,10 +18,22 @@ enum Owned {
 
 fn own(op: ClientOp<'_>) -> Owned {
     match op {
-        ClientOp::Pub { subject, reply, header_len, payload } => {
-            Owned::Pub(subject.to_vec(), reply.map(<[u8]>::to_vec), header_len, payload.to_vec())
-        }
-        ClientOp::Sub { subject, queue, sid } => Owned::Sub(subject.to_vec(), queue.map(<[u8]>::to_vec), sid.to_vec()),
+        ClientOp::Pub {
+            subject,
+            reply,
+            header_len,
+            payload,
+        } => Owned::Pub(
+            subject.to_vec(),
+            reply.map(<[u8]>::to_vec),
+            header_len,
+            payload.to_vec(),
+        ),
+        ClientOp::Sub {
+            subject,
+            queue,
+            sid,
+        } => Owned::Sub(subject.to_vec(), queue.map(<[u8]>::to_vec), sid.to_vec()),
         ClientOp::Unsub { sid, max } => Owned::Unsub(sid.to_vec(), max),
         ClientOp::Connect(j) => Owned::Connect(j.to_vec()),
         ClientOp::Ping => Owned::Ping,
@@ -54,12 +66,18 @@ fn parse_chunks(chunks: &[&[u8]]) -> Result<Vec<Owned>, ParseError> {
         }
         buf.drain(..pos);
     }
-    assert!(buf.is_empty(), "left over: {:?}", String::from_utf8_lossy(&buf));
+    assert!(
+        buf.is_empty(),
+        "left over: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
     Ok(ops)
 }
 
 fn token() -> impl Strategy<Value = Vec<u8>> {
-    proptest::string::string_regex("[A-Za-z0-9_\\-]{1,8}").unwrap().prop_map(String::into_bytes)
+    proptest::string::string_regex("[A-Za-z0-9_\\-]{1,8}")
+        .unwrap()
+        .prop_map(String::into_bytes)
 }
 
 fn subject() -> impl Strategy<Value = Vec<u8>> {
@@ -68,18 +86,30 @@ fn subject() -> impl Strategy<Value = Vec<u8>> {
 
 fn op() -> impl Strategy<Value = Owned> {
     prop_oneof![
-        (subject(), proptest::option::of(subject()), proptest::collection::vec(any::<u8>(), 0..300))
+        (
+            subject(),
+            proptest::option::of(subject()),
+            proptest::collection::vec(any::<u8>(), 0..300)
+        )
             .prop_map(|(s, r, p)| Owned::Pub(s, r, None, p)),
-        (subject(), proptest::option::of(subject()), 0usize..40, proptest::collection::vec(any::<u8>(), 0..200))
+        (
+            subject(),
+            proptest::option::of(subject()),
+            0usize..40,
+            proptest::collection::vec(any::<u8>(), 0..200)
+        )
             .prop_map(|(s, r, h, mut p)| {
                 p.resize(p.len().max(h), b'x');
                 Owned::Pub(s, r, Some(h), p)
             }),
-        (subject(), proptest::option::of(token()), token()).prop_map(|(s, q, sid)| Owned::Sub(s, q, sid)),
+        (subject(), proptest::option::of(token()), token())
+            .prop_map(|(s, q, sid)| Owned::Sub(s, q, sid)),
         (token(), proptest::option::of(0u64..1_000_000)).prop_map(|(sid, m)| Owned::Unsub(sid, m)),
         Just(Owned::Ping),
         Just(Owned::Pong),
-        Just(Owned::Connect(br#"{"verbose":false,"pedantic":false}"#.to_vec())),
+        Just(Owned::Connect(
+            br#"{"verbose":false,"pedantic":false}"#.to_vec()
+        )),
     ]
 }
 
@@ -131,32 +161,60 @@ proptest! {
 
 #[test]
 fn lowercase_ops_are_accepted() {
-    let (op, n) = parse_client_op(b"pub foo 2\r\nhi\r\n", &limits()).unwrap().unwrap();
+    let (op, n) = parse_client_op(b"pub foo 2\r\nhi\r\n", &limits())
+        .unwrap()
+        .unwrap();
     assert_eq!(n, 15);
-    assert_eq!(op, ClientOp::Pub { subject: b"foo", reply: None, header_len: None, payload: b"hi" });
-    assert_eq!(parse_client_op(b"ping\r\n", &limits()).unwrap().unwrap().0, ClientOp::Ping);
+    assert_eq!(
+        op,
+        ClientOp::Pub {
+            subject: b"foo",
+            reply: None,
+            header_len: None,
+            payload: b"hi"
+        }
+    );
+    assert_eq!(
+        parse_client_op(b"ping\r\n", &limits()).unwrap().unwrap().0,
+        ClientOp::Ping
+    );
 }
 
 #[test]
 fn garbage_is_refused_on_its_first_byte() {
     assert_eq!(parse_client_op(b"X", &limits()), Err(ParseError::UnknownOp));
-    assert_eq!(parse_client_op(b"PX", &limits()), Err(ParseError::UnknownOp));
+    assert_eq!(
+        parse_client_op(b"PX", &limits()),
+        Err(ParseError::UnknownOp)
+    );
     assert_eq!(parse_client_op(b"PU", &limits()), Ok(None));
-    assert_eq!(parse_client_op(b"MSG foo 1 2\r\nhi\r\n", &limits()), Err(ParseError::UnknownOp));
+    assert_eq!(
+        parse_client_op(b"MSG foo 1 2\r\nhi\r\n", &limits()),
+        Err(ParseError::UnknownOp)
+    );
 }
 
 #[test]
 fn payload_longer_than_announced_is_refused() {
-    assert_eq!(parse_client_op(b"PUB foo 2\r\nhello\r\n", &limits()), Err(ParseError::UnknownOp));
+    assert_eq!(
+        parse_client_op(b"PUB foo 2\r\nhello\r\n", &limits()),
+        Err(ParseError::UnknownOp)
+    );
     // Refused as soon as the byte after the payload is not CR.
-    assert_eq!(parse_client_op(b"PUB foo 2\r\nhel", &limits()), Err(ParseError::UnknownOp));
+    assert_eq!(
+        parse_client_op(b"PUB foo 2\r\nhel", &limits()),
+        Err(ParseError::UnknownOp)
+    );
 }
 
 #[test]
 fn control_line_limit() {
     let mut long = b"SUB ".to_vec();
     long.resize(5000, b'a');
-    assert_eq!(parse_client_op(&long, &limits()), Err(ParseError::ControlLineTooLong));
+    assert_eq!(
+        parse_client_op(&long, &limits()),
+        Err(ParseError::ControlLineTooLong)
+    );
     let mut ok = b"SUB ".to_vec();
     ok.resize(4000, b'a');
     assert_eq!(parse_client_op(&ok, &limits()), Ok(None));
@@ -166,20 +224,37 @@ fn control_line_limit() {
 fn max_payload_is_checked_before_the_payload_arrives() {
     assert_eq!(
         parse_client_op(b"PUB foo 1073741824\r\n", &limits()),
-        Err(ParseError::MaxPayload { size: 1 << 30, max: 1 << 20 })
+        Err(ParseError::MaxPayload {
+            size: 1 << 30,
+            max: 1 << 20
+        })
     );
 }
 
 #[test]
 fn bad_arguments() {
-    assert_eq!(parse_client_op(b"PUB foo\r\n", &limits()), Err(ParseError::BadArgs("processPub")));
-    assert_eq!(parse_client_op(b"PUB foo -1\r\n", &limits()), Err(ParseError::BadArgs("processPub")));
-    assert_eq!(parse_client_op(b"SUB foo\r\n", &limits()).unwrap_err(), ParseError::BadArgs("processSub"));
-    assert_eq!(parse_client_op(b"HPUB foo 10 5\r\n", &limits()).unwrap_err(), ParseError::BadArgs("processHeaderPub"));
+    assert_eq!(
+        parse_client_op(b"PUB foo\r\n", &limits()),
+        Err(ParseError::BadArgs("processPub"))
+    );
+    assert_eq!(
+        parse_client_op(b"PUB foo -1\r\n", &limits()),
+        Err(ParseError::BadArgs("processPub"))
+    );
+    assert_eq!(
+        parse_client_op(b"SUB foo\r\n", &limits()).unwrap_err(),
+        ParseError::BadArgs("processSub")
+    );
+    assert_eq!(
+        parse_client_op(b"HPUB foo 10 5\r\n", &limits()).unwrap_err(),
+        ParseError::BadArgs("processHeaderPub")
+    );
 }
 
 #[test]
 fn err_text_is_unquoted() {
-    let (op, _) = parse_server_op(b"-ERR 'Authorization Violation'\r\n", &limits()).unwrap().unwrap();
+    let (op, _) = parse_server_op(b"-ERR 'Authorization Violation'\r\n", &limits())
+        .unwrap()
+        .unwrap();
     assert_eq!(op, ServerOp::Err(b"Authorization Violation"));
 }
