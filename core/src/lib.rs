@@ -10,10 +10,13 @@
 //! let next = node.poll_timeout();
 //! ```
 
+pub mod client;
 pub mod log;
 pub mod nats;
 pub mod node;
 pub mod rng;
+pub mod store;
+pub mod streaming;
 pub mod time;
 pub mod timefmt;
 

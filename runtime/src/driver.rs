@@ -144,6 +144,14 @@ impl Driver {
         }
     }
 
+    /// Starts the node's streaming server (recovery, subscriptions, startup lines).
+    pub fn start(&mut self) -> Result<(), String> {
+        let now = self.now();
+        let result = self.node.start(now);
+        self.release();
+        result
+    }
+
     /// Starts accepting connections from `listener` on a task of its own.
     pub fn serve<L: Listener>(&self, mut listener: L) -> tokio::task::JoinHandle<()> {
         let tx = self.tx.clone();
@@ -230,6 +238,15 @@ impl Driver {
                 }
             }
             self.node.handle_timeout(now);
+            // Group commit: one flush for the whole batch, before anything it
+            // acknowledges leaves.
+            if let Err(e) = self.node.flush_store() {
+                (self.log)(stan_core::log::LogLine {
+                    origin: stan_core::log::Origin::Stream,
+                    level: stan_core::log::Level::Error,
+                    text: format!("Error flushing store: {e}"),
+                });
+            }
             self.release();
         }
         for (_, c) in self.conns.drain() {

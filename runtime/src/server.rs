@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 use stan_core::nats::server::NATS_VERSION;
 use stan_core::nats::{self, Auth};
 use stan_core::node::{Node, NodeConfig};
+use stan_core::store::MemStore;
+use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
 use tokio::net::TcpListener;
 
 use crate::cli::Options;
@@ -19,6 +21,28 @@ pub type ExitCode = i32;
 
 /// Builds the core configuration from the command line.
 pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
+    let limits = StoreLimits {
+        max_channels: opts.max_channels,
+        channel: ChannelLimits {
+            max_subscriptions: opts.max_subs,
+            max_msgs: opts.max_msgs,
+            max_bytes: opts.max_bytes,
+            max_age: opts.max_age,
+            max_inactivity: opts.max_inactivity,
+        },
+        per_channel: Default::default(),
+    };
+    let streaming = streaming::Config {
+        cluster_id: opts.cluster_id.clone(),
+        hb_interval: opts.hb_interval,
+        hb_timeout: opts.hb_timeout,
+        hb_fail_count: u32::try_from(opts.hb_fail_count.max(0)).unwrap_or(u32::MAX),
+        limits,
+        replace_durable: opts.replace_durable,
+        verbosity: stan_core::log::Verbosity { debug: opts.stan_debug, trace: opts.stan_trace },
+        rng_seed: seed.rotate_left(17),
+        ..streaming::Config::default()
+    };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
         (Some(user), pass, _) => Auth::UserPass {
             user: user.clone(),
@@ -40,6 +64,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             rng_seed: seed,
             ..nats::Config::default()
         },
+        streaming: Some(streaming),
     }
 }
 
@@ -82,7 +107,16 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     };
     let local = listener.local_addr().ok();
     cfg.nats.port = local.map_or(cfg.nats.port, |a| a.port());
-    let node = Node::new(cfg);
+    let node = match Node::with_streaming(cfg, Box::new(MemStore::new())) {
+        Ok(n) => n,
+        Err(e) => {
+            log.log(Origin::Stream, Level::Fatal, &format!("Failed to start: {e}"));
+            return 1;
+        }
+    };
+    for line in node.banner() {
+        log.log(Origin::Stream, Level::Info, &line);
+    }
     let nats_id = node.nats().server_id().to_string();
     let nats_name = node.nats().server_name().to_string();
     for line in [
@@ -105,7 +139,7 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
         }
     }
     let log_for_driver = log.clone();
-    let driver = Driver::new(
+    let mut driver = Driver::new(
         node,
         wall,
         Box::new(move |line| log_core_line(&log_for_driver, &line)),
@@ -158,6 +192,10 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     );
     log.log(Origin::Nats, Level::Info, "Server is ready");
     let accept_task = driver.serve(listener);
+    if let Err(e) = driver.start() {
+        log.log(Origin::Stream, Level::Fatal, &format!("Failed to start: {e}"));
+        return 1;
+    }
     let (code_tx, code_rx) = tokio::sync::oneshot::channel::<ExitCode>();
     let signals = {
         let log = log.clone();
@@ -179,6 +217,7 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     if let Some(pid_file) = &opts.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
+    log.log(Origin::Stream, Level::Info, "Shutting down.");
     log.log(Origin::Nats, Level::Info, "Server Exiting..");
     code
 }

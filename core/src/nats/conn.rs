@@ -133,6 +133,9 @@ pub struct Traffic {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub id: ConnId,
+    /// An in-process client (the streaming server): deliveries are queued as
+    /// [`InternalMsg`] instead of being written as bytes.
+    pub internal: bool,
     pub peer: SocketAddr,
     pub phase: Phase,
     pub opts: ConnectOptions,
@@ -173,4 +176,14 @@ pub(crate) struct Subscription {
     /// Auto-unsubscribe after this many deliveries (`UNSUB <sid> <max>`).
     pub max: Option<u64>,
     pub delivered: u64,
+}
+
+/// A message delivered to an in-process subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalMsg {
+    pub conn: ConnId,
+    pub sid: u64,
+    pub subject: Vec<u8>,
+    pub reply: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
 }

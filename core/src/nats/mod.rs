@@ -7,5 +7,5 @@ pub mod server;
 pub mod subject;
 pub mod sublist;
 
-pub use conn::{CloseReason, ConnId, ConnectOptions};
+pub use conn::{CloseReason, ConnId, ConnectOptions, InternalMsg};
 pub use server::{Auth, Config, Input, Output, Server};

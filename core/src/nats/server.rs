@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::conn::{CloseReason, Conn, ConnId, ConnectOptions, Info, Phase, Subscription, Traffic};
+use super::conn::{CloseReason, Conn, ConnId, ConnectOptions, Info, InternalMsg, Phase, Subscription, Traffic};
 use super::proto::{self, ClientOp, Limits, ParseError};
 use super::subject::is_valid_literal_subject;
 use super::sublist::{SubKey, Sublist};
@@ -127,6 +127,7 @@ pub struct Server {
     /// Connections whose pending bytes passed the stall mark; while any exist the driver
     /// should stop reading new input so fast publishers wait for slow readers.
     stalled: BTreeSet<ConnId>,
+    internal: VecDeque<InternalMsg>,
 }
 
 impl Server {
@@ -152,6 +153,7 @@ impl Server {
             ready: VecDeque::new(),
             stats: ServerStats::default(),
             stalled: BTreeSet::new(),
+            internal: VecDeque::new(),
         }
     }
 
@@ -175,6 +177,7 @@ impl Server {
         let auth_required = self.cfg.auth != Auth::None;
         let mut conn = Conn {
             id,
+            internal: false,
             peer,
             phase: if auth_required {
                 Phase::AwaitingConnect
@@ -394,7 +397,9 @@ impl Server {
                 reply,
                 header_len,
                 payload,
-            } => self.publish(now, id, subject, reply, header_len, payload),
+            } => {
+                self.publish(now, id, subject, reply, header_len, payload);
+            }
             ClientOp::Info(_) | ClientOp::Ok | ClientOp::Err(_) => {}
         }
         self.mark_dirty(id);
@@ -519,7 +524,7 @@ impl Server {
         reply: Option<&[u8]>,
         header_len: Option<usize>,
         payload: &[u8],
-    ) {
+    ) -> bool {
         let c = self.conns.get_mut(&id).expect("caller checked");
         c.traffic.in_msgs += 1;
         c.traffic.in_bytes += payload.len() as u64;
@@ -530,7 +535,7 @@ impl Server {
         }
         if c.opts.pedantic && !is_valid_literal_subject(subject) {
             self.send_err(id, "Invalid Publish Subject");
-            return;
+            return false;
         }
         let echo = c.opts.echo;
         let matches = self.sublist.matches(subject);
@@ -547,6 +552,7 @@ impl Server {
                 self.no_responders(id, reply);
             }
         }
+        delivered
     }
 
     /// Writes one message to a subscriber; false if it was not delivered.
@@ -573,6 +579,20 @@ impl Server {
         };
         if c.phase == Phase::Closing {
             return false;
+        }
+        if c.internal {
+            let sid = std::str::from_utf8(&sub.sid).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+            self.internal.push_back(InternalMsg {
+                conn: sub.conn,
+                sid,
+                subject: subject.to_vec(),
+                reply: reply.map(<[u8]>::to_vec),
+                payload: payload[header_len.unwrap_or(0)..].to_vec(),
+            });
+            c.traffic.out_msgs += 1;
+            c.traffic.out_bytes += payload.len() as u64;
+            sub.delivered += 1;
+            return true;
         }
         // Clients that did not ask for headers get the message without them.
         let (header_len, payload) = match header_len {
@@ -754,6 +774,66 @@ impl Server {
             level,
             text,
         }));
+    }
+
+    /// Adds an in-process client (the streaming server) that subscribes and publishes
+    /// through the same routing as socket clients.
+    pub fn add_internal_client(&mut self, now: Now, name: &str) -> ConnId {
+        self.next_conn += 1;
+        let id = ConnId(self.next_conn);
+        let conn = Conn {
+            id,
+            internal: true,
+            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
+            phase: Phase::Open,
+            opts: ConnectOptions { name: name.to_string(), lang: "rust".into(), ..ConnectOptions::default() },
+            connect_received: true,
+            start_wall_ns: now.wall_ns,
+            last_activity_wall_ns: now.wall_ns,
+            last_in: now.mono,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            dirty: false,
+            unflushed: 0,
+            subs: FxHashMap::default(),
+            pings_out: 0,
+            ping_at: now.mono,
+            auth_deadline: None,
+            traffic: Traffic::default(),
+            close_reason: None,
+        };
+        self.conns.insert(id, conn);
+        id
+    }
+
+    /// Subscribes an in-process client; `sid` comes back in each [`InternalMsg`].
+    pub fn internal_subscribe(&mut self, conn: ConnId, subject: &str, sid: u64) -> Result<(), super::sublist::InvalidSubject> {
+        let sid_text = sid.to_string();
+        let before = self.sublist.len();
+        self.subscribe(conn, subject.as_bytes(), None, sid_text.as_bytes());
+        if self.sublist.len() == before {
+            // The generic path reports an invalid subject to the client as -ERR; an
+            // in-process client has no socket, so drop those bytes and say it here.
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.out.clear();
+            }
+            return Err(super::sublist::InvalidSubject);
+        }
+        Ok(())
+    }
+
+    pub fn internal_unsubscribe(&mut self, conn: ConnId, sid: u64) {
+        self.unsubscribe(conn, sid.to_string().as_bytes(), None);
+    }
+
+    /// Publishes from an in-process client; false when no subscriber received it.
+    pub fn internal_publish(&mut self, now: Now, conn: ConnId, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) -> bool {
+        self.publish(now, conn, subject, reply, None, payload)
+    }
+
+    /// The next message delivered to an in-process subscriber.
+    pub fn take_internal(&mut self) -> Option<InternalMsg> {
+        self.internal.pop_front()
     }
 
     /// Pending bytes past which a reader is considered behind (three quarters of the
