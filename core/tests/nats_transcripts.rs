@@ -15,6 +15,7 @@ fn world() -> World {
             port: 4222,
             ..nats::Config::default()
         },
+        streaming: None,
     })
 }
 
@@ -25,6 +26,7 @@ fn with_auth(auth: Auth) -> World {
             auth,
             ..nats::Config::default()
         },
+        streaming: None,
     })
 }
 
@@ -346,6 +348,7 @@ fn slow_consumer_is_closed() {
             max_pending: 10_000,
             ..nats::Config::default()
         },
+        streaming: None,
     });
     let slow = w.accept();
     let publisher = w.accept();
