@@ -8,3 +8,4 @@ pub mod http;
 pub mod logger;
 pub mod process;
 pub mod server;
+pub mod stan_client;

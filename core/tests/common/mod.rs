@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod stan;
+
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! the manner of the Go benchmark tools.
 
 pub mod core;
+pub mod stan;
 
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub struct Settings {
     pub ignore_old: bool,
     /// Measure plain NATS publish/subscribe instead of streaming.
     pub core: bool,
+    /// The channel of the streaming benchmark.
+    pub subject: String,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             max_pub_acks_inflight: 1000,
             ignore_old: false,
             core: false,
+            subject: "foo".into(),
         }
     }
 }
@@ -105,7 +109,20 @@ impl std::fmt::Display for Report {
 pub fn parse_args(args: &[String]) -> Result<Settings, String> {
     let mut st = Settings::default();
     let mut it = args.iter();
+    let mut positional: Vec<&String> = Vec::new();
+    let mut flags_done = false;
     while let Some(arg) = it.next() {
+        // As with Go's flag package, flags end at `--` or at the first argument that
+        // is not a flag.
+        if !flags_done && arg == "--" {
+            flags_done = true;
+            continue;
+        }
+        if flags_done || !arg.starts_with('-') || arg == "-" {
+            flags_done = true;
+            positional.push(arg);
+            continue;
+        }
         let flag = arg.trim_start_matches('-');
         let (name, inline) = match flag.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
@@ -144,10 +161,17 @@ pub fn parse_args(args: &[String]) -> Result<Settings, String> {
             _ => return Err(format!("flag provided but not defined: -{name}\n{USAGE}")),
         }
     }
+    match positional.as_slice() {
+        [] => {}
+        [subject] => st.subject = subject.to_string(),
+        _ => return Err(format!("too many arguments\n{USAGE}")),
+    }
     Ok(st)
 }
 
-pub const USAGE: &str = "Usage: stan-bench [options] <subject>
+pub const USAGE: &str = "Usage: stan-bench [options] [subject]
+
+The subject is the channel of the streaming benchmark (default foo).
 
 Options:
   -s <url>       NATS server URL(s) (default nats://127.0.0.1:4222)

@@ -19,9 +19,7 @@ fn main() {
         if st.core {
             bench::core::run(&st.addr(), &st).await
         } else {
-            Err(std::io::Error::other(
-                "streaming benchmarks need the streaming server; use -core",
-            ))
+            bench::stan::run(&st).await
         }
     });
     match result {
