@@ -154,6 +154,11 @@ impl Streaming {
         &self.cfg.limits
     }
 
+    /// IDs of the registered clients, in order.
+    pub fn client_ids(&self) -> impl Iterator<Item = &str> {
+        self.clients.keys().map(String::as_str)
+    }
+
     /// The subjects in use (recovered or built at first start).
     pub fn server_info(&self) -> &ServerInfo {
         &self.info

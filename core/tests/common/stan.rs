@@ -44,6 +44,8 @@ pub struct Client {
     pub resp: ConnectResponse,
     /// Answer heartbeats automatically.
     pub answer_heartbeats: bool,
+    /// Reply subject of a connect whose response has not arrived yet.
+    pub pending_connect: Option<String>,
     next_sid: u64,
     next_req: u64,
 }
@@ -151,6 +153,7 @@ impl StanWorld {
             acks: format!("_STAN.acks.{client_id}.{n}"),
             resp: ConnectResponse::default(),
             answer_heartbeats: true,
+            pending_connect: None,
             next_sid: 0,
             next_req: 0,
         });
@@ -169,16 +172,32 @@ impl StanWorld {
             ping_interval: 5,
             ping_max_out: 3,
         };
-        if let Some(resp) = self.request(n, "_STAN.discover.test-cluster", &req, Carries::ConnectResponse) {
-            self.clients[n].resp = ConnectResponse::decode(&*resp).unwrap();
+        match self.request(n, "_STAN.discover.test-cluster", &req, Carries::ConnectResponse) {
+            Some(resp) => self.clients[n].resp = ConnectResponse::decode(&*resp).unwrap(),
+            None => self.clients[n].pending_connect = Some(format!("_INBOX.req.{client_id}.{n}.{}", self.clients[n].next_req)),
         }
         n
+    }
+
+    /// Completes a connect whose response came later (after a replacement probe); false
+    /// while it is still outstanding.
+    pub fn connect_done(&mut self, c: usize) -> bool {
+        let Some(reply) = self.clients[c].pending_connect.clone() else { return true };
+        let got = self.take_on(c, |s| s == reply);
+        match got.first() {
+            Some(m) => {
+                self.clients[c].resp = ConnectResponse::decode(&*m.payload).unwrap();
+                self.clients[c].pending_connect = None;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Sends a request and returns the reply payload, if one came.
     pub fn request<M: Message + std::fmt::Debug>(&mut self, c: usize, subject: &str, msg: &M, carries: Carries) -> Option<Vec<u8>> {
         self.clients[c].next_req += 1;
-        let reply = format!("_INBOX.req.{}.{}", self.clients[c].id, self.clients[c].next_req);
+        let reply = format!("_INBOX.req.{}.{c}.{}", self.clients[c].id, self.clients[c].next_req);
         self.subscribe_raw(c, &reply, carries);
         self.publish(c, subject, Some(&reply), &msg.encode_to_vec(), format!("{msg:?}"));
         let conn = self.clients[c].conn;
@@ -209,14 +228,14 @@ impl StanWorld {
         self.take_on(c, |s| s == acks)
             .into_iter()
             .map(|m| {
-                let a = PubAck::decode(&*m.payload).unwrap();
+                let a = PubAck::decode(&*m.payload).unwrap_or_else(|e| panic!("{e}: {:?} {:?}", m.subject, m.payload));
                 (a.guid, a.error)
             })
             .collect()
     }
 
     pub fn subscribe(&mut self, c: usize, req: SubscriptionRequest) -> ClientSub {
-        let inbox = format!("_INBOX.sub.{}.{}", self.clients[c].id, self.clients[c].next_sid + 1);
+        let inbox = format!("_INBOX.sub.{}.{c}.{}", self.clients[c].id, self.clients[c].next_sid + 1);
         self.subscribe_raw(c, &inbox, Carries::MsgProto);
         let req = SubscriptionRequest { client_id: self.clients[c].id.clone(), inbox: inbox.clone(), ..req };
         let subject = self.clients[c].resp.sub_requests.clone();
