@@ -11,6 +11,8 @@
 //! ```
 
 pub mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod log;
 pub mod nats;
 pub mod node;
