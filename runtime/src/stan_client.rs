@@ -291,6 +291,12 @@ pub struct PubAckWaiter {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for PubAckWaiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PubAckWaiter").finish_non_exhaustive()
+    }
+}
+
 impl Future for PubAckWaiter {
     type Output = Result<(), StanError>;
 
@@ -310,6 +316,14 @@ pub struct StanSubscription {
     sub: SubHandle,
     rx: mpsc::UnboundedReceiver<Msg>,
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for StanSubscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StanSubscription")
+            .field("sub", &self.sub)
+            .finish_non_exhaustive()
+    }
 }
 
 impl StanSubscription {
@@ -391,23 +405,22 @@ impl Task {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
-        // A separate writer keeps reading going while a large batch is written, so the
-        // server never waits on us to drain its deliveries.
-        let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let writer = tokio::spawn(async move {
-            while let Some(bytes) = wrx.recv().await {
-                if wr.write_all(&bytes).await.is_err() {
-                    return;
-                }
-            }
-            let _ = wr.shutdown().await;
-        });
         let mut client = Client::new(cfg, self.now());
         let mut buf = vec![0u8; READ_BUF];
+        // Bytes not yet written, from `wpos`. Writing is one more branch of the loop
+        // rather than a blocking step, so reading goes on while a large batch drains
+        // and the server never waits on us to take its deliveries.
+        let mut wbuf: Vec<u8> = Vec::new();
+        let mut wpos = 0;
         let mut handles_gone = false;
         loop {
             while let Some(bytes) = client.poll_transmit() {
-                let _ = wtx.send(bytes);
+                if wpos == wbuf.len() {
+                    wbuf = bytes;
+                    wpos = 0;
+                } else {
+                    wbuf.extend_from_slice(&bytes);
+                }
             }
             self.dispatch_events(&mut client);
             if client.is_ended() {
@@ -415,6 +428,12 @@ impl Task {
             }
             let timer = client.poll_timeout().map(|at| self.deadline(at));
             tokio::select! {
+                written = wr.write(&wbuf[wpos..]), if wpos < wbuf.len() => {
+                    match written {
+                        Ok(0) | Err(_) => client.handle_disconnect(),
+                        Ok(n) => wpos += n,
+                    }
+                }
                 read = rd.read(&mut buf) => {
                     match read {
                         Ok(0) | Err(_) => client.handle_disconnect(),
@@ -441,8 +460,9 @@ impl Task {
                 _ = sleep_until(timer), if timer.is_some() => client.handle_timeout(self.now()),
             }
         }
-        drop(wtx);
-        let _ = writer.await;
+        // The last bytes (a close request's answer may not be needed, but acks are).
+        let _ = wr.write_all(&wbuf[wpos..]).await;
+        let _ = wr.shutdown().await;
     }
 
     fn apply(&mut self, client: &mut Client, now: Now, cmd: Command) {
@@ -591,5 +611,125 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stan_core::node::{Node, NodeConfig};
+    use stan_core::store::MemStore;
+
+    use crate::driver::Driver;
+
+    /// A streaming server on an ephemeral port, running until the test ends.
+    async fn server() -> String {
+        let cfg = NodeConfig {
+            streaming: Some(stan_core::streaming::Config::default()),
+            ..NodeConfig::default()
+        };
+        let node = Node::with_streaming(cfg, Box::new(MemStore::new())).unwrap();
+        let mut driver = Driver::new(node, system_wall_clock(), Box::new(|_| {}));
+        driver.start().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        driver.serve(listener);
+        tokio::spawn(driver.run(std::future::pending()));
+        addr
+    }
+
+    async fn connect(addr: &str, id: &str) -> StanConn {
+        StanConn::connect(addr, "test-cluster", id, StanOptions::default())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publish_subscribe_round_trip() {
+        let addr = server().await;
+        let conn = connect(&addr, "me").await;
+        for i in 0..10u8 {
+            conn.publish("foo", &[i]).await.unwrap();
+        }
+        let opts = SubscribeOptions {
+            start: StartAt::First,
+            ..SubscribeOptions::default()
+        };
+        let mut sub = conn.subscribe("foo", opts).await.unwrap();
+        let mut waiters = Vec::new();
+        for i in 10..110u8 {
+            waiters.push(conn.publish_async("foo", &[i]).await.unwrap());
+        }
+        for w in waiters {
+            w.await.unwrap();
+        }
+        for seq in 1..=110u64 {
+            let m = sub.next().await.unwrap();
+            assert_eq!((m.sequence, m.subject.as_str()), (seq, "foo"));
+            assert_eq!(m.data, vec![(seq - 1) as u8]);
+        }
+        assert_eq!(
+            sub.ack(1).await.unwrap_err().to_string(),
+            "stan: cannot manually ack in auto-ack mode"
+        );
+        sub.unsubscribe().await.unwrap();
+        conn.close().await.unwrap();
+        assert_eq!(
+            conn.publish("foo", b"x").await.unwrap_err().to_string(),
+            "stan: connection closed"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn manual_ack_and_durable_close() {
+        let addr = server().await;
+        let conn = connect(&addr, "me").await;
+        let opts = SubscribeOptions {
+            durable_name: Some("dur".into()),
+            manual_ack: true,
+            max_in_flight: 1,
+            ..SubscribeOptions::default()
+        };
+        let mut sub = conn.subscribe("foo", opts.clone()).await.unwrap();
+        conn.publish("foo", b"a").await.unwrap();
+        conn.publish("foo", b"b").await.unwrap();
+        let m = sub.next().await.unwrap();
+        assert_eq!(m.sequence, 1);
+        // MaxInFlight 1: the second message waits for the ack.
+        let early = tokio::time::timeout(Duration::from_millis(200), sub.next()).await;
+        assert!(early.is_err(), "{early:?}");
+        sub.ack(1).await.unwrap();
+        assert_eq!(sub.next().await.unwrap().sequence, 2);
+        sub.close().await.unwrap();
+        // The durable resumes where it stopped: message 2 is still unacknowledged.
+        let mut sub = conn.subscribe("foo", opts).await.unwrap();
+        let m = sub.next().await.unwrap();
+        assert_eq!((m.sequence, m.redelivered), (2, true));
+        conn.close().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn server_errors_are_verbatim() {
+        let addr = server().await;
+        let conn = connect(&addr, "me").await;
+        let dup = StanConn::connect(&addr, "test-cluster", "me", StanOptions::default()).await;
+        assert_eq!(
+            dup.unwrap_err().to_string(),
+            "stan: clientID already registered"
+        );
+        let bad = conn
+            .subscribe("foo.*", SubscribeOptions::default())
+            .await
+            .unwrap_err();
+        assert_eq!(bad.to_string(), "stan: invalid subject");
+        let started = tokio::time::Instant::now();
+        let wrong = StanConn::connect(&addr, "other-cluster", "x", StanOptions::default()).await;
+        assert_eq!(
+            wrong.unwrap_err().to_string(),
+            "stan: connect request timeout (possibly wrong cluster ID?)"
+        );
+        // No responders: no need to wait for the connect timeout.
+        assert!(started.elapsed() < Duration::from_secs(1));
+        conn.close().await.unwrap();
     }
 }
