@@ -125,7 +125,7 @@ impl Node {
             let mut progressed = false;
             while let Some(m) = self.nats.take_internal() {
                 progressed = true;
-                att.server.handle_msg(now, m.sid, &m.subject, m.reply.as_deref(), &m.payload);
+                att.server.handle_msg(now, m.sid, m.subject(), m.reply(), m.payload());
             }
             while let Some(action) = att.server.poll_action() {
                 progressed = true;

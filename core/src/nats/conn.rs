@@ -183,7 +183,30 @@ pub(crate) struct Subscription {
 pub struct InternalMsg {
     pub conn: ConnId,
     pub sid: u64,
-    pub subject: Vec<u8>,
-    pub reply: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    /// Subject, reply and payload in one allocation.
+    buf: Vec<u8>,
+    subject_len: usize,
+    reply_len: Option<usize>,
+}
+
+impl InternalMsg {
+    pub fn new(conn: ConnId, sid: u64, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) -> Self {
+        let mut buf = Vec::with_capacity(subject.len() + reply.map_or(0, <[u8]>::len) + payload.len());
+        buf.extend_from_slice(subject);
+        buf.extend_from_slice(reply.unwrap_or_default());
+        buf.extend_from_slice(payload);
+        InternalMsg { conn, sid, buf, subject_len: subject.len(), reply_len: reply.map(<[u8]>::len) }
+    }
+
+    pub fn subject(&self) -> &[u8] {
+        &self.buf[..self.subject_len]
+    }
+
+    pub fn reply(&self) -> Option<&[u8]> {
+        self.reply_len.map(|n| &self.buf[self.subject_len..self.subject_len + n])
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[self.subject_len + self.reply_len.unwrap_or(0)..]
+    }
 }

@@ -581,14 +581,9 @@ impl Server {
             return false;
         }
         if c.internal {
-            let sid = std::str::from_utf8(&sub.sid).ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-            self.internal.push_back(InternalMsg {
-                conn: sub.conn,
-                sid,
-                subject: subject.to_vec(),
-                reply: reply.map(<[u8]>::to_vec),
-                payload: payload[header_len.unwrap_or(0)..].to_vec(),
-            });
+            let sid = sub.sid.iter().try_fold(0u64, |v, d| d.is_ascii_digit().then(|| v * 10 + u64::from(d - b'0'))).unwrap_or(0);
+            let body = &payload[header_len.unwrap_or(0)..];
+            self.internal.push_back(InternalMsg::new(sub.conn, sid, subject, reply, body));
             c.traffic.out_msgs += 1;
             c.traffic.out_bytes += payload.len() as u64;
             sub.delivered += 1;

@@ -8,6 +8,7 @@ pub mod pb;
 mod server;
 mod state;
 mod subscribe;
+pub mod wire;
 
 use std::time::Duration;
 
