@@ -5,7 +5,10 @@ use std::time::Duration;
 use prost::Message;
 
 use super::limits::is_valid_channel;
-use super::pb::{Ack, MsgProto, PubAck, PubMsg};
+use std::sync::Arc;
+
+use super::pb::MsgProto;
+use super::wire::{encode_msg, encode_pub_ack, AckRef, PubMsgRef};
 use super::server::{Streaming, Timer};
 use super::state::SubId;
 use crate::log::Level;
@@ -15,55 +18,67 @@ use crate::time::{Instant, Now};
 const EXPIRY_SLACK: Duration = Duration::from_millis(15);
 
 impl Streaming {
-    pub(crate) fn on_publish(&mut self, now: Now, reply: Option<String>, payload: &[u8]) {
-        let msg = match PubMsg::decode(payload) {
+    pub(crate) fn on_publish(&mut self, now: Now, reply: Option<&str>, payload: &[u8]) {
+        let msg = match PubMsgRef::decode(payload) {
             Ok(m) => m,
             Err(_) if Self::is_ctrl_msg(payload) => return,
-            Err(_) => return self.pub_ack(&reply, String::new(), Some("stan: invalid publish request".into())),
+            Err(_) => return self.pub_ack(reply, "", "stan: invalid publish request"),
         };
         self.stats.in_msgs += 1;
         self.stats.in_bytes += payload.len() as u64;
         let publisher_known = if msg.conn_id.is_empty() {
-            self.clients.contains_key(&msg.client_id)
+            self.clients.contains_key(msg.client_id)
         } else {
-            self.conn_ids.contains_key(&msg.conn_id)
+            self.conn_ids.contains_key(msg.conn_id)
         };
-        if msg.guid.is_empty() || !is_valid_channel(&msg.subject) || !publisher_known {
-            return self.pub_ack(&reply, msg.guid, Some("stan: invalid publish request".into()));
+        if msg.guid.is_empty() || !is_valid_channel(msg.subject) || !publisher_known {
+            return self.pub_ack(reply, msg.guid, "stan: invalid publish request");
         }
         self.trace(|| format!("[Client:{}] Received message from publisher subj={} guid={}", msg.client_id, msg.subject, msg.guid));
-        if let Err(e) = self.lookup_or_create_channel(now, &msg.subject) {
-            return self.pub_ack(&reply, msg.guid, Some(e));
+        if let Err(e) = self.lookup_or_create_channel(now, msg.subject) {
+            return self.pub_ack(reply, msg.guid, &e);
         }
         if let Err(e) = self.store_message(now, &msg) {
-            return self.pub_ack(&reply, msg.guid, Some(e));
+            return self.pub_ack(reply, msg.guid, &e);
         }
-        self.deliver_channel(now, &msg.subject);
+        self.deliver_channel(now, msg.subject);
         self.trace(|| format!("[Client:{}] Acking Publisher subj={} guid={}", msg.client_id, msg.subject, msg.guid));
-        self.pub_ack(&reply, msg.guid, None);
+        self.pub_ack(reply, msg.guid, "");
     }
 
-    fn pub_ack(&mut self, reply: &Option<String>, guid: String, error: Option<String>) {
-        self.respond(reply, &PubAck { guid, error: error.unwrap_or_default() });
+    fn pub_ack(&mut self, reply: Option<&str>, guid: &str, error: &str) {
+        if let Some(r) = reply {
+            let mut payload = Vec::with_capacity(guid.len() + error.len() + 4);
+            encode_pub_ack(&mut payload, guid, error);
+            self.publish(r, payload);
+        }
     }
 
     /// Appends to the channel and applies `max_msgs`/`max_bytes` (BEHAVIOUR §4.4.3).
-    fn store_message(&mut self, now: Now, m: &PubMsg) -> Result<(), String> {
-        let name = m.subject.as_str();
+    fn store_message(&mut self, now: Now, m: &PubMsgRef<'_>) -> Result<(), String> {
+        let name = m.subject;
         let st = self.store.msgs_state(name);
         let ch = self.channels.get_mut(name).expect("created by the caller");
         let timestamp = now.wall_ns.max(ch.last_timestamp);
         ch.last_timestamp = timestamp;
         ch.last_activity_ns = timestamp;
-        let stored = MsgProto {
-            sequence: st.last + 1,
-            subject: m.subject.clone(),
-            reply: m.reply.clone(),
-            data: m.data.clone(),
-            timestamp,
-            ..MsgProto::default()
-        };
-        self.store.store_msg(name, &stored).map_err(|e| e.to_string())?;
+        let seq = st.last + 1;
+        let stored = &mut self.scratch;
+        stored.sequence = seq;
+        stored.timestamp = timestamp;
+        stored.subject.clear();
+        stored.subject.push_str(name);
+        stored.reply.clear();
+        stored.reply.push_str(m.reply);
+        stored.data.clear();
+        stored.data.extend_from_slice(m.data);
+        self.store.store_msg(name, &self.scratch).map_err(|e| e.to_string())?;
+        let fresh = &mut self.fresh;
+        fresh.channel.clear();
+        fresh.channel.push_str(name);
+        fresh.seq = seq;
+        fresh.bytes.clear();
+        encode_msg(&mut fresh.bytes, seq, name, m.reply, m.data, timestamp, false, 0);
         self.enforce_count_limits(name);
         self.arm_max_age(now, name);
         Ok(())
@@ -105,13 +120,19 @@ impl Streaming {
     /// Sends what each subscription of the channel may receive now.
     pub(crate) fn deliver_channel(&mut self, now: Now, channel: &str) {
         let Some(ch) = self.channels.get(channel) else { return };
-        let plain: Vec<SubId> = ch.subs.values().filter(|s| !s.is_queue()).map(|s| s.id).collect();
-        let groups: Vec<String> = ch.groups.keys().cloned().collect();
-        for id in plain {
-            self.deliver_plain(now, channel, id);
+        let has_groups = !ch.groups.is_empty();
+        let mut next = ch.subs.keys().next().copied();
+        while let Some(id) = next {
+            if !self.channels[channel].subs[&id].is_queue() {
+                self.deliver_plain(now, channel, id);
+            }
+            next = self.channels[channel].subs.range(id + 1..).next().map(|(k, _)| *k);
         }
-        for g in groups {
-            self.deliver_group(now, channel, &g);
+        if has_groups {
+            let groups: Vec<String> = self.channels[channel].groups.keys().cloned().collect();
+            for g in groups {
+                self.deliver_group(now, channel, &g);
+            }
         }
     }
 
@@ -126,8 +147,8 @@ impl Streaming {
                 self.channels.get_mut(channel).expect("exists").subs.get_mut(&id).expect("exists").stalled = true;
                 return;
             }
-            let Some(msg) = self.next_message(channel, sub.last_sent) else { return };
-            self.send_new(now, channel, id, msg);
+            let Some((seq, bytes)) = self.next_message(channel, sub.last_sent) else { return };
+            self.send_new(now, channel, id, seq, bytes);
         }
     }
 
@@ -151,10 +172,9 @@ impl Streaming {
                 self.channels.get_mut(channel).expect("exists").subs.get_mut(&member).expect("exists").stalled = true;
                 return;
             }
-            let Some(msg) = self.next_message(channel, cursor) else { return };
-            let seq = msg.sequence;
+            let Some((seq, bytes)) = self.next_message(channel, cursor) else { return };
             self.channels.get_mut(channel).expect("exists").groups.get_mut(key).expect("exists").last_sent = seq;
-            self.send_new(now, channel, member, msg);
+            self.send_new(now, channel, member, seq, bytes);
         }
     }
 
@@ -180,16 +200,20 @@ impl Streaming {
         Some(best)
     }
 
-    /// The first stored message after `cursor`, skipping what limits removed.
-    fn next_message(&mut self, channel: &str, cursor: u64) -> Option<MsgProto> {
+    /// The first stored message after `cursor`, skipping what limits removed, as its
+    /// sequence and first-delivery encoding.
+    fn next_message(&mut self, channel: &str, cursor: u64) -> Option<(u64, Vec<u8>)> {
         let st = self.store.msgs_state(channel);
         let mut seq = cursor + 1;
         if seq < st.first {
             seq = st.first;
         }
+        if seq == self.fresh.seq && self.fresh.channel == channel && seq <= st.last {
+            return Some((seq, self.fresh.bytes.clone()));
+        }
         while seq <= st.last {
             match self.store.lookup(channel, seq) {
-                Ok(Some(m)) => return Some(m),
+                Ok(Some(m)) => return Some((seq, m.encode_to_vec())),
                 Ok(None) => seq += 1,
                 Err(e) => {
                     self.log(Level::Error, format!("Unable to lookup message {seq} of {channel:?}: {e}"));
@@ -201,8 +225,7 @@ impl Streaming {
     }
 
     /// First delivery of a message to a subscription.
-    fn send_new(&mut self, now: Now, channel: &str, id: SubId, msg: MsgProto) {
-        let seq = msg.sequence;
+    fn send_new(&mut self, now: Now, channel: &str, id: SubId, seq: u64, payload: Vec<u8>) {
         let ch = self.channels.get_mut(channel).expect("exists");
         let sub = ch.subs.get_mut(&id).expect("exists");
         sub.last_sent = seq;
@@ -216,7 +239,7 @@ impl Streaming {
             sub.ack_timer = arm;
         }
         let inbox = sub.inbox.clone();
-        let client = sub.client_id.clone();
+        let client = if self.cfg.verbosity.trace { sub.client_id.clone() } else { String::new() };
         if let Err(e) = self.store.add_pending(channel, id, seq) {
             self.log(Level::Error, format!("Unable to store pending message: {e}"));
         }
@@ -224,11 +247,10 @@ impl Streaming {
             self.arm(at, Timer::AckWait(channel.to_string(), id));
         }
         self.trace(|| format!("[Client:{client}] Delivering msg to subid={id}, subject={channel}, seq={seq}"));
-        self.send(&inbox, &msg);
+        self.send(inbox, payload);
     }
 
-    fn send(&mut self, inbox: &str, msg: &MsgProto) {
-        let payload = msg.encode_to_vec();
+    fn send(&mut self, inbox: Arc<str>, payload: Vec<u8>) {
         self.stats.out_msgs += 1;
         self.stats.out_bytes += payload.len() as u64;
         self.publish(inbox, payload);
@@ -255,7 +277,8 @@ impl Streaming {
         let (inbox, client) = (sub.inbox.clone(), sub.client_id.clone());
         self.stats.redeliveries += 1;
         self.trace(|| format!("[Client:{client}] Redelivering msg to subid={id}, subject={channel}, seq={seq}"));
-        self.send(&inbox, &MsgProto { redelivered: true, redelivery_count: count, ..msg });
+        let redelivery = MsgProto { redelivered: true, redelivery_count: count, ..msg };
+        self.send(inbox, redelivery.encode_to_vec());
         true
     }
 
@@ -296,17 +319,20 @@ impl Streaming {
     }
 
     pub(crate) fn on_ack(&mut self, now: Now, ack_sid: u64, payload: &[u8]) {
-        let Ok(ack) = Ack::decode(payload) else { return };
+        let Ok(ack) = AckRef::decode(payload) else { return };
         let Some((channel, id)) = self.ack_sids.get(&ack_sid).cloned() else { return };
-        if ack.subject != channel {
+        if ack.subject != &*channel {
             return;
         }
+        let channel: &str = &channel;
         let seq = ack.sequence;
-        let ch = self.channels.get_mut(&channel).expect("indexed channel exists");
+        let ch = self.channels.get_mut(channel).expect("indexed channel exists");
         let Some(sub) = ch.subs.get(&id) else { return };
-        let client = sub.client_id.clone();
-        self.trace(|| format!("[Client:{client}] Processing ack for subid={id}, subject={channel}, seq={seq}"));
-        let ch = self.channels.get_mut(&channel).expect("exists");
+        if self.cfg.verbosity.trace {
+            let client = sub.client_id.clone();
+            self.trace(|| format!("[Client:{client}] Processing ack for subid={id}, subject={channel}, seq={seq}"));
+        }
+        let ch = self.channels.get_mut(channel).expect("exists");
         let sub = ch.subs.get(&id).expect("exists");
         let target = if sub.pending.contains_key(&seq) {
             Some(id)
@@ -330,11 +356,11 @@ impl Streaming {
         } else {
             sub.redeliveries.remove(&seq);
         }
-        if let Err(e) = self.store.ack_pending(&channel, target, seq) {
+        if let Err(e) = self.store.ack_pending(channel, target, seq) {
             self.log(Level::Error, format!("Unable to persist ack: {e}"));
         }
         if unstall {
-            self.deliver_channel(now, &channel);
+            self.deliver_channel(now, channel);
         }
     }
 

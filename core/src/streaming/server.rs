@@ -3,6 +3,7 @@
 //! whether NATS is embedded or external.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
@@ -24,7 +25,7 @@ pub enum Action {
     Unsubscribe { sid: u64 },
     /// A publish; when `reply` is set and nobody receives it, the caller reports it back
     /// with [`Streaming::handle_no_responders`].
-    Publish { subject: String, reply: Option<String>, payload: Vec<u8> },
+    Publish { subject: Arc<str>, reply: Option<String>, payload: Vec<u8> },
     Log(LogLine),
 }
 
@@ -62,6 +63,14 @@ pub(crate) enum Outstanding {
     Probe { old_client: String, request: ConnectRequest, reply: String },
 }
 
+/// The last stored message in its delivery encoding.
+#[derive(Debug, Default)]
+pub(crate) struct Fresh {
+    pub channel: String,
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+}
+
 /// Counters shown by monitoring (BEHAVIOUR §15).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -84,7 +93,12 @@ pub struct Streaming {
     pub(crate) clients: BTreeMap<String, Client>,
     pub(crate) conn_ids: FxHashMap<Vec<u8>, String>,
     pub(crate) channels: BTreeMap<String, Channel>,
-    pub(crate) ack_sids: FxHashMap<u64, (String, SubId)>,
+    pub(crate) ack_sids: FxHashMap<u64, (Arc<str>, SubId)>,
+    /// The message stored last, already encoded: first deliveries of a new message (the
+    /// common case) need no store lookup.
+    pub(crate) fresh: Fresh,
+    /// Reused to build stored messages without allocating each time.
+    pub(crate) scratch: pb::MsgProto,
     pub(crate) next_ack_sid: u64,
     pub(crate) reply_prefix: String,
     pub(crate) next_token: u64,
@@ -120,6 +134,8 @@ impl Streaming {
             conn_ids: FxHashMap::default(),
             channels: BTreeMap::new(),
             ack_sids: FxHashMap::default(),
+            fresh: Fresh::default(),
+            scratch: pb::MsgProto::default(),
             next_ack_sid: sid::FIRST_ACK,
             reply_prefix,
             next_token: 1,
@@ -239,17 +255,22 @@ impl Streaming {
 
     /// A message arrived on one of this server's subscriptions.
     pub fn handle_msg(&mut self, now: Now, sid: u64, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
+        // Publishes and acks are the hot path: they borrow, everything else owns.
+        match sid {
+            sid::PUBLISH => return self.on_publish(now, reply.and_then(|r| std::str::from_utf8(r).ok()), payload),
+            sid::REPLIES => return self.on_reply(now, subject),
+            sid::DISCOVER..=sid::PINGS => {}
+            ack => return self.on_ack(now, ack, payload),
+        }
         let reply = reply.map(|r| String::from_utf8_lossy(r).into_owned());
         match sid {
             sid::DISCOVER => self.on_connect(now, reply, payload),
-            sid::PUBLISH => self.on_publish(now, reply, payload),
             sid::SUBSCRIBE => self.on_subscribe(now, reply, payload),
             sid::UNSUBSCRIBE => self.on_unsubscribe(now, reply, payload, false),
             sid::SUB_CLOSE => self.on_unsubscribe(now, reply, payload, true),
             sid::CLOSE => self.on_close(now, reply, payload),
             sid::PINGS => self.on_ping(now, reply, payload),
-            sid::REPLIES => self.on_reply(now, subject),
-            ack => self.on_ack(now, ack, payload),
+            _ => {}
         }
     }
 
@@ -295,14 +316,14 @@ impl Streaming {
         self.timers.insert((at, timer));
     }
 
-    pub(crate) fn publish(&mut self, subject: &str, payload: Vec<u8>) {
-        self.actions.push_back(Action::Publish { subject: subject.to_string(), reply: None, payload });
+    pub(crate) fn publish(&mut self, subject: impl Into<Arc<str>>, payload: Vec<u8>) {
+        self.actions.push_back(Action::Publish { subject: subject.into(), reply: None, payload });
     }
 
     /// Answers a request; requests without a reply subject get no answer.
     pub(crate) fn respond<M: Message>(&mut self, reply: &Option<String>, msg: &M) {
         if let Some(r) = reply {
-            self.publish(&r.clone(), msg.encode_to_vec());
+            self.publish(r.as_str(), msg.encode_to_vec());
         }
     }
 
@@ -319,7 +340,7 @@ impl Streaming {
         self.next_token += 1;
         self.outstanding.insert(token, what);
         let reply = format!("{}.{token}", self.reply_prefix);
-        self.actions.push_back(Action::Publish { subject: subject.to_string(), reply: Some(reply), payload });
+        self.actions.push_back(Action::Publish { subject: subject.into(), reply: Some(reply), payload });
         token
     }
 

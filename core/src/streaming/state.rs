@@ -29,7 +29,7 @@ pub(crate) struct Sub {
     pub id: SubId,
     /// Owning client; empty for a durable queue group's shadow.
     pub client_id: String,
-    pub inbox: String,
+    pub inbox: std::sync::Arc<str>,
     pub ack_inbox: String,
     /// The internal NATS subscription of the ack inbox; 0 while offline.
     pub ack_sid: u64,
@@ -75,7 +75,7 @@ impl Sub {
             id: self.id,
             client_id: self.client_id.clone(),
             q_group: self.q_group.clone(),
-            inbox: self.inbox.clone(),
+            inbox: self.inbox.to_string(),
             ack_inbox: self.ack_inbox.clone(),
             max_in_flight: self.max_in_flight.min(i32::MAX as usize) as i32,
             ack_wait_in_secs: self.ack_wait_secs,

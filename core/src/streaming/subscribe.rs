@@ -112,7 +112,7 @@ impl Streaming {
             Attach::ResumeDurable(id) | Attach::ResumeShadow(id) => {
                 let sub = ch.subs.get_mut(&id).expect("indexed subscription exists");
                 sub.client_id = req.client_id.clone();
-                sub.inbox = req.inbox.clone();
+                sub.inbox = req.inbox.as_str().into();
                 sub.ack_inbox = ack_inbox;
                 sub.ack_sid = ack_sid;
                 sub.max_in_flight = req.max_in_flight as usize;
@@ -145,7 +145,7 @@ impl Streaming {
                 let sub = Sub {
                     id,
                     client_id: req.client_id.clone(),
-                    inbox: req.inbox.clone(),
+                    inbox: req.inbox.as_str().into(),
                     ack_inbox,
                     ack_sid,
                     durable_name: if is_queue { String::new() } else { req.durable_name.clone() },
@@ -188,7 +188,7 @@ impl Streaming {
         if matches!(attach, Attach::ResumeDurable(_) | Attach::ResumeShadow(_)) {
             self.sub_log(&channel, id, "Resumed", None);
         }
-        self.ack_sids.insert(ack_sid, (channel.clone(), id));
+        self.ack_sids.insert(ack_sid, (channel.as_str().into(), id));
         let ack_subject = self.channels[&channel].subs[&id].ack_inbox.clone();
         self.actions.push_back(super::server::Action::Subscribe { sid: ack_sid, subject: ack_subject });
         if let Some(c) = self.clients.get_mut(&req.client_id) {
@@ -276,7 +276,7 @@ impl Streaming {
         };
         // Offline durables and shadows have no indexed inboxes.
         let online = || ch.subs.values().filter(|s| !s.is_offline);
-        let found = online().find(|s| s.ack_inbox == req.inbox).or_else(|| online().find(|s| s.inbox == req.inbox));
+        let found = online().find(|s| s.ack_inbox == req.inbox).or_else(|| online().find(|s| *s.inbox == *req.inbox));
         let Some(sub) = found else {
             return self.respond(&reply, &sub_error("stan: invalid subscription"));
         };
