@@ -352,3 +352,78 @@ fn unsubscribe_errors_and_unknown_close() {
     assert_eq!(w.close(c), "");
     assert_eq!(w.close(c), "stan: unknown clientID");
 }
+
+#[test]
+fn replace_durable_closes_the_active_one() {
+    let mut w = StanWorld::new(Config { replace_durable: true, ..stan_config() });
+    let c = w.connect("me");
+    let req = SubscriptionRequest { durable_name: "dur".into(), ..sub_req("foo") };
+    let first = w.subscribe(c, req.clone());
+    w.publish_msg(c, "foo", "a");
+    assert_eq!(w.msgs(c, &first).len(), 1);
+    let second = w.subscribe(c, req);
+    assert_eq!(second.error, "", "the duplicate replaces the active durable");
+    w.publish_msg(c, "foo", "b");
+    assert!(w.msgs(c, &first).is_empty(), "the replaced subscription gets nothing more");
+    let got: Vec<(u64, bool)> = w.msgs(c, &second).iter().map(|m| (m.sequence, m.redelivered)).collect();
+    assert_eq!(got, vec![(1, true), (2, false)], "its pending message comes back first");
+}
+
+#[test]
+fn per_channel_limits_follow_wildcard_inheritance() {
+    use stan_core::streaming::limits::ChannelLimits;
+    let mut cfg = stan_config();
+    cfg.limits.per_channel.insert("orders.>".into(), ChannelLimits { max_msgs: 2, ..Default::default() });
+    cfg.limits.per_channel.insert("orders.eu".into(), ChannelLimits { max_bytes: 1, ..Default::default() });
+    let mut w = StanWorld::new(cfg);
+    let c = w.connect("me");
+    for ch in ["orders.us", "orders.eu", "other"] {
+        for i in 0..4 {
+            w.publish_msg(c, ch, &format!("{i}"));
+        }
+    }
+    let mut kept = Vec::new();
+    for ch in ["orders.us", "orders.eu", "other"] {
+        let sub = w.subscribe(c, SubscriptionRequest { start_position: StartPosition::First as i32, ..sub_req(ch) });
+        kept.push(w.msgs(c, &sub).iter().map(|m| m.sequence).collect::<Vec<_>>());
+    }
+    assert_eq!(kept, vec![vec![3, 4], vec![4], vec![1, 2, 3, 4]], "max_bytes keeps only the newest; max_msgs is inherited");
+}
+
+#[test]
+fn bad_input_is_refused_or_ignored_and_nothing_is_lost() {
+    let mut w = world();
+    let c = w.connect("me");
+    let sub = w.subscribe(c, SubscriptionRequest { max_in_flight: i32::MAX, ack_wait_in_secs: i32::MAX, ..sub_req("foo") });
+    assert_eq!(sub.error, "", "huge MaxInFlight and AckWait are accepted");
+    let conn = w.clients[c].conn;
+    w.note("requests without a reply subject get no answer, garbage in every request subject");
+    for subject in ["_STAN.discover.test-cluster", "_STAN.sub.test-cluster", "_STAN.unsub.test-cluster", "_STAN.close.test-cluster", "_STAN.discover.test-cluster.pings"] {
+        let mut out = Vec::new();
+        stan_core::nats::proto::write_pub(&mut out, subject.as_bytes(), None, None, b"\xff\xfe garbage");
+        w.raw(conn, &out);
+    }
+    w.note("an undecodable subscription request with a reply gets the Go server's error");
+    let subject = w.clients[c].resp.sub_requests.clone();
+    let r = w.request_raw(c, &subject, b"\xff\xff", Carries::SubscriptionResponse).unwrap();
+    assert_eq!(<SubscriptionResponse as prost::Message>::decode(&*r).unwrap().error, "stan: invalid subscription request");
+    let subject = w.clients[c].resp.close_requests.clone();
+    let r = w.request_raw(c, &subject, b"\xff\xff", Carries::CloseResponse).unwrap();
+    assert_eq!(<CloseResponse as prost::Message>::decode(&*r).unwrap().error, "stan: invalid close request");
+    w.note("acks for unknown sequences and garbage acks are ignored");
+    w.ack(c, &sub, 999);
+    let mut out = Vec::new();
+    stan_core::nats::proto::write_pub(&mut out, sub.ack_inbox.as_bytes(), None, None, b"\x0a\xff");
+    w.raw(conn, &out);
+    w.note("unknown client IDs");
+    let stranger = PubMsg { client_id: "nobody".into(), guid: "g".into(), subject: "foo".into(), data: b"x".to_vec(), ..Default::default() };
+    let mut out = Vec::new();
+    stan_core::nats::proto::write_pub(&mut out, b"_STAN.pub.test-cluster.foo", Some(w.clients[c].acks.as_bytes()), None, &prost::Message::encode_to_vec(&stranger));
+    w.raw(conn, &out);
+    assert_eq!(w.pub_acks(c), vec![("g".to_string(), "stan: invalid publish request".to_string())]);
+    w.note("the server still serves: a valid publish is stored and delivered");
+    let g = w.publish_msg(c, "foo", "ok");
+    assert_eq!(w.pub_acks(c), vec![(g, String::new())]);
+    assert_eq!(w.msgs(c, &sub).iter().map(|m| m.sequence).collect::<Vec<_>>(), vec![1]);
+    snapshot!("stan_bad_input", w.transcript);
+}

@@ -206,6 +206,18 @@ impl StanWorld {
         Some(got.remove(i).payload)
     }
 
+    /// Sends raw bytes as a request and returns the reply payload, if one came.
+    pub fn request_raw(&mut self, c: usize, subject: &str, payload: &[u8], carries: Carries) -> Option<Vec<u8>> {
+        self.clients[c].next_req += 1;
+        let reply = format!("_INBOX.req.{}.{c}.{}", self.clients[c].id, self.clients[c].next_req);
+        self.subscribe_raw(c, &reply, carries);
+        self.publish(c, subject, Some(&reply), payload, format!("{} raw bytes", payload.len()));
+        let conn = self.clients[c].conn;
+        let got = self.inbox.get_mut(&conn)?;
+        let i = got.iter().position(|m| m.subject == reply)?;
+        Some(got.remove(i).payload)
+    }
+
     pub fn publish_msg(&mut self, c: usize, channel: &str, data: &str) -> String {
         let guid = format!("g{}", self.transcript.len());
         let m = PubMsg {
