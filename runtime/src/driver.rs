@@ -96,6 +96,9 @@ impl DriverHandle {
 
 const READ_BUF: usize = 64 * 1024;
 const MAX_BATCH: usize = 256;
+/// Input bytes taken into one batch: enough to amortise the store flush, small enough
+/// that acknowledgements of the batch's first messages are not held back for long.
+const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// The longest the driver holds input back while a reader that is behind makes no
 /// progress; past it input flows again and a reader that stays stuck reaches the
 /// slow-consumer limit and is closed.
@@ -212,7 +215,7 @@ impl Driver {
                 data = self.data_rx.recv(), if take_input => {
                     let now = self.now();
                     if let Some(data) = data {
-                        self.input(now, data);
+                        let _ = self.input(now, data);
                     }
                 }
                 _ = sleep_until(deadline) => {}
@@ -226,14 +229,15 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            for _ in 0..MAX_BATCH {
+            let mut taken = 0;
+            while taken < MAX_BATCH_BYTES {
                 if self.node.wants_backpressure()
                     && stalled_since.is_some_and(|t| t.elapsed() < MAX_STALL)
                 {
                     break;
                 }
                 match self.data_rx.try_recv() {
-                    Ok(data) => self.input(now, data),
+                    Ok(data) => taken += self.input(now, data),
                     Err(_) => break,
                 }
             }
@@ -255,16 +259,17 @@ impl Driver {
         self.node
     }
 
-    fn input(&mut self, now: Now, data: Data) {
+    /// Feeds one read to the node; returns its size.
+    fn input(&mut self, now: Now, data: Data) -> usize {
         match data {
-            Data::Bytes(id, bytes) => self.node.handle_input(
-                now,
-                Input::Received {
-                    conn: id,
-                    bytes: &bytes,
-                },
-            ),
-            Data::Eof(id) => self.apply(now, Event::Closed(id)),
+            Data::Bytes(id, bytes) => {
+                self.node.handle_input(now, Input::Received { conn: id, bytes: &bytes });
+                bytes.len()
+            }
+            Data::Eof(id) => {
+                self.apply(now, Event::Closed(id));
+                0
+            }
         }
     }
 
