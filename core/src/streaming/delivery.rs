@@ -257,7 +257,7 @@ impl Streaming {
     }
 
     /// Sends a pending message again, counting the redelivery.
-    fn redeliver(&mut self, channel: &str, id: SubId, seq: u64) -> bool {
+    pub(crate) fn redeliver(&mut self, channel: &str, id: SubId, seq: u64) -> bool {
         let msg = match self.store.lookup(channel, seq) {
             Ok(Some(m)) => m,
             _ => return false,
@@ -308,7 +308,7 @@ impl Streaming {
     }
 
     /// A pending message that limits removed counts as acknowledged.
-    fn ack_gone(&mut self, channel: &str, id: SubId, seq: u64) {
+    pub(crate) fn ack_gone(&mut self, channel: &str, id: SubId, seq: u64) {
         if let Some(sub) = self.channels.get_mut(channel).and_then(|c| c.subs.get_mut(&id)) {
             sub.pending.remove(&seq);
             sub.redeliveries.remove(&seq);

@@ -5,6 +5,7 @@ mod channels;
 mod delivery;
 pub mod limits;
 pub mod pb;
+mod recovery;
 mod server;
 mod state;
 mod subscribe;

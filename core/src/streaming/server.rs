@@ -195,8 +195,9 @@ impl Streaming {
         self.log(Level::Info, "Recovering the state...".into());
         let recovered = self.store.recover().map_err(|e| e.to_string())?;
         let cid = self.cfg.cluster_id.clone();
+        let had_state = recovered.server_info.is_some() || !recovered.channels.is_empty();
         match recovered.server_info {
-            Some(info) if !recovered.channels.is_empty() || !info.cluster_id.is_empty() => {
+            Some(info) => {
                 if info.cluster_id != cid {
                     return Err(format!("cluster ID {cid:?} does not match recovered value of {:?}", info.cluster_id));
                 }
@@ -205,9 +206,14 @@ impl Streaming {
                     self.info.sub_close = format!("_STAN.subclose.{cid}");
                     self.store.init_server_info(&self.info).map_err(|e| e.to_string())?;
                 }
-                self.log(Level::Info, format!("Recovered {} channel(s)", recovered.channels.len()));
             }
-            _ => {
+            None => {
+                if !recovered.channels.is_empty() {
+                    self.log(
+                        Level::Warn,
+                        "Server information was not recovered, however channels are present. Will initialize server and restart recovery!".into(),
+                    );
+                }
                 self.info = ServerInfo {
                     cluster_id: cid.clone(),
                     discovery: format!("{}.{cid}", self.cfg.discover_prefix),
@@ -220,9 +226,14 @@ impl Streaming {
                     node_id: String::new(),
                 };
                 self.store.init_server_info(&self.info).map_err(|e| e.to_string())?;
-                self.log(Level::Info, "No recovered state".into());
             }
         }
+        if had_state {
+            self.log(Level::Info, format!("Recovered {} channel(s)", recovered.channels.len()));
+        } else {
+            self.log(Level::Info, "No recovered state".into());
+        }
+        self.restore(now, recovered.clients, recovered.channels);
         let subjects = [
             (sid::DISCOVER, self.info.discovery.clone()),
             (sid::PUBLISH, format!("{}.>", self.info.publish)),
@@ -249,7 +260,7 @@ impl Streaming {
         }
         self.log(Level::Info, "Streaming Server is ready".into());
         self.started = true;
-        let _ = now;
+        self.startup_redelivery(now);
         Ok(())
     }
 

@@ -77,11 +77,15 @@ pub fn stan_config() -> streaming::Config {
 
 impl StanWorld {
     pub fn new(cfg: streaming::Config) -> Self {
+        Self::with_store(cfg, Box::new(MemStore::new()))
+    }
+
+    pub fn with_store(cfg: streaming::Config, store: Box<dyn stan_core::store::Store>) -> Self {
         let node_cfg = NodeConfig {
             nats: stan_core::nats::Config { rng_seed: 3, ..Default::default() },
             streaming: Some(cfg),
         };
-        let mut node = Node::with_streaming(node_cfg, Box::new(MemStore::new())).expect("valid config");
+        let mut node = Node::with_streaming(node_cfg, store).expect("valid config");
         let now = Now { mono: stan_core::Instant::from_nanos(0), wall_ns: START_WALL_NS };
         node.start(now).expect("starts");
         while node.poll_output().is_some() {}
@@ -204,6 +208,46 @@ impl StanWorld {
         let got = self.inbox.get_mut(&conn)?;
         let i = got.iter().position(|m| m.subject == reply)?;
         Some(got.remove(i).payload)
+    }
+
+    /// A NATS connection for a client the server already knows (recovered from a store):
+    /// it answers heartbeats on `hb_inbox` and listens on the given delivery inboxes.
+    pub fn adopt(&mut self, client_id: &str, conn_id: &[u8], hb_inbox: &str, inboxes: &[&str]) -> usize {
+        self.next_port += 1;
+        let peer = format!("127.0.0.1:{}", self.next_port).parse().unwrap();
+        let conn = self.node.accept(self.now, peer);
+        let n = self.clients.len();
+        let info = self.node.streaming().unwrap().server_info().clone();
+        self.clients.push(Client {
+            conn,
+            id: client_id.to_string(),
+            conn_id: conn_id.to_vec(),
+            hb_inbox: hb_inbox.to_string(),
+            acks: format!("_STAN.acks.{client_id}.{n}"),
+            resp: ConnectResponse {
+                pub_prefix: info.publish,
+                sub_requests: info.subscribe,
+                unsub_requests: info.unsubscribe,
+                close_requests: info.close,
+                sub_close_requests: info.sub_close,
+                ping_requests: format!("{}.pings", info.discovery),
+                ..Default::default()
+            },
+            answer_heartbeats: true,
+            pending_connect: None,
+            next_sid: 0,
+            next_req: 0,
+        });
+        self.drain();
+        self.inbox.remove(&conn);
+        self.raw(conn, b"CONNECT {\"headers\":true,\"no_responders\":true,\"protocol\":1}\r\n");
+        self.subscribe_raw(n, hb_inbox, Carries::Heartbeat);
+        let acks = self.clients[n].acks.clone();
+        self.subscribe_raw(n, &acks, Carries::PubAck);
+        for inbox in inboxes {
+            self.subscribe_raw(n, inbox, Carries::MsgProto);
+        }
+        n
     }
 
     /// Sends raw bytes as a request and returns the reply payload, if one came.
