@@ -40,7 +40,7 @@ impl Default for Settings {
             msgs: 100_000,
             size: 128,
             async_pub: false,
-            max_pub_acks_inflight: 1000,
+            max_pub_acks_inflight: 16384,
             ignore_old: false,
             core: false,
             subject: "foo".into(),
@@ -182,7 +182,7 @@ Options:
   -n <int>       number of messages to publish (default 100000)
   -ms <int>      size of each message in bytes (default 128)
   -a             publish asynchronously
-  -mpa <int>     most publish acks awaited at once in async mode (default 1000)
+  -mpa <int>     most publish acks awaited at once in async mode (default 16384, the Go client's default)
   -io            subscribers ignore old messages
   -core          measure core NATS publish/subscribe instead of streaming
 ";
