@@ -114,3 +114,51 @@ pub fn nats_node(data: &[u8]) {
         }
     }
 }
+
+/// Sends arbitrary payloads, with and without reply subjects, to every subject the
+/// streaming server listens on, between valid client operations.
+pub fn stan_requests(data: &[u8]) {
+    use crate::streaming::pb::{ConnectRequest, SubscriptionRequest};
+    use prost::Message;
+    let cfg = NodeConfig { nats: nats::Config { rng_seed: 2, ..nats::Config::default() }, streaming: Some(crate::streaming::Config::default()) };
+    let Ok(mut node) = Node::with_streaming(cfg, Box::new(crate::store::MemStore::new())) else { return };
+    let mut now = Now { mono: Instant::from_nanos(0), wall_ns: 1_700_000_000_000_000_000 };
+    let _ = node.start(now);
+    let conn = node.accept(now, SocketAddr::from(([127, 0, 0, 1], 1)));
+    let mut send = |node: &mut Node, now: Now, subject: &str, reply: Option<&str>, payload: &[u8]| {
+        let mut out = b"CONNECT {\"headers\":true,\"no_responders\":true}\r\nSUB > 1\r\n".to_vec();
+        proto::write_pub(&mut out, subject.as_bytes(), reply.map(str::as_bytes), None, payload);
+        node.handle_input(now, Input::Received { conn, bytes: &out });
+        while let Some(o) = node.poll_output() {
+            if let nats::Output::Send { conn, data } = o {
+                node.handle_input(now, Input::Flushed { conn, bytes: data.len() });
+            }
+        }
+    };
+    let hello = ConnectRequest { client_id: "fz".into(), heartbeat_inbox: "_INBOX.hb".into(), protocol: 1, ..Default::default() };
+    send(&mut node, now, "_STAN.discover.test-cluster", Some("_INBOX.r"), &hello.encode_to_vec());
+    let sub = SubscriptionRequest { client_id: "fz".into(), subject: "c".into(), inbox: "_INBOX.s".into(), max_in_flight: 2, ack_wait_in_secs: 1, start_position: 4, ..Default::default() };
+    send(&mut node, now, "_STAN.sub.test-cluster", Some("_INBOX.r"), &sub.encode_to_vec());
+    const SUBJECTS: [&str; 8] = [
+        "_STAN.discover.test-cluster",
+        "_STAN.pub.test-cluster.c",
+        "_STAN.sub.test-cluster",
+        "_STAN.unsub.test-cluster",
+        "_STAN.subclose.test-cluster",
+        "_STAN.close.test-cluster",
+        "_STAN.discover.test-cluster.pings",
+        "_INBOX.hb",
+    ];
+    let mut rest = data;
+    while let Some((&op, tail)) = rest.split_first() {
+        let len = usize::from(tail.first().copied().unwrap_or(0)).min(tail.len().saturating_sub(1));
+        let payload = tail.get(1..1 + len).unwrap_or(&[]);
+        rest = tail.get(1 + len..).unwrap_or(&[]);
+        let reply = (op & 8 != 0).then_some("_INBOX.r");
+        send(&mut node, now, SUBJECTS[usize::from(op & 7)], reply, payload);
+        if op & 16 != 0 {
+            now = now.advanced(Duration::from_millis(u64::from(op) * 40));
+            node.handle_timeout(now);
+        }
+    }
+}

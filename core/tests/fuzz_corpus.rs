@@ -21,6 +21,7 @@ fn corpora_replay_without_panics() {
     assert!(replay("nats_client_codec", fuzzing::nats_client_codec) > 0);
     assert!(replay("nats_server_codec", fuzzing::nats_server_codec) > 0);
     assert!(replay("nats_node", fuzzing::nats_node) > 0);
+    assert!(replay("stan_requests", fuzzing::stan_requests) > 0);
 }
 
 proptest! {
@@ -30,5 +31,6 @@ proptest! {
         fuzzing::nats_client_codec(&data);
         fuzzing::nats_server_codec(&data);
         fuzzing::nats_node(&data);
+        fuzzing::stan_requests(&data);
     }
 }
