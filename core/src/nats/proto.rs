@@ -249,22 +249,26 @@ fn header_sizes(
     Ok((h as usize, total))
 }
 
-/// Parses the first client operation in `buf` (server side of a connection).
-pub fn parse_client_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ClientOp<'a>> {
+/// The operation, its argument text and where its body starts, once the whole control
+/// line is there.
+fn head<'a>(buf: &'a [u8], limits: &Limits, table: &[(&[u8], Op)]) -> Result<Option<(Op, &'a [u8], usize)>, ParseError> {
     if buf.is_empty() {
         return Ok(None);
     }
-    let Some((op, name_len)) = op_name(buf, CLIENT_OPS)? else {
-        return if buf.len() > limits.max_control_line {
-            Err(ParseError::ControlLineTooLong)
-        } else {
-            Ok(None)
-        };
+    let Some((op, name_len)) = op_name(buf, table)? else {
+        return if buf.len() > limits.max_control_line { Err(ParseError::ControlLineTooLong) } else { Ok(None) };
     };
     let Some((line_end, body)) = control_line(buf, limits)? else {
         return Ok(None);
     };
-    let args = &buf[name_len.min(line_end)..line_end];
+    Ok(Some((op, &buf[name_len.min(line_end)..line_end], body)))
+}
+
+/// Parses the first client operation in `buf` (server side of a connection).
+pub fn parse_client_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ClientOp<'a>> {
+    let Some((op, args, body)) = head(buf, limits, CLIENT_OPS)? else {
+        return Ok(None);
+    };
     let done = |op| Ok(Some((op, body)));
     match op {
         Op::Pub => {
@@ -355,20 +359,9 @@ pub fn parse_client_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ClientOp<'a
 
 /// Parses the first server operation in `buf` (client side of a connection).
 pub fn parse_server_op<'a>(buf: &'a [u8], limits: &Limits) -> Parsed<ServerOp<'a>> {
-    if buf.is_empty() {
-        return Ok(None);
-    }
-    let Some((op, name_len)) = op_name(buf, SERVER_OPS)? else {
-        return if buf.len() > limits.max_control_line {
-            Err(ParseError::ControlLineTooLong)
-        } else {
-            Ok(None)
-        };
-    };
-    let Some((line_end, body)) = control_line(buf, limits)? else {
+    let Some((op, args, body)) = head(buf, limits, SERVER_OPS)? else {
         return Ok(None);
     };
-    let args = &buf[name_len.min(line_end)..line_end];
     let done = |op| Ok(Some((op, body)));
     match op {
         Op::Msg => {
