@@ -125,7 +125,7 @@ pub fn stan_requests(data: &[u8]) {
     let mut now = Now { mono: Instant::from_nanos(0), wall_ns: 1_700_000_000_000_000_000 };
     let _ = node.start(now);
     let conn = node.accept(now, SocketAddr::from(([127, 0, 0, 1], 1)));
-    let mut send = |node: &mut Node, now: Now, subject: &str, reply: Option<&str>, payload: &[u8]| {
+    let send = |node: &mut Node, now: Now, subject: &str, reply: Option<&str>, payload: &[u8]| {
         let mut out = b"CONNECT {\"headers\":true,\"no_responders\":true}\r\nSUB > 1\r\n".to_vec();
         proto::write_pub(&mut out, subject.as_bytes(), reply.map(str::as_bytes), None, payload);
         node.handle_input(now, Input::Received { conn, bytes: &out });

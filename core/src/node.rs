@@ -125,7 +125,8 @@ impl Node {
             let mut progressed = false;
             while let Some(m) = self.nats.take_internal() {
                 progressed = true;
-                att.server.handle_msg(now, m.sid, m.subject(), m.reply(), m.payload());
+                let (subject, reply, payload) = self.nats.internal_parts(&m);
+                att.server.handle_msg(now, m.sid, subject, reply, payload);
             }
             while let Some(action) = att.server.poll_action() {
                 progressed = true;

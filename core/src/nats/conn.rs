@@ -178,35 +178,54 @@ pub(crate) struct Subscription {
     pub delivered: u64,
 }
 
-/// A message delivered to an in-process subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message delivered to an in-process subscriber; its bytes stay in the server's
+/// queue buffer, read with [`super::Server::internal_parts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InternalMsg {
     pub conn: ConnId,
     pub sid: u64,
-    /// Subject, reply and payload in one allocation.
-    buf: Vec<u8>,
+    offset: usize,
     subject_len: usize,
     reply_len: Option<usize>,
+    payload_len: usize,
 }
 
-impl InternalMsg {
-    pub fn new(conn: ConnId, sid: u64, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) -> Self {
-        let mut buf = Vec::with_capacity(subject.len() + reply.map_or(0, <[u8]>::len) + payload.len());
-        buf.extend_from_slice(subject);
-        buf.extend_from_slice(reply.unwrap_or_default());
-        buf.extend_from_slice(payload);
-        InternalMsg { conn, sid, buf, subject_len: subject.len(), reply_len: reply.map(<[u8]>::len) }
+/// In-process deliveries: one growing buffer instead of an allocation per message.
+#[derive(Debug, Default)]
+pub(crate) struct InternalQueue {
+    buf: Vec<u8>,
+    queue: std::collections::VecDeque<InternalMsg>,
+}
+
+impl InternalQueue {
+    pub fn push(&mut self, conn: ConnId, sid: u64, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
+        let offset = self.buf.len();
+        self.buf.extend_from_slice(subject);
+        self.buf.extend_from_slice(reply.unwrap_or_default());
+        self.buf.extend_from_slice(payload);
+        self.queue.push_back(InternalMsg {
+            conn,
+            sid,
+            offset,
+            subject_len: subject.len(),
+            reply_len: reply.map(<[u8]>::len),
+            payload_len: payload.len(),
+        });
     }
 
-    pub fn subject(&self) -> &[u8] {
-        &self.buf[..self.subject_len]
+    /// The next message; the bytes of the one returned before are released first.
+    pub fn pop(&mut self) -> Option<InternalMsg> {
+        if self.queue.is_empty() {
+            self.buf.clear();
+        }
+        self.queue.pop_front()
     }
 
-    pub fn reply(&self) -> Option<&[u8]> {
-        self.reply_len.map(|n| &self.buf[self.subject_len..self.subject_len + n])
-    }
-
-    pub fn payload(&self) -> &[u8] {
-        &self.buf[self.subject_len + self.reply_len.unwrap_or(0)..]
+    pub fn parts(&self, m: &InternalMsg) -> (&[u8], Option<&[u8]>, &[u8]) {
+        let subject = &self.buf[m.offset..m.offset + m.subject_len];
+        let reply_at = m.offset + m.subject_len;
+        let reply = m.reply_len.map(|n| &self.buf[reply_at..reply_at + n]);
+        let payload_at = reply_at + m.reply_len.unwrap_or(0);
+        (subject, reply, &self.buf[payload_at..payload_at + m.payload_len])
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::conn::{CloseReason, Conn, ConnId, ConnectOptions, Info, InternalMsg, Phase, Subscription, Traffic};
+use super::conn::{CloseReason, Conn, ConnId, ConnectOptions, Info, InternalMsg, InternalQueue, Phase, Subscription, Traffic};
 use super::proto::{self, ClientOp, Limits, ParseError};
 use super::subject::is_valid_literal_subject;
 use super::sublist::{SubKey, Sublist};
@@ -127,7 +127,7 @@ pub struct Server {
     /// Connections whose pending bytes passed the stall mark; while any exist the driver
     /// should stop reading new input so fast publishers wait for slow readers.
     stalled: BTreeSet<ConnId>,
-    internal: VecDeque<InternalMsg>,
+    internal: InternalQueue,
 }
 
 impl Server {
@@ -153,7 +153,7 @@ impl Server {
             ready: VecDeque::new(),
             stats: ServerStats::default(),
             stalled: BTreeSet::new(),
-            internal: VecDeque::new(),
+            internal: InternalQueue::default(),
         }
     }
 
@@ -583,7 +583,7 @@ impl Server {
         if c.internal {
             let sid = sub.sid.iter().try_fold(0u64, |v, d| d.is_ascii_digit().then(|| v * 10 + u64::from(d - b'0'))).unwrap_or(0);
             let body = &payload[header_len.unwrap_or(0)..];
-            self.internal.push_back(InternalMsg::new(sub.conn, sid, subject, reply, body));
+            self.internal.push(sub.conn, sid, subject, reply, body);
             c.traffic.out_msgs += 1;
             c.traffic.out_bytes += payload.len() as u64;
             sub.delivered += 1;
@@ -828,7 +828,13 @@ impl Server {
 
     /// The next message delivered to an in-process subscriber.
     pub fn take_internal(&mut self) -> Option<InternalMsg> {
-        self.internal.pop_front()
+        self.internal.pop()
+    }
+
+    /// Subject, reply and payload of a message from [`Server::take_internal`]; valid
+    /// until the next call to it.
+    pub fn internal_parts(&self, m: &InternalMsg) -> (&[u8], Option<&[u8]>, &[u8]) {
+        self.internal.parts(m)
     }
 
     /// Pending bytes past which a reader is considered behind (three quarters of the
