@@ -6,6 +6,7 @@ pub mod cli;
 pub mod driver;
 pub mod http;
 pub mod logger;
+pub mod metrics;
 pub mod process;
 pub mod server;
 pub mod stan_client;

@@ -4,6 +4,7 @@
 mod channels;
 mod delivery;
 pub mod limits;
+pub mod monitor;
 pub mod pb;
 mod recovery;
 mod server;
