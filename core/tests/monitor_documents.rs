@@ -295,15 +295,14 @@ fn channelsz_with_subscriptions() {
     let k = |c: &str, d: &str, q: &str, off| (c.to_string(), d.to_string(), q.to_string(), off);
     // Plain (online durables included) in creation order, offline durables, then each
     // group by name: its members in delivery rotation order (alice took the last message,
-    // so she is at the back), then its shadow. The shadow record has no owner left to
-    // show (its client ID is cleared when the last member leaves).
+    // so she is at the back), then its shadow, shown with its last owner.
     assert_eq!(
         kinds,
         [
             k("alice", "", "", false),
             k("alice", "audit", "", false),
             k("bob", "archive", "", true),
-            k("", "", "dq:grp", true),
+            k("carol", "", "dq:grp", true),
             k("bob", "", "workers", false),
             k("alice", "", "workers", false),
         ]

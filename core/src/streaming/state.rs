@@ -27,7 +27,8 @@ pub(crate) struct Client {
 #[derive(Debug, Clone)]
 pub(crate) struct Sub {
     pub id: SubId,
-    /// Owning client; empty for a durable queue group's shadow.
+    /// Owning client; for an offline durable or a queue group's shadow, the last owner
+    /// (a shadow is persisted with an empty client ID).
     pub client_id: String,
     pub inbox: std::sync::Arc<str>,
     pub ack_inbox: String,
@@ -73,7 +74,7 @@ impl Sub {
     pub fn state(&self) -> SubState {
         SubState {
             id: self.id,
-            client_id: self.client_id.clone(),
+            client_id: if self.is_queue() && self.is_offline { String::new() } else { self.client_id.clone() },
             q_group: self.q_group.clone(),
             inbox: self.inbox.to_string(),
             ack_inbox: self.ack_inbox.clone(),

@@ -346,7 +346,6 @@ impl Streaming {
             if keep_shadow {
                 g.shadow = Some(id);
                 let sub = ch.subs.get_mut(&id).expect("member exists");
-                sub.client_id.clear();
                 sub.last_sent = group_cursor;
                 sub.is_offline = true;
                 sub.stalled = false;
