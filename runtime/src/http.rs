@@ -333,10 +333,11 @@ fn routez_subs(q: &BTreeMap<String, String>) -> Result<(), String> {
     }
 }
 
+/// Context of the NATS documents, whose times the NATS server gives in UTC.
 fn context(state: &HttpState) -> Context {
     let p = process::sample();
     Context {
-        utc_offset_secs: process::utc_offset_secs(),
+        utc_offset_secs: 0,
         start_wall_ns: state.start_wall_ns,
         mem: p.rss_bytes,
         cpu: p.cpu_percent,
