@@ -11,6 +11,7 @@
 //! ```
 
 pub mod client;
+pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod log;

@@ -8,12 +8,16 @@
 //! does not implement yet is refused by name instead of being reported as unknown or,
 //! worse, silently ignored.
 //!
-//! [`parse`] is pure: it never prints or exits. The caller writes [`CliExit::stdout`]
-//! and [`CliExit::stderr`] and exits with [`CliExit::code`], or prints [`USAGE`],
+//! [`parse`] never prints or exits; it reads the configuration files named by `-c` and
+//! `-sc` and lets explicit flags win over them (OPERATIONS.md §1.1). [`parse_flags`]
+//! is the pure part, the flags alone. The caller writes [`CliExit::stdout`] and
+//! [`CliExit::stderr`] and exits with [`CliExit::code`], or prints [`USAGE`],
 //! [`VERSION_LINE`] or [`TLS_USAGE`] for the informational commands.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+use stan_core::streaming::limits::ChannelLimits;
 
 /// Version of the streaming server this binary stands in for.
 pub const VERSION: &str = "0.25.6";
@@ -161,6 +165,22 @@ pub struct Options {
     pub stan_trace: bool,
     /// `--replace_durable`: a duplicate durable subscription replaces the active one.
     pub replace_durable: bool,
+    // The fields below have no flag: only configuration files set them.
+    /// Discovery subject prefix.
+    pub discover_prefix: String,
+    /// Per-channel limits as configured: 0 inherits, negative is unlimited.
+    pub per_channel: BTreeMap<String, ChannelLimits>,
+    /// Largest message payload clients may publish, in bytes.
+    pub max_payload: i64,
+    /// Bytes that may wait toward one client before it is a slow consumer.
+    pub max_pending: i64,
+    pub max_connections: i64,
+    pub max_control_line: i64,
+    pub ping_interval: Duration,
+    /// Pings a client may leave unanswered.
+    pub ping_max: i64,
+    /// Time a client has to authenticate.
+    pub auth_timeout: Duration,
     /// Names of the fields above that the command line set. Configuration files are
     /// applied after the command line is read, and must not override these.
     pub explicit: BTreeSet<&'static str>,
@@ -198,6 +218,15 @@ impl Default for Options {
             stan_debug: false,
             stan_trace: false,
             replace_durable: false,
+            discover_prefix: "_STAN.discover".to_string(),
+            per_channel: BTreeMap::new(),
+            max_payload: 1024 * 1024,
+            max_pending: 64 * 1024 * 1024,
+            max_connections: 64 * 1024,
+            max_control_line: 4096,
+            ping_interval: Duration::from_secs(120),
+            ping_max: 2,
+            auth_timeout: Duration::from_secs(2),
             explicit: BTreeSet::new(),
         }
     }
@@ -410,8 +439,18 @@ struct Setting {
     value: Value,
 }
 
-/// Reads the command line (without the program name).
+/// Reads the command line (without the program name), then the configuration files
+/// it names; an error in a file exits 1 with the file, line and reason on stderr.
 pub fn parse(args: &[String]) -> Result<Command, CliExit> {
+    let mut command = parse_flags(args)?;
+    if let Command::Run(options) = &mut command {
+        crate::config_file::apply(options).map_err(CliExit::fail)?;
+    }
+    Ok(command)
+}
+
+/// Reads the command line alone, leaving `-c` and `-sc` as names of files to read.
+pub fn parse_flags(args: &[String]) -> Result<Command, CliExit> {
     let (settings, positional) = scan(args)?;
 
     let last_bool = |canonical: &str| {
@@ -937,14 +976,14 @@ mod tests {
     }
 
     fn run(list: &[&str]) -> Options {
-        match parse(&args(list)) {
+        match parse_flags(&args(list)) {
             Ok(Command::Run(options)) => *options,
             other => panic!("{list:?} gave {other:?}"),
         }
     }
 
     fn exit(list: &[&str]) -> CliExit {
-        match parse(&args(list)) {
+        match parse_flags(&args(list)) {
             Err(exit) => exit,
             other => panic!("{list:?} gave {other:?}"),
         }
@@ -1014,7 +1053,7 @@ mod tests {
                 };
                 let mut list = vec![format!("-{name}")];
                 list.extend(value.map(str::to_string));
-                match parse(&list) {
+                match parse_flags(&list) {
                     Ok(Command::Run(o)) => {
                         assert!(!o.explicit.is_empty(), "{list:?}");
                     }

@@ -19,7 +19,7 @@ use crate::logger::{Level, Logger, Origin};
 /// How the server stopped, as the process exit code.
 pub type ExitCode = i32;
 
-/// Builds the core configuration from the command line.
+/// Builds the core configuration from the command line and configuration files.
 pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
     let limits = StoreLimits {
         max_channels: opts.max_channels,
@@ -30,10 +30,11 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             max_age: opts.max_age,
             max_inactivity: opts.max_inactivity,
         },
-        per_channel: Default::default(),
+        per_channel: opts.per_channel.clone(),
     };
     let streaming = streaming::Config {
         cluster_id: opts.cluster_id.clone(),
+        discover_prefix: opts.discover_prefix.clone(),
         hb_interval: opts.hb_interval,
         hb_timeout: opts.hb_timeout,
         hb_fail_count: u32::try_from(opts.hb_fail_count.max(0)).unwrap_or(u32::MAX),
@@ -41,7 +42,6 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
         replace_durable: opts.replace_durable,
         verbosity: stan_core::log::Verbosity { debug: opts.stan_debug, trace: opts.stan_trace },
         rng_seed: seed.rotate_left(17),
-        ..streaming::Config::default()
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
         (Some(user), pass, _) => Auth::UserPass {
@@ -57,6 +57,13 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             host: opts.addr.clone(),
             port: u16::try_from(opts.port).unwrap_or(0),
             auth,
+            max_payload: usize::try_from(opts.max_payload).unwrap_or(usize::MAX),
+            max_pending: usize::try_from(opts.max_pending).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(opts.max_connections).unwrap_or(usize::MAX),
+            max_control_line: usize::try_from(opts.max_control_line).unwrap_or(usize::MAX),
+            ping_interval: opts.ping_interval,
+            ping_max: u32::try_from(opts.ping_max).unwrap_or(u32::MAX),
+            auth_timeout: opts.auth_timeout,
             verbosity: stan_core::log::Verbosity {
                 debug: opts.debug,
                 trace: opts.trace,

@@ -72,7 +72,10 @@ pub struct StanWorld {
 }
 
 pub fn stan_config() -> streaming::Config {
-    streaming::Config { rng_seed: 7, ..streaming::Config::default() }
+    streaming::Config {
+        rng_seed: 7,
+        ..streaming::Config::default()
+    }
 }
 
 impl StanWorld {
@@ -82,11 +85,17 @@ impl StanWorld {
 
     pub fn with_store(cfg: streaming::Config, store: Box<dyn stan_core::store::Store>) -> Self {
         let node_cfg = NodeConfig {
-            nats: stan_core::nats::Config { rng_seed: 3, ..Default::default() },
+            nats: stan_core::nats::Config {
+                rng_seed: 3,
+                ..Default::default()
+            },
             streaming: Some(cfg),
         };
         let mut node = Node::with_streaming(node_cfg, store).expect("valid config");
-        let now = Now { mono: stan_core::Instant::from_nanos(0), wall_ns: START_WALL_NS };
+        let now = Now {
+            mono: stan_core::Instant::from_nanos(0),
+            wall_ns: START_WALL_NS,
+        };
         node.start(now).expect("starts");
         while node.poll_output().is_some() {}
         StanWorld {
@@ -120,16 +129,30 @@ impl StanWorld {
 
     /// Writes raw protocol bytes from a client connection.
     pub fn raw(&mut self, conn: ConnId, bytes: &[u8]) {
-        self.node.handle_input(self.now, Input::Received { conn, bytes });
+        self.node
+            .handle_input(self.now, Input::Received { conn, bytes });
         self.drain();
     }
 
-    fn publish(&mut self, c: usize, subject: &str, reply: Option<&str>, payload: &[u8], what: String) {
+    fn publish(
+        &mut self,
+        c: usize,
+        subject: &str,
+        reply: Option<&str>,
+        payload: &[u8],
+        what: String,
+    ) {
         let conn = self.clients[c].conn;
         let id = self.clients[c].id.clone();
         self.line(format!("{id} -> {subject}: {what}"));
         let mut out = Vec::new();
-        proto::write_pub(&mut out, subject.as_bytes(), reply.map(str::as_bytes), None, payload);
+        proto::write_pub(
+            &mut out,
+            subject.as_bytes(),
+            reply.map(str::as_bytes),
+            None,
+            payload,
+        );
         self.raw(conn, &out);
     }
 
@@ -163,7 +186,10 @@ impl StanWorld {
         });
         self.drain();
         self.inbox.remove(&conn);
-        self.raw(conn, b"CONNECT {\"headers\":true,\"no_responders\":true,\"protocol\":1}\r\n");
+        self.raw(
+            conn,
+            b"CONNECT {\"headers\":true,\"no_responders\":true,\"protocol\":1}\r\n",
+        );
         let hb = self.clients[n].hb_inbox.clone();
         let acks = self.clients[n].acks.clone();
         self.subscribe_raw(n, &hb, Carries::Heartbeat);
@@ -176,9 +202,19 @@ impl StanWorld {
             ping_interval: 5,
             ping_max_out: 3,
         };
-        match self.request(n, "_STAN.discover.test-cluster", &req, Carries::ConnectResponse) {
+        match self.request(
+            n,
+            "_STAN.discover.test-cluster",
+            &req,
+            Carries::ConnectResponse,
+        ) {
             Some(resp) => self.clients[n].resp = ConnectResponse::decode(&*resp).unwrap(),
-            None => self.clients[n].pending_connect = Some(format!("_INBOX.req.{client_id}.{n}.{}", self.clients[n].next_req)),
+            None => {
+                self.clients[n].pending_connect = Some(format!(
+                    "_INBOX.req.{client_id}.{n}.{}",
+                    self.clients[n].next_req
+                ))
+            }
         }
         n
     }
@@ -186,7 +222,9 @@ impl StanWorld {
     /// Completes a connect whose response came later (after a replacement probe); false
     /// while it is still outstanding.
     pub fn connect_done(&mut self, c: usize) -> bool {
-        let Some(reply) = self.clients[c].pending_connect.clone() else { return true };
+        let Some(reply) = self.clients[c].pending_connect.clone() else {
+            return true;
+        };
         let got = self.take_on(c, |s| s == reply);
         match got.first() {
             Some(m) => {
@@ -199,11 +237,26 @@ impl StanWorld {
     }
 
     /// Sends a request and returns the reply payload, if one came.
-    pub fn request<M: Message + std::fmt::Debug>(&mut self, c: usize, subject: &str, msg: &M, carries: Carries) -> Option<Vec<u8>> {
+    pub fn request<M: Message + std::fmt::Debug>(
+        &mut self,
+        c: usize,
+        subject: &str,
+        msg: &M,
+        carries: Carries,
+    ) -> Option<Vec<u8>> {
         self.clients[c].next_req += 1;
-        let reply = format!("_INBOX.req.{}.{c}.{}", self.clients[c].id, self.clients[c].next_req);
+        let reply = format!(
+            "_INBOX.req.{}.{c}.{}",
+            self.clients[c].id, self.clients[c].next_req
+        );
         self.subscribe_raw(c, &reply, carries);
-        self.publish(c, subject, Some(&reply), &msg.encode_to_vec(), format!("{msg:?}"));
+        self.publish(
+            c,
+            subject,
+            Some(&reply),
+            &msg.encode_to_vec(),
+            format!("{msg:?}"),
+        );
         let conn = self.clients[c].conn;
         let got = self.inbox.get_mut(&conn)?;
         let i = got.iter().position(|m| m.subject == reply)?;
@@ -212,7 +265,13 @@ impl StanWorld {
 
     /// A NATS connection for a client the server already knows (recovered from a store):
     /// it answers heartbeats on `hb_inbox` and listens on the given delivery inboxes.
-    pub fn adopt(&mut self, client_id: &str, conn_id: &[u8], hb_inbox: &str, inboxes: &[&str]) -> usize {
+    pub fn adopt(
+        &mut self,
+        client_id: &str,
+        conn_id: &[u8],
+        hb_inbox: &str,
+        inboxes: &[&str],
+    ) -> usize {
         self.next_port += 1;
         let peer = format!("127.0.0.1:{}", self.next_port).parse().unwrap();
         let conn = self.node.accept(self.now, peer);
@@ -240,7 +299,10 @@ impl StanWorld {
         });
         self.drain();
         self.inbox.remove(&conn);
-        self.raw(conn, b"CONNECT {\"headers\":true,\"no_responders\":true,\"protocol\":1}\r\n");
+        self.raw(
+            conn,
+            b"CONNECT {\"headers\":true,\"no_responders\":true,\"protocol\":1}\r\n",
+        );
         self.subscribe_raw(n, hb_inbox, Carries::Heartbeat);
         let acks = self.clients[n].acks.clone();
         self.subscribe_raw(n, &acks, Carries::PubAck);
@@ -251,11 +313,26 @@ impl StanWorld {
     }
 
     /// Sends raw bytes as a request and returns the reply payload, if one came.
-    pub fn request_raw(&mut self, c: usize, subject: &str, payload: &[u8], carries: Carries) -> Option<Vec<u8>> {
+    pub fn request_raw(
+        &mut self,
+        c: usize,
+        subject: &str,
+        payload: &[u8],
+        carries: Carries,
+    ) -> Option<Vec<u8>> {
         self.clients[c].next_req += 1;
-        let reply = format!("_INBOX.req.{}.{c}.{}", self.clients[c].id, self.clients[c].next_req);
+        let reply = format!(
+            "_INBOX.req.{}.{c}.{}",
+            self.clients[c].id, self.clients[c].next_req
+        );
         self.subscribe_raw(c, &reply, carries);
-        self.publish(c, subject, Some(&reply), payload, format!("{} raw bytes", payload.len()));
+        self.publish(
+            c,
+            subject,
+            Some(&reply),
+            payload,
+            format!("{} raw bytes", payload.len()),
+        );
         let conn = self.clients[c].conn;
         let got = self.inbox.get_mut(&conn)?;
         let i = got.iter().position(|m| m.subject == reply)?;
@@ -274,7 +351,13 @@ impl StanWorld {
         };
         let subject = format!("{}.{channel}", self.clients[c].resp.pub_prefix);
         let acks = self.clients[c].acks.clone();
-        self.publish(c, &subject, Some(&acks), &m.encode_to_vec(), format!("PubMsg guid={guid} data={data:?}"));
+        self.publish(
+            c,
+            &subject,
+            Some(&acks),
+            &m.encode_to_vec(),
+            format!("PubMsg guid={guid} data={data:?}"),
+        );
         guid
     }
 
@@ -284,49 +367,96 @@ impl StanWorld {
         self.take_on(c, |s| s == acks)
             .into_iter()
             .map(|m| {
-                let a = PubAck::decode(&*m.payload).unwrap_or_else(|e| panic!("{e}: {:?} {:?}", m.subject, m.payload));
+                let a = PubAck::decode(&*m.payload)
+                    .unwrap_or_else(|e| panic!("{e}: {:?} {:?}", m.subject, m.payload));
                 (a.guid, a.error)
             })
             .collect()
     }
 
     pub fn subscribe(&mut self, c: usize, req: SubscriptionRequest) -> ClientSub {
-        let inbox = format!("_INBOX.sub.{}.{c}.{}", self.clients[c].id, self.clients[c].next_sid + 1);
+        let inbox = format!(
+            "_INBOX.sub.{}.{c}.{}",
+            self.clients[c].id,
+            self.clients[c].next_sid + 1
+        );
         self.subscribe_raw(c, &inbox, Carries::MsgProto);
-        let req = SubscriptionRequest { client_id: self.clients[c].id.clone(), inbox: inbox.clone(), ..req };
+        let req = SubscriptionRequest {
+            client_id: self.clients[c].id.clone(),
+            inbox: inbox.clone(),
+            ..req
+        };
         let subject = self.clients[c].resp.sub_requests.clone();
-        let resp = self.request(c, &subject, &req, Carries::SubscriptionResponse).map(|p| SubscriptionResponse::decode(&*p).unwrap()).unwrap_or_default();
-        ClientSub { inbox, ack_inbox: resp.ack_inbox, channel: req.subject, error: resp.error }
+        let resp = self
+            .request(c, &subject, &req, Carries::SubscriptionResponse)
+            .map(|p| SubscriptionResponse::decode(&*p).unwrap())
+            .unwrap_or_default();
+        ClientSub {
+            inbox,
+            ack_inbox: resp.ack_inbox,
+            channel: req.subject,
+            error: resp.error,
+        }
     }
 
     /// Messages delivered to a subscription so far, taken.
     pub fn msgs(&mut self, c: usize, sub: &ClientSub) -> Vec<MsgProto> {
         let inbox = sub.inbox.clone();
-        self.take_on(c, |s| s == inbox).into_iter().map(|m| MsgProto::decode(&*m.payload).unwrap()).collect()
+        self.take_on(c, |s| s == inbox)
+            .into_iter()
+            .map(|m| MsgProto::decode(&*m.payload).unwrap())
+            .collect()
     }
 
     pub fn ack(&mut self, c: usize, sub: &ClientSub, seq: u64) {
-        let a = Ack { subject: sub.channel.clone(), sequence: seq };
+        let a = Ack {
+            subject: sub.channel.clone(),
+            sequence: seq,
+        };
         let subject = sub.ack_inbox.clone();
-        self.publish(c, &subject, None, &a.encode_to_vec(), format!("Ack seq={seq}"));
+        self.publish(
+            c,
+            &subject,
+            None,
+            &a.encode_to_vec(),
+            format!("Ack seq={seq}"),
+        );
     }
 
     pub fn unsubscribe(&mut self, c: usize, sub: &ClientSub, close: bool) -> String {
-        let req = UnsubscribeRequest { client_id: self.clients[c].id.clone(), subject: sub.channel.clone(), inbox: sub.ack_inbox.clone(), ..Default::default() };
-        let subject = if close { self.clients[c].resp.sub_close_requests.clone() } else { self.clients[c].resp.unsub_requests.clone() };
-        self.request(c, &subject, &req, Carries::SubscriptionResponse).map(|p| SubscriptionResponse::decode(&*p).unwrap().error).unwrap_or_else(|| "<no reply>".into())
+        let req = UnsubscribeRequest {
+            client_id: self.clients[c].id.clone(),
+            subject: sub.channel.clone(),
+            inbox: sub.ack_inbox.clone(),
+            ..Default::default()
+        };
+        let subject = if close {
+            self.clients[c].resp.sub_close_requests.clone()
+        } else {
+            self.clients[c].resp.unsub_requests.clone()
+        };
+        self.request(c, &subject, &req, Carries::SubscriptionResponse)
+            .map(|p| SubscriptionResponse::decode(&*p).unwrap().error)
+            .unwrap_or_else(|| "<no reply>".into())
     }
 
     pub fn close(&mut self, c: usize) -> String {
-        let req = CloseRequest { client_id: self.clients[c].id.clone() };
+        let req = CloseRequest {
+            client_id: self.clients[c].id.clone(),
+        };
         let subject = self.clients[c].resp.close_requests.clone();
-        self.request(c, &subject, &req, Carries::CloseResponse).map(|p| CloseResponse::decode(&*p).unwrap().error).unwrap_or_else(|| "<no reply>".into())
+        self.request(c, &subject, &req, Carries::CloseResponse)
+            .map(|p| CloseResponse::decode(&*p).unwrap().error)
+            .unwrap_or_else(|| "<no reply>".into())
     }
 
     pub fn ping(&mut self, c: usize) -> Option<String> {
-        let req = Ping { conn_id: self.clients[c].conn_id.clone() };
+        let req = Ping {
+            conn_id: self.clients[c].conn_id.clone(),
+        };
         let subject = self.clients[c].resp.ping_requests.clone();
-        self.request(c, &subject, &req, Carries::PingResponse).map(|p| PingResponse::decode(&*p).unwrap().error)
+        self.request(c, &subject, &req, Carries::PingResponse)
+            .map(|p| PingResponse::decode(&*p).unwrap().error)
     }
 
     /// The client's NATS connection drops (no STAN close).
@@ -364,7 +494,13 @@ impl StanWorld {
         while let Some(out) = self.node.poll_output() {
             match out {
                 Output::Send { conn, data } => {
-                    self.node.handle_input(self.now, Input::Flushed { conn, bytes: data.len() });
+                    self.node.handle_input(
+                        self.now,
+                        Input::Flushed {
+                            conn,
+                            bytes: data.len(),
+                        },
+                    );
                     self.received(conn, &data);
                 }
                 Output::Close { conn } => {
@@ -372,7 +508,11 @@ impl StanWorld {
                     self.line(format!("connection c{} closed by the server", conn.0));
                 }
                 Output::Log(l) => {
-                    if matches!(l.level, stan_core::log::Level::Error | stan_core::log::Level::Warn) || l.text.contains("Channel") {
+                    if matches!(
+                        l.level,
+                        stan_core::log::Level::Error | stan_core::log::Level::Warn
+                    ) || l.text.contains("Channel")
+                    {
                         self.line(format!("log [{}] {}", l.level.tag(), l.text));
                     }
                 }
@@ -388,15 +528,27 @@ impl StanWorld {
         while let Ok(Some((op, used))) = proto::parse_server_op(&data[pos..], &limits) {
             pos += used;
             match op {
-                ServerOp::Msg { subject, reply, header_len, payload, .. } => {
+                ServerOp::Msg {
+                    subject,
+                    reply,
+                    header_len,
+                    payload,
+                    ..
+                } => {
                     let subject = String::from_utf8_lossy(subject).into_owned();
                     let reply = reply.map(|r| String::from_utf8_lossy(r).into_owned());
                     let body = if header_len.is_some() {
-                        format!("status {}", String::from_utf8_lossy(&payload[..header_len.unwrap_or(0)]).trim())
+                        format!(
+                            "status {}",
+                            String::from_utf8_lossy(&payload[..header_len.unwrap_or(0)]).trim()
+                        )
                     } else {
                         self.decode(&subject, payload)
                     };
-                    let r = reply.as_deref().map(|r| format!(" (reply {r})")).unwrap_or_default();
+                    let r = reply
+                        .as_deref()
+                        .map(|r| format!(" (reply {r})"))
+                        .unwrap_or_default();
                     self.line(format!("{name} <- {subject}{r}: {body}"));
                     let is_hb = matches!(self.carries.get(&subject), Some(Carries::Heartbeat));
                     let answer = who.is_some_and(|i| self.clients[i].answer_heartbeats);
@@ -404,12 +556,19 @@ impl StanWorld {
                         let mut out = Vec::new();
                         proto::write_pub(&mut out, r.as_bytes(), None, None, b"");
                         self.line(format!("{name} -> {r}: heartbeat answer"));
-                        self.node.handle_input(self.now, Input::Received { conn, bytes: &out });
+                        self.node
+                            .handle_input(self.now, Input::Received { conn, bytes: &out });
                         continue;
                     }
-                    self.inbox.entry(conn).or_default().push(Received { subject, reply, payload: payload.to_vec() });
+                    self.inbox.entry(conn).or_default().push(Received {
+                        subject,
+                        reply,
+                        payload: payload.to_vec(),
+                    });
                 }
-                ServerOp::Err(e) => self.line(format!("{name} <- -ERR {}", String::from_utf8_lossy(e))),
+                ServerOp::Err(e) => {
+                    self.line(format!("{name} <- -ERR {}", String::from_utf8_lossy(e)))
+                }
                 ServerOp::Info(_) | ServerOp::Ok | ServerOp::Pong => {}
                 ServerOp::Ping => self.line(format!("{name} <- PING")),
             }
@@ -420,13 +579,25 @@ impl StanWorld {
     fn decode(&self, subject: &str, payload: &[u8]) -> String {
         let kind = self.carries.get(subject).copied();
         let text = match kind {
-            Some(Carries::ConnectResponse) => ConnectResponse::decode(payload).map(|m| format!("{m:?}")),
+            Some(Carries::ConnectResponse) => {
+                ConnectResponse::decode(payload).map(|m| format!("{m:?}"))
+            }
             Some(Carries::PubAck) => PubAck::decode(payload).map(|m| format!("{m:?}")),
             Some(Carries::MsgProto) => MsgProto::decode(payload).map(|m| {
-                format!("MsgProto seq={} data={:?} redelivered={} count={}", m.sequence, String::from_utf8_lossy(&m.data), m.redelivered, m.redelivery_count)
+                format!(
+                    "MsgProto seq={} data={:?} redelivered={} count={}",
+                    m.sequence,
+                    String::from_utf8_lossy(&m.data),
+                    m.redelivered,
+                    m.redelivery_count
+                )
             }),
-            Some(Carries::SubscriptionResponse) => SubscriptionResponse::decode(payload).map(|m| format!("{m:?}")),
-            Some(Carries::CloseResponse) => CloseResponse::decode(payload).map(|m| format!("{m:?}")),
+            Some(Carries::SubscriptionResponse) => {
+                SubscriptionResponse::decode(payload).map(|m| format!("{m:?}"))
+            }
+            Some(Carries::CloseResponse) => {
+                CloseResponse::decode(payload).map(|m| format!("{m:?}"))
+            }
             Some(Carries::PingResponse) => PingResponse::decode(payload).map(|m| format!("{m:?}")),
             Some(Carries::Heartbeat) => Ok("heartbeat".into()),
             None => Ok(format!("{} bytes", payload.len())),
@@ -437,5 +608,10 @@ impl StanWorld {
 
 /// A subscription request with the Go client's defaults.
 pub fn sub_req(channel: &str) -> SubscriptionRequest {
-    SubscriptionRequest { subject: channel.to_string(), max_in_flight: 1024, ack_wait_in_secs: 30, ..Default::default() }
+    SubscriptionRequest {
+        subject: channel.to_string(),
+        max_in_flight: 1024,
+        ack_wait_in_secs: 30,
+        ..Default::default()
+    }
 }

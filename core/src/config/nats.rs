@@ -1,0 +1,358 @@
+//! The embedded NATS server's keys that stan-server supports (OPERATIONS §2.4), read
+//! the way the Go NATS server reads them, error texts included: a value of the wrong
+//! type is reported as Go's failed type assertion
+//! (`interface conversion: interface {} is string, not int64`).
+
+use super::duration::parse_go_duration;
+use super::value::{Entry, Map, Pos, Value};
+use super::{go_quote, not_supported, ConfigError};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The NATS options a file sets; `None` where it says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsFileOptions {
+    /// Client listen host (`host`, `net`, or the host of `listen`).
+    pub addr: Option<String>,
+    pub port: Option<i64>,
+    pub server_name: Option<String>,
+    /// The host of `http: "host:port"`, with where it was written: stan-server serves
+    /// monitoring on the client host, so the caller refuses a different one.
+    pub http_host: Option<(String, Pos)>,
+    pub http_port: Option<i64>,
+    /// `authorization { }` sets all three, to "" for the ones it leaves out, as the
+    /// Go server does.
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub token: Option<String>,
+    /// `authorization { timeout }`, in nanoseconds.
+    pub auth_timeout: Option<i64>,
+    pub max_payload: Option<i64>,
+    pub max_pending: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub max_control_line: Option<i64>,
+    /// Nanoseconds.
+    pub ping_interval: Option<i64>,
+    pub ping_max: Option<i64>,
+    pub debug: Option<bool>,
+    pub trace: Option<bool>,
+    pub logtime: Option<bool>,
+    pub logtime_utc: Option<bool>,
+    pub log_file: Option<String>,
+    pub pid_file: Option<String>,
+}
+
+/// Keys of NATS server features stan-server does not have; refused by name.
+const NOT_SUPPORTED: &[&str] = &[
+    "client_advertise",
+    "mappings",
+    "maps",
+    "disable_sublist_cache",
+    "no_sublist_cache",
+    "accounts",
+    "https",
+    "https_port",
+    "http_base_path",
+    "cluster",
+    "gateway",
+    "leaf",
+    "leafnodes",
+    "store_dir",
+    "storedir",
+    "jetstream",
+    "logfile_size_limit",
+    "log_size_limit",
+    "syslog",
+    "remote_syslog",
+    "ports_file_dir",
+    "prof_port",
+    "max_traced_msg_len",
+    "max_subscriptions",
+    "max_subs",
+    "max_sub_tokens",
+    "max_subscription_tokens",
+    "tls",
+    "ocsp",
+    "ocsp_cache",
+    "allow_non_tls",
+    "write_deadline",
+    "lame_duck_duration",
+    "lame_duck_grace_period",
+    "operator",
+    "operators",
+    "roots",
+    "root",
+    "root_operators",
+    "root_operator",
+    "resolver",
+    "account_resolver",
+    "accounts_resolver",
+    "resolver_tls",
+    "resolver_preload",
+    "resolver_pinned_accounts",
+    "no_auth_user",
+    "system_account",
+    "system",
+    "no_system_account",
+    "no_system",
+    "no_sys_acc",
+    "no_header_support",
+    "trusted",
+    "trusted_keys",
+    "connect_error_reports",
+    "reconnect_error_reports",
+    "websocket",
+    "ws",
+    "mqtt",
+    "server_tags",
+    "default_js_domain",
+];
+
+impl NatsFileOptions {
+    /// Reads the top-level NATS keys of `file`; a `streaming { }` block and other
+    /// unknown keys are ignored, as the Go server does for the streaming server.
+    pub fn from_map(file: &Map) -> Result<NatsFileOptions> {
+        let mut opts = NatsFileOptions::default();
+        for entry in file {
+            opts.top_level(entry)?;
+        }
+        Ok(opts)
+    }
+
+    fn top_level(&mut self, e: &Entry) -> Result<()> {
+        let name = e.key.to_lowercase();
+        match name.as_str() {
+            "listen" => {
+                let (host, port) = listen(e)?;
+                if !host.is_empty() {
+                    self.addr = Some(host);
+                }
+                self.port = Some(port);
+            }
+            "port" => self.port = Some(integer(e)?),
+            "host" | "net" => {
+                let host = string(e)?;
+                // An empty host is the NATS server's default, every interface.
+                self.addr = Some(if host.is_empty() {
+                    "0.0.0.0".into()
+                } else {
+                    host
+                });
+            }
+            "server_name" => self.server_name = Some(string(e)?),
+            "http" => {
+                let (host, port) = listen(e)?;
+                if !host.is_empty() {
+                    self.http_host = Some((host, e.pos.clone()));
+                }
+                self.http_port = Some(port);
+            }
+            "http_port" | "monitor_port" => self.http_port = Some(integer(e)?),
+            "authorization" => self.authorization(e)?,
+            "max_payload" => self.max_payload = Some(int32(e)?),
+            "max_control_line" => self.max_control_line = Some(int32(e)?),
+            "max_pending" => self.max_pending = Some(non_negative(e)?),
+            "max_connections" | "max_conn" => self.max_connections = Some(non_negative(e)?),
+            "ping_max" => self.ping_max = Some(non_negative(e)?),
+            "ping_interval" => self.ping_interval = Some(ping_interval(e)?),
+            "debug" => self.debug = Some(boolean(e)?),
+            "trace" => self.trace = Some(boolean(e)?),
+            // Verbose tracing is tracing here, as `-VV` is.
+            "trace_verbose" => self.trace = Some(boolean(e)?),
+            "logtime" => self.logtime = Some(boolean(e)?),
+            "logtime_utc" => self.logtime_utc = Some(boolean(e)?),
+            "logfile" | "log_file" => self.log_file = Some(string(e)?),
+            "pidfile" | "pid_file" => self.pid_file = Some(string(e)?),
+            n if NOT_SUPPORTED.contains(&n) => return Err(not_supported(e, &e.key)),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn authorization(&mut self, e: &Entry) -> Result<()> {
+        let Value::Map(block) = &e.value else {
+            return Err(conversion(e, "map[string]interface {}"));
+        };
+        let (mut user, mut pass, mut token) = (String::new(), String::new(), String::new());
+        for a in block {
+            match a.key.to_lowercase().as_str() {
+                "user" | "username" => user = string(a)?,
+                "pass" | "password" => pass = string(a)?,
+                "token" => token = string(a)?,
+                "timeout" => {
+                    // Anything but a number means one second to the Go server.
+                    let seconds = match a.value {
+                        Value::Integer(n) => n as f64,
+                        Value::Float(x) => x,
+                        _ => 1.0,
+                    };
+                    let nanos = seconds * 1e9;
+                    if !(0.0..9.2e18).contains(&nanos) {
+                        return Err(ConfigError::at(
+                            a,
+                            format!(
+                                "authorization timeout of {} seconds is out of range",
+                                a.value
+                            ),
+                        ));
+                    }
+                    self.auth_timeout = Some(nanos as i64);
+                }
+                "users" | "default_permission" | "default_permissions" | "permissions" => {
+                    return Err(not_supported(a, &format!("{}.{}", e.key, a.key)));
+                }
+                _ if a.used_as_variable => {}
+                _ => {
+                    return Err(ConfigError::at(
+                        a,
+                        format!("unknown field {}", go_quote(&a.key)),
+                    ));
+                }
+            }
+        }
+        if (!user.is_empty() || !pass.is_empty()) && !token.is_empty() {
+            return Err(ConfigError::at(e, "Cannot have a user/pass and token"));
+        }
+        for secret in [&pass, &token] {
+            if is_bcrypt(secret) {
+                return Err(ConfigError::at(
+                    e,
+                    "bcrypt-hashed passwords and tokens are not supported yet by stan-server",
+                ));
+            }
+        }
+        self.user = Some(user);
+        self.pass = Some(pass);
+        self.token = Some(token);
+        Ok(())
+    }
+}
+
+/// The NATS server compares a secret of this shape as a bcrypt hash; this server would
+/// compare it as plain text, which would let the hash itself in.
+fn is_bcrypt(secret: &str) -> bool {
+    let b = secret.as_bytes();
+    let version_len = match b {
+        [b'$', b'2', b'$', ..] => 0,
+        [b'$', b'2', b'a' | b'b' | b'x' | b'y', b'$', ..] => 1,
+        _ => return false,
+    };
+    let cost = &b[3 + version_len..];
+    cost.len() >= 3 && cost[0].is_ascii_digit() && cost[1].is_ascii_digit() && cost[2] == b'$'
+}
+
+/// Go's failed type assertion, which the NATS server reports as is.
+fn conversion(e: &Entry, wanted: &str) -> ConfigError {
+    ConfigError::at(
+        e,
+        format!(
+            "interface conversion: interface {{}} is {}, not {wanted}",
+            e.value.go_type()
+        ),
+    )
+}
+
+fn string(e: &Entry) -> Result<String> {
+    match &e.value {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(conversion(e, "string")),
+    }
+}
+
+fn boolean(e: &Entry) -> Result<bool> {
+    match e.value {
+        Value::Bool(b) => Ok(b),
+        _ => Err(conversion(e, "bool")),
+    }
+}
+
+fn integer(e: &Entry) -> Result<i64> {
+    match e.value {
+        Value::Integer(n) => Ok(n),
+        _ => Err(conversion(e, "int64")),
+    }
+}
+
+/// Sizes and counts where a negative value has no meaning.
+fn non_negative(e: &Entry) -> Result<i64> {
+    let n = integer(e)?;
+    if n < 0 {
+        return Err(ConfigError::at(
+            e,
+            format!("{} value can not be negative", e.key),
+        ));
+    }
+    Ok(n)
+}
+
+/// Limits the NATS server keeps in 32 bits.
+fn int32(e: &Entry) -> Result<i64> {
+    let n = non_negative(e)?;
+    if n > i64::from(i32::MAX) {
+        return Err(ConfigError::at(e, format!("{} value is too big", e.key)));
+    }
+    Ok(n)
+}
+
+/// A duration string, or for older files a number of seconds.
+fn ping_interval(e: &Entry) -> Result<i64> {
+    let nanos = match &e.value {
+        Value::String(s) => parse_go_duration(s)
+            .map_err(|err| ConfigError::at(e, format!("error parsing ping_interval: {err}")))?,
+        _ => integer(e)?
+            .checked_mul(1_000_000_000)
+            .ok_or_else(|| ConfigError::at(e, "error parsing ping_interval: value out of range"))?,
+    };
+    if nanos < 0 {
+        return Err(ConfigError::at(
+            e,
+            "ping_interval value can not be negative",
+        ));
+    }
+    Ok(nanos)
+}
+
+/// `listen` and `http`: a port, or `host:port` split as Go's `net.SplitHostPort` does.
+fn listen(e: &Entry) -> Result<(String, i64)> {
+    match &e.value {
+        Value::Integer(port) => Ok((String::new(), *port)),
+        Value::String(text) => {
+            let (host, port) = split_host_port(text).ok_or_else(|| {
+                ConfigError::at(
+                    e,
+                    format!("could not parse address string {}", go_quote(text)),
+                )
+            })?;
+            let port = port.parse::<i64>().map_err(|_| {
+                ConfigError::at(e, format!("could not parse port {}", go_quote(port)))
+            })?;
+            Ok((host.to_string(), port))
+        }
+        other => Err(ConfigError::at(
+            e,
+            format!("expected port or host:port, got {}", other.go_type()),
+        )),
+    }
+}
+
+fn split_host_port(text: &str) -> Option<(&str, &str)> {
+    let colon = text.rfind(':')?;
+    let (host, brackets_from) = if let Some(inner) = text.strip_prefix('[') {
+        let end = inner.find(']')? + 1;
+        // `]` must be followed by the last colon.
+        if end + 1 != colon {
+            return None;
+        }
+        (&text[1..end], (1, end + 1))
+    } else {
+        let host = &text[..colon];
+        if host.contains(':') {
+            return None;
+        }
+        (host, (0, 0))
+    };
+    if text[brackets_from.0..].contains('[') || text[brackets_from.1..].contains(']') {
+        return None;
+    }
+    Some((host, &text[colon + 1..]))
+}

@@ -1,0 +1,278 @@
+//! The streaming server's keys (OPERATIONS §2.3), read the way the Go streaming
+//! server reads them: names in any case, every alias, and its error texts
+//! (`parameter "max_age" value is expected to be string, got int64`).
+
+use std::collections::BTreeMap;
+
+use super::duration::parse_go_duration;
+use super::value::{Entry, Map, Value};
+use super::{not_supported, ConfigError};
+use crate::streaming::limits::{is_valid_channel_pattern, ChannelLimits, LimitsError};
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The streaming options a file sets; `None` (or an empty map) where it says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamingFileOptions {
+    pub cluster_id: Option<String>,
+    pub discover_prefix: Option<String>,
+    /// Upper-cased; only `MEMORY` gets this far, the other store types are refused.
+    pub store: Option<String>,
+    pub stan_debug: Option<bool>,
+    pub stan_trace: Option<bool>,
+    /// Nanoseconds, never negative.
+    pub hb_interval: Option<i64>,
+    /// Nanoseconds, never negative.
+    pub hb_timeout: Option<i64>,
+    pub hb_fail_count: Option<i64>,
+    pub replace_durable: Option<bool>,
+    /// Credentials for the server's own NATS connections. The embedded server's
+    /// internal connection never authenticates, so they are read and type-checked
+    /// but have nothing to do.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub max_channels: Option<i64>,
+    pub max_subs: Option<i64>,
+    pub max_msgs: Option<i64>,
+    pub max_bytes: Option<i64>,
+    /// Nanoseconds.
+    pub max_age: Option<i64>,
+    /// Nanoseconds.
+    pub max_inactivity: Option<i64>,
+    /// Per-channel entries as configured: 0 where the key was absent (inherit), -1
+    /// where it was an explicit 0 (unlimited), BEHAVIOUR §4.2.
+    pub per_channel: BTreeMap<String, ChannelLimits>,
+}
+
+impl StreamingFileOptions {
+    /// Reads the `streaming { }` block of `file` (any case) if there is one, else every
+    /// top-level key. Unknown keys are ignored, as the Go server does.
+    pub fn from_map(file: &Map) -> Result<StreamingFileOptions> {
+        let mut section = file;
+        for entry in file {
+            if entry.key.to_lowercase() == "streaming" {
+                section = match &entry.value {
+                    Value::Map(map) => map,
+                    other => {
+                        return Err(ConfigError::at(
+                            entry,
+                            format!("expected streaming section to be a map/struct, got {other}"),
+                        ))
+                    }
+                };
+            }
+        }
+        let mut opts = StreamingFileOptions::default();
+        for entry in section {
+            opts.top_level(entry)?;
+        }
+        Ok(opts)
+    }
+
+    fn top_level(&mut self, e: &Entry) -> Result<()> {
+        match e.key.to_lowercase().as_str() {
+            "id" | "cid" | "cluster_id" => self.cluster_id = Some(string(e)?),
+            "discover_prefix" => self.discover_prefix = Some(string(e)?),
+            "st" | "store_type" | "store" | "storetype" => {
+                let text = string(e)?;
+                match text.to_uppercase().as_str() {
+                    "MEMORY" => self.store = Some("MEMORY".into()),
+                    kind @ ("FILE" | "SQL") => {
+                        return Err(ConfigError::at(
+                            e,
+                            format!("store type {kind} is not supported yet by stan-server"),
+                        ))
+                    }
+                    _ => {
+                        return Err(ConfigError::at(e, format!("unknown store type: {text}")));
+                    }
+                }
+            }
+            "sd" | "stan_debug" => self.stan_debug = Some(boolean(e)?),
+            "sv" | "stan_trace" => self.stan_trace = Some(boolean(e)?),
+            "hbi" | "hb_interval" | "server_to_client_hb_interval" => {
+                self.hb_interval = Some(interval(e)?);
+            }
+            "hbt" | "hb_timeout" | "server_to_client_hb_timeout" => {
+                self.hb_timeout = Some(interval(e)?);
+            }
+            "hbf" | "hb_fail_count" | "server_to_client_hb_fail_count" => {
+                self.hb_fail_count = Some(integer(e)?);
+            }
+            "replace_durable"
+            | "replace_durables"
+            | "replace_duplicate_durable"
+            | "replace_duplicate_durables" => self.replace_durable = Some(boolean(e)?),
+            "username" | "user" => self.username = Some(string(e)?),
+            "password" | "pass" => self.password = Some(string(e)?),
+            "token" => self.token = Some(string(e)?),
+            "limits" | "store_limits" | "storelimits" => self.store_limits(e)?,
+            "tls" => refuse_section(e, "TLS")?,
+            "file" | "file_options" => refuse_section(e, "file options")?,
+            "sql" | "sql_options" => refuse_section(e, "SQL options")?,
+            "cluster" => refuse_section(e, "cluster")?,
+            "dir" | "datastore" | "ns" | "nats_server" | "nats_server_url" | "credentials"
+            | "secure" | "ft_group" | "ft_group_name" | "partitioning" | "syslog_name"
+            | "encrypt" | "encryption_cipher" | "encryption_key" | "nkey_seed_file" => {
+                return Err(not_supported(e, &e.key));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn store_limits(&mut self, e: &Entry) -> Result<()> {
+        let map = section(e, "store limits")?;
+        for entry in map {
+            match entry.key.to_lowercase().as_str() {
+                "mc" | "max_channels" | "maxchannels" => {
+                    self.max_channels = Some(integer(entry)?);
+                }
+                "channels" | "channels_limits" | "channelslimits" | "per_channel"
+                | "per_channel_limits" => self.per_channel_limits(entry)?,
+                name => {
+                    let Some((field, value)) = channel_limit(entry, name)? else {
+                        continue;
+                    };
+                    let slot = match field {
+                        Field::Subs => &mut self.max_subs,
+                        Field::Msgs => &mut self.max_msgs,
+                        Field::Bytes => &mut self.max_bytes,
+                        Field::Age => &mut self.max_age,
+                        Field::Inactivity => &mut self.max_inactivity,
+                    };
+                    *slot = Some(value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn per_channel_limits(&mut self, e: &Entry) -> Result<()> {
+        let channels = section(e, "per channel limits")?;
+        for channel in channels {
+            let limits = section(channel, "channel limits")?;
+            if !is_valid_channel_pattern(&channel.key) {
+                let refused = LimitsError::InvalidChannelName(channel.key.clone());
+                return Err(ConfigError::at(channel, refused.to_string()));
+            }
+            let mut cl = ChannelLimits::default();
+            for entry in limits {
+                let Some((field, value)) = channel_limit(entry, &entry.key.to_lowercase())? else {
+                    continue;
+                };
+                // An explicit 0 means unlimited for this channel, which -1 carries
+                // through inheritance, where 0 would mean "inherit".
+                let value = if value == 0 { -1 } else { value };
+                match field {
+                    Field::Subs => cl.max_subscriptions = value,
+                    Field::Msgs => cl.max_msgs = value,
+                    Field::Bytes => cl.max_bytes = value,
+                    Field::Age => cl.max_age = value,
+                    Field::Inactivity => cl.max_inactivity = value,
+                }
+            }
+            self.per_channel.insert(channel.key.clone(), cl);
+        }
+        Ok(())
+    }
+}
+
+enum Field {
+    Subs,
+    Msgs,
+    Bytes,
+    Age,
+    Inactivity,
+}
+
+/// A limit key shared by the global section and the per-channel entries; `None` for
+/// keys that are not limits.
+fn channel_limit(e: &Entry, name: &str) -> Result<Option<(Field, i64)>> {
+    Ok(Some(match name {
+        "msu" | "max_subs" | "max_subscriptions" | "maxsubscriptions" => (Field::Subs, integer(e)?),
+        "mm" | "max_msgs" | "maxmsgs" | "max_count" | "maxcount" => (Field::Msgs, integer(e)?),
+        "mb" | "max_bytes" | "maxbytes" => (Field::Bytes, integer(e)?),
+        "ma" | "max_age" | "maxage" => (Field::Age, duration(e)?),
+        "mi" | "max_inactivity" | "maxinactivity" => (Field::Inactivity, duration(e)?),
+        _ => return Ok(None),
+    }))
+}
+
+fn type_error(e: &Entry, expected: &str) -> ConfigError {
+    ConfigError::at(
+        e,
+        format!(
+            "parameter \"{}\" value is expected to be {expected}, got {}",
+            e.key,
+            e.value.go_kind()
+        ),
+    )
+}
+
+fn string(e: &Entry) -> Result<String> {
+    match &e.value {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(type_error(e, "string")),
+    }
+}
+
+fn boolean(e: &Entry) -> Result<bool> {
+    match e.value {
+        Value::Bool(b) => Ok(b),
+        _ => Err(type_error(e, "bool")),
+    }
+}
+
+fn integer(e: &Entry) -> Result<i64> {
+    match e.value {
+        Value::Integer(n) => Ok(n),
+        _ => Err(type_error(e, "int64")),
+    }
+}
+
+/// Durations are strings in Go duration syntax; a bare `1m` is the integer 1000000
+/// and is refused as such (OPERATIONS §2.2).
+fn duration(e: &Entry) -> Result<i64> {
+    match &e.value {
+        Value::String(s) => parse_go_duration(s).map_err(|reason| ConfigError::at(e, reason)),
+        _ => Err(type_error(e, "string")),
+    }
+}
+
+/// A heartbeat setting: a negative one would make timers fire in the past forever,
+/// so it is refused like the command line refuses `-hbi=-1s`.
+fn interval(e: &Entry) -> Result<i64> {
+    let nanos = duration(e)?;
+    if nanos < 0 {
+        let Value::String(text) = &e.value else {
+            return Err(type_error(e, "string"));
+        };
+        return Err(ConfigError::at(
+            e,
+            format!(
+                "parameter \"{}\" value {text:?} is out of range: it cannot be negative",
+                e.key
+            ),
+        ));
+    }
+    Ok(nanos)
+}
+
+fn section<'m>(e: &'m Entry, what: &str) -> Result<&'m Map> {
+    match &e.value {
+        Value::Map(map) => Ok(map),
+        other => Err(ConfigError::at(
+            e,
+            format!("expected {what} to be a map/struct, got {other}"),
+        )),
+    }
+}
+
+/// Sections of features not built yet: still checked for their shape first, so the
+/// message is the Go server's when the section is malformed.
+fn refuse_section(e: &Entry, what: &str) -> Result<()> {
+    section(e, what)?;
+    Err(not_supported(e, &e.key))
+}

@@ -1,0 +1,811 @@
+//! The options stan-server reads from a parsed configuration file: every streaming
+//! key and alias (OPERATIONS.md §2.3), the NATS keys it supports (§2.4), per-channel
+//! value semantics (BEHAVIOUR.md §4.2), and the Go servers' error texts.
+
+use std::collections::BTreeMap;
+
+use stan_core::config::{parse_str, NatsFileOptions, StreamingFileOptions};
+use stan_core::streaming::limits::ChannelLimits;
+
+const S: i64 = 1_000_000_000;
+
+fn streaming(text: &str) -> StreamingFileOptions {
+    let map = parse_str("s.conf", text).unwrap_or_else(|e| panic!("{e}"));
+    StreamingFileOptions::from_map(&map).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
+fn streaming_error(text: &str) -> String {
+    let map = parse_str("s.conf", text).unwrap_or_else(|e| panic!("{e}"));
+    match StreamingFileOptions::from_map(&map) {
+        Ok(o) => panic!("{text:?} gave {o:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn nats(text: &str) -> NatsFileOptions {
+    let map = parse_str("n.conf", text).unwrap_or_else(|e| panic!("{e}"));
+    NatsFileOptions::from_map(&map).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
+fn nats_error(text: &str) -> String {
+    let map = parse_str("n.conf", text).unwrap_or_else(|e| panic!("{e}"));
+    match NatsFileOptions::from_map(&map) {
+        Ok(o) => panic!("{text:?} gave {o:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn nothing_set_reads_as_nothing() {
+    assert_eq!(streaming(""), StreamingFileOptions::default());
+    assert_eq!(
+        nats("unknown_key: 1\nstreaming { id: x }\n"),
+        NatsFileOptions::default()
+    );
+    assert_eq!(
+        streaming("unknown_key: 1\nport: 4222\n"),
+        StreamingFileOptions::default()
+    );
+}
+
+type StringField = fn(&StreamingFileOptions) -> Option<&String>;
+type BoolField = fn(&StreamingFileOptions) -> Option<bool>;
+
+#[test]
+fn every_streaming_key_and_alias() {
+    let string_keys: &[(&[&str], StringField)] = &[
+        (&["id", "cid", "cluster_id", "ID", "Cluster_Id"], |o| {
+            o.cluster_id.as_ref()
+        }),
+        (&["discover_prefix"], |o| o.discover_prefix.as_ref()),
+        (&["username", "user"], |o| o.username.as_ref()),
+        (&["password", "pass"], |o| o.password.as_ref()),
+        (&["token"], |o| o.token.as_ref()),
+    ];
+    for (names, field) in string_keys {
+        for name in *names {
+            let o = streaming(&format!("{name}: \"v-{name}\"\n"));
+            assert_eq!(field(&o), Some(&format!("v-{name}")), "{name}");
+        }
+    }
+    let bool_keys: &[(&[&str], BoolField)] = &[
+        (&["sd", "stan_debug"], |o| o.stan_debug),
+        (&["sv", "stan_trace"], |o| o.stan_trace),
+        (
+            &[
+                "replace_durable",
+                "replace_durables",
+                "replace_duplicate_durable",
+                "replace_duplicate_durables",
+            ],
+            |o| o.replace_durable,
+        ),
+    ];
+    for (names, field) in bool_keys {
+        for name in *names {
+            assert_eq!(
+                field(&streaming(&format!("{name}: true\n"))),
+                Some(true),
+                "{name}"
+            );
+            assert_eq!(
+                field(&streaming(&format!("{name}: off\n"))),
+                Some(false),
+                "{name}"
+            );
+        }
+    }
+    for name in ["st", "store_type", "store", "storetype", "STORE"] {
+        for value in ["memory", "MEMORY", "Memory"] {
+            assert_eq!(
+                streaming(&format!("{name}: {value}\n")).store.as_deref(),
+                Some("MEMORY")
+            );
+        }
+    }
+    for name in ["hbi", "hb_interval", "server_to_client_hb_interval"] {
+        assert_eq!(
+            streaming(&format!("{name}: \"1m\"\n")).hb_interval,
+            Some(60 * S),
+            "{name}"
+        );
+    }
+    for name in ["hbt", "hb_timeout", "server_to_client_hb_timeout"] {
+        assert_eq!(
+            streaming(&format!("{name}: 2s\n")).hb_timeout,
+            Some(2 * S),
+            "{name}"
+        );
+    }
+    for name in ["hbf", "hb_fail_count", "server_to_client_hb_fail_count"] {
+        assert_eq!(
+            streaming(&format!("{name}: 7\n")).hb_fail_count,
+            Some(7),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_store_limits_key_and_alias() {
+    for section in ["limits", "store_limits", "storelimits", "Store_Limits"] {
+        for (names, text, want) in [
+            (&["mc", "max_channels", "maxchannels"][..], "7", 7),
+            (
+                &["msu", "max_subs", "max_subscriptions", "maxsubscriptions"],
+                "8",
+                8,
+            ),
+            (
+                &["mm", "max_msgs", "maxmsgs", "max_count", "maxcount"],
+                "1k",
+                1000,
+            ),
+            (&["mb", "max_bytes", "maxbytes"], "1KB", 1024),
+            (&["ma", "max_age", "maxage"], "\"1h\"", 3600 * S),
+            (
+                &["mi", "max_inactivity", "maxinactivity"],
+                "\"10m\"",
+                600 * S,
+            ),
+        ] {
+            for name in names {
+                let o = streaming(&format!("{section} {{ {name}: {text} }}\n"));
+                let got = [
+                    o.max_channels,
+                    o.max_subs,
+                    o.max_msgs,
+                    o.max_bytes,
+                    o.max_age,
+                    o.max_inactivity,
+                ];
+                assert_eq!(
+                    got.iter().flatten().collect::<Vec<_>>(),
+                    [&want],
+                    "{section}.{name}"
+                );
+            }
+        }
+    }
+    // A global 0 stays 0: unlimited.
+    let o = streaming("store_limits { max_msgs: 0, max_age: \"0\" }\n");
+    assert_eq!((o.max_msgs, o.max_age), (Some(0), Some(0)));
+}
+
+#[test]
+fn per_channel_limits() {
+    for alias in [
+        "channels",
+        "channels_limits",
+        "channelslimits",
+        "per_channel",
+        "per_channel_limits",
+    ] {
+        let o = streaming(&format!(
+            "store_limits {{ {alias} {{ \"a.b\": {{ mm: 5 }} }} }}\n"
+        ));
+        assert_eq!(o.per_channel["a.b"].max_msgs, 5, "{alias}");
+    }
+    let o = streaming(
+        "store_limits {
+           channels {
+             \"foo.>\":  { max_msgs: 500, msu: 3 }
+             foo.*:     { max_age: \"1h\", maxinactivity: \"90s\", mc: 5 }
+             foo.bar:   { max_bytes: 1MB, max_inactivity: \"0\" }
+             baz:       { max_subs: 0, max_msgs: 0, max_bytes: 0, max_age: \"0s\", mi: \"10m\" }
+             neg:       { max_msgs: -1 }
+             Baz:       { }
+           }
+         }\n",
+    );
+    let want: BTreeMap<String, ChannelLimits> = [
+        (
+            "foo.>",
+            ChannelLimits {
+                max_msgs: 500,
+                max_subscriptions: 3,
+                ..Default::default()
+            },
+        ),
+        (
+            "foo.*",
+            ChannelLimits {
+                max_age: 3600 * S,
+                max_inactivity: 90 * S,
+                ..Default::default()
+            },
+        ),
+        // Explicit zero: unlimited for this channel, carried as -1.
+        (
+            "foo.bar",
+            ChannelLimits {
+                max_bytes: 1 << 20,
+                max_inactivity: -1,
+                ..Default::default()
+            },
+        ),
+        (
+            "baz",
+            ChannelLimits {
+                max_subscriptions: -1,
+                max_msgs: -1,
+                max_bytes: -1,
+                max_age: -1,
+                max_inactivity: 600 * S,
+            },
+        ),
+        (
+            "neg",
+            ChannelLimits {
+                max_msgs: -1,
+                ..Default::default()
+            },
+        ),
+        // Channel names keep their case; absent keys inherit (0).
+        ("Baz", ChannelLimits::default()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(o.per_channel, want);
+    // Two sections add up; a channel written twice keeps the later entry.
+    let o = streaming("limits { channels { a: { mm: 1 }, b: { mm: 2 } } }\nstore_limits { channels { a: { mm: 3 } } }\n");
+    assert_eq!(o.per_channel["a"].max_msgs, 3);
+    assert_eq!(o.per_channel["b"].max_msgs, 2);
+}
+
+#[test]
+fn streaming_block_takes_precedence_over_top_level() {
+    let o = streaming("id: top\nhb_fail_count: 1\nSTREAMING { id: inner }\n");
+    assert_eq!(o.cluster_id.as_deref(), Some("inner"));
+    assert_eq!(o.hb_fail_count, None);
+    assert_eq!(
+        streaming_error("streaming: 5\n"),
+        "s.conf:1: expected streaming section to be a map/struct, got 5"
+    );
+}
+
+/// OPERATIONS.md §2.5, whose FILE store is refused, and the same without the FILE
+/// store keys.
+#[test]
+fn operations_example() {
+    let example = r#"# NATS part
+listen: 0.0.0.0:4222
+http: 8222
+
+streaming {
+  id: "prod"
+  store: file
+  dir: "/data/stan"
+  hb_interval: "10s"
+  hb_timeout: "2s"
+  hb_fail_count: 3
+  store_limits {
+    max_channels: 1000
+    max_msgs: 0            # unlimited
+    max_bytes: 10GB
+    max_age: "72h"
+    channels {
+      "orders.>":  { max_msgs: 100000 }
+      "orders.eu": { max_age: "24h", max_inactivity: "1h" }
+      "audit":     { max_bytes: 0 }   # unlimited for this channel
+    }
+  }
+  file { sync: true, slice_max_bytes: 256MB, auto_sync: "30s" }
+}
+"#;
+    assert_eq!(
+        streaming_error(example),
+        "s.conf:7: store type FILE is not supported yet by stan-server"
+    );
+    let n = nats(example);
+    assert_eq!(n.addr.as_deref(), Some("0.0.0.0"));
+    assert_eq!(n.port, Some(4222));
+    assert_eq!(n.http_port, Some(8222));
+    assert_eq!(n.http_host, None);
+
+    let memory = example
+        .replace("  store: file\n", "")
+        .replace("  dir: \"/data/stan\"\n", "")
+        .replace(
+            "  file { sync: true, slice_max_bytes: 256MB, auto_sync: \"30s\" }\n",
+            "",
+        );
+    let o = streaming(&memory);
+    let want = StreamingFileOptions {
+        cluster_id: Some("prod".into()),
+        hb_interval: Some(10 * S),
+        hb_timeout: Some(2 * S),
+        hb_fail_count: Some(3),
+        max_channels: Some(1000),
+        max_msgs: Some(0),
+        max_bytes: Some(10 << 30),
+        max_age: Some(72 * 3600 * S),
+        per_channel: [
+            (
+                "orders.>",
+                ChannelLimits {
+                    max_msgs: 100_000,
+                    ..Default::default()
+                },
+            ),
+            (
+                "orders.eu",
+                ChannelLimits {
+                    max_age: 24 * 3600 * S,
+                    max_inactivity: 3600 * S,
+                    ..Default::default()
+                },
+            ),
+            (
+                "audit",
+                ChannelLimits {
+                    max_bytes: -1,
+                    ..Default::default()
+                },
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        ..Default::default()
+    };
+    assert_eq!(o, want);
+    // The other unsupported keys of the example are refused by name.
+    let with_dir = example.replace("  store: file\n", "");
+    assert_eq!(
+        streaming_error(&with_dir),
+        "s.conf:7: parameter \"dir\" is not supported yet by stan-server"
+    );
+    let with_file = memory.replace(
+        "  hb_fail_count: 3\n",
+        "  hb_fail_count: 3\n  file { sync: true }\n",
+    );
+    assert_eq!(
+        streaming_error(&with_file),
+        "s.conf:10: parameter \"file\" is not supported yet by stan-server"
+    );
+}
+
+#[test]
+fn streaming_type_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "id: 5\n",
+            r#"s.conf:1: parameter "id" value is expected to be string, got int64"#,
+        ),
+        (
+            "CID: true\n",
+            r#"s.conf:1: parameter "CID" value is expected to be string, got bool"#,
+        ),
+        (
+            "sd: \"yes\"\n",
+            r#"s.conf:1: parameter "sd" value is expected to be bool, got string"#,
+        ),
+        (
+            "hbf: 1.5\n",
+            r#"s.conf:1: parameter "hbf" value is expected to be int64, got float64"#,
+        ),
+        (
+            "hbf: [1]\n",
+            r#"s.conf:1: parameter "hbf" value is expected to be int64, got slice"#,
+        ),
+        (
+            "hbf: {}\n",
+            r#"s.conf:1: parameter "hbf" value is expected to be int64, got map"#,
+        ),
+        (
+            "hbi: 2016-05-04T18:53:41Z\n",
+            r#"s.conf:1: parameter "hbi" value is expected to be string, got struct"#,
+        ),
+        (
+            "store: 1\n",
+            r#"s.conf:1: parameter "store" value is expected to be string, got int64"#,
+        ),
+        // A bare `1m` is the integer 1000000.
+        (
+            "\nlimits {\n  max_age: 1m\n}\n",
+            r#"s.conf:3: parameter "max_age" value is expected to be string, got int64"#,
+        ),
+        (
+            "limits { mm: \"10\" }\n",
+            r#"s.conf:1: parameter "mm" value is expected to be int64, got string"#,
+        ),
+        (
+            "limits { mc: yes }\n",
+            r#"s.conf:1: parameter "mc" value is expected to be int64, got bool"#,
+        ),
+        (
+            "limits { channels { a: { mb: \"1KB\" } } }\n",
+            r#"s.conf:1: parameter "mb" value is expected to be int64, got string"#,
+        ),
+        (
+            "hb_interval: 10\n",
+            r#"s.conf:1: parameter "hb_interval" value is expected to be string, got int64"#,
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(streaming_error(text), *want, "{text:?}");
+    }
+}
+
+#[test]
+fn bad_durations() {
+    let cases: &[(&str, &str)] = &[
+        ("hbi: abc\n", r#"s.conf:1: time: invalid duration "abc""#),
+        (
+            "hbt: \"10\"\n",
+            r#"s.conf:1: time: missing unit in duration "10""#,
+        ),
+        (
+            "limits {\n ma: \"3d\"\n}\n",
+            r#"s.conf:2: time: unknown unit "d" in duration "3d""#,
+        ),
+        (
+            "limits { channels { x: { mi: \"\" } } }\n",
+            r#"s.conf:1: time: invalid duration """#,
+        ),
+        (
+            "hbi: \"-1s\"\n",
+            r#"s.conf:1: parameter "hbi" value "-1s" is out of range: it cannot be negative"#,
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(streaming_error(text), *want, "{text:?}");
+    }
+    // Negative limits are left to the startup checks, which name the limit.
+    assert_eq!(streaming("limits { ma: \"-1s\" }\n").max_age, Some(-S));
+}
+
+#[test]
+fn sections_that_are_not_maps() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "store_limits: 5\n",
+            "s.conf:1: expected store limits to be a map/struct, got 5",
+        ),
+        (
+            "limits { channels: [a, b] }\n",
+            "s.conf:1: expected per channel limits to be a map/struct, got [a b]",
+        ),
+        (
+            "limits { channels { foo: 1.5 } }\n",
+            "s.conf:1: expected channel limits to be a map/struct, got 1.5",
+        ),
+        (
+            "tls: yes\n",
+            "s.conf:1: expected TLS to be a map/struct, got true",
+        ),
+        (
+            "cluster: \"nats://h:6222\"\n",
+            "s.conf:1: expected cluster to be a map/struct, got nats://h:6222",
+        ),
+        (
+            "file: [1, {a: 2, B: x}]\n",
+            "s.conf:1: expected file options to be a map/struct, got [1 map[B:x a:2]]",
+        ),
+        (
+            "sql_options: 1000000000.0\n",
+            "s.conf:1: expected SQL options to be a map/struct, got 1e+09",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(streaming_error(text), *want, "{text:?}");
+    }
+}
+
+#[test]
+fn store_types() {
+    assert_eq!(
+        streaming_error("store: File\n"),
+        "s.conf:1: store type FILE is not supported yet by stan-server"
+    );
+    assert_eq!(
+        streaming_error("st: sql\n"),
+        "s.conf:1: store type SQL is not supported yet by stan-server"
+    );
+    assert_eq!(
+        streaming_error("store_type: Disk\n"),
+        "s.conf:1: unknown store type: Disk"
+    );
+}
+
+#[test]
+fn invalid_channel_names() {
+    assert_eq!(
+        streaming_error("limits {\n channels {\n  \"foo..bar\": { mm: 1 }\n }\n}\n"),
+        "s.conf:3: invalid channel name \"foo..bar\""
+    );
+    assert_eq!(
+        streaming_error("limits { channels { \"a.>.b\": {} } }\n"),
+        "s.conf:1: invalid channel name \"a.>.b\""
+    );
+}
+
+#[test]
+fn unsupported_streaming_keys_are_refused_by_name() {
+    for key in [
+        "dir",
+        "datastore",
+        "ns",
+        "nats_server",
+        "nats_server_url",
+        "credentials",
+        "secure",
+        "ft_group",
+        "ft_group_name",
+        "partitioning",
+        "syslog_name",
+        "encrypt",
+        "encryption_cipher",
+        "encryption_key",
+        "nkey_seed_file",
+        "Encrypt",
+    ] {
+        assert_eq!(
+            streaming_error(&format!("streaming {{\n  {key}: x\n}}\n")),
+            format!("s.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
+        );
+    }
+    for key in [
+        "tls",
+        "file",
+        "file_options",
+        "sql",
+        "sql_options",
+        "cluster",
+    ] {
+        assert_eq!(
+            streaming_error(&format!("{key} {{ }}\n")),
+            format!("s.conf:1: parameter \"{key}\" is not supported yet by stan-server"),
+        );
+    }
+}
+
+#[test]
+fn every_nats_key_and_alias() {
+    let o = nats(
+        r#"
+listen: "127.0.0.1:4333"
+server_name: srv
+http: 8223
+authorization {
+  user: alice
+  password: "s3cret"
+  timeout: 1.5
+}
+max_payload: 512KB
+max_pending: 10MB
+max_connections: 50
+max_control_line: 2KB
+ping_interval: "30s"
+ping_max: 4
+debug: true
+trace: false
+logtime: false
+logtime_utc: true
+log_file: "/tmp/stan.log"
+pid_file: "/tmp/stan.pid"
+"#,
+    );
+    let want = NatsFileOptions {
+        addr: Some("127.0.0.1".into()),
+        port: Some(4333),
+        server_name: Some("srv".into()),
+        http_host: None,
+        http_port: Some(8223),
+        user: Some("alice".into()),
+        pass: Some("s3cret".into()),
+        token: Some(String::new()),
+        auth_timeout: Some(1_500_000_000),
+        max_payload: Some(512 * 1024),
+        max_pending: Some(10 << 20),
+        max_connections: Some(50),
+        max_control_line: Some(2048),
+        ping_interval: Some(30 * S),
+        ping_max: Some(4),
+        debug: Some(true),
+        trace: Some(false),
+        logtime: Some(false),
+        logtime_utc: Some(true),
+        log_file: Some("/tmp/stan.log".into()),
+        pid_file: Some("/tmp/stan.pid".into()),
+    };
+    assert_eq!(o, want);
+
+    let o = nats("port: 4444\nhost: 10.0.0.1\nmonitor_port: 8888\nlogfile: a.log\npidfile: a.pid\nmax_conn: 9\ntrace_verbose: true\nping_interval: 60\n");
+    assert_eq!(
+        (o.port, o.addr.as_deref(), o.http_port),
+        (Some(4444), Some("10.0.0.1"), Some(8888))
+    );
+    assert_eq!(
+        (o.log_file.as_deref(), o.pid_file.as_deref()),
+        (Some("a.log"), Some("a.pid"))
+    );
+    assert_eq!(
+        (o.max_connections, o.trace, o.ping_interval),
+        (Some(9), Some(true), Some(60 * S))
+    );
+    assert_eq!(nats("net: \"\"\n").addr.as_deref(), Some("0.0.0.0"));
+    assert_eq!(nats("http_port: 1\n").http_port, Some(1));
+    // The block sets all three credentials, the missing ones to "".
+    let o = nats("authorization { token: abc }\n");
+    assert_eq!(
+        (o.user.as_deref(), o.pass.as_deref(), o.token.as_deref()),
+        (Some(""), Some(""), Some("abc"))
+    );
+    let o = nats("authorization { Username: u, PASS: p }\n");
+    assert_eq!(
+        (o.user.as_deref(), o.pass.as_deref(), o.token.as_deref()),
+        (Some("u"), Some("p"), Some(""))
+    );
+}
+
+#[test]
+fn listen_forms() {
+    let cases: &[(&str, Option<&str>, i64)] = &[
+        ("4222", None, 4222),
+        (":4333", None, 4333),
+        ("0.0.0.0:4222", Some("0.0.0.0"), 4222),
+        ("localhost:1", Some("localhost"), 1),
+        ("\"[::1]:4222\"", Some("::1"), 4222),
+        ("\"h:-1\"", Some("h"), -1),
+    ];
+    for &(text, host, port) in cases {
+        let o = nats(&format!("listen: {text}\n"));
+        assert_eq!((o.addr.as_deref(), o.port), (host, Some(port)), "{text}");
+    }
+    let o = nats("http: \"127.0.0.1:8222\"\n");
+    assert_eq!(
+        o.http_host.map(|(h, p)| (h, p.line)),
+        Some(("127.0.0.1".into(), 1))
+    );
+    assert_eq!(o.http_port, Some(8222));
+    for (text, want) in [
+        (
+            "listen: \"4222\"",
+            r#"n.conf:1: could not parse address string "4222""#,
+        ),
+        (
+            "listen: \"::1:4222\"",
+            r#"n.conf:1: could not parse address string "::1:4222""#,
+        ),
+        (
+            "listen: \"[::1]4222\"",
+            r#"n.conf:1: could not parse address string "[::1]4222""#,
+        ),
+        (
+            "listen: \"h:port\"",
+            r#"n.conf:1: could not parse port "port""#,
+        ),
+        ("listen: h:", r#"n.conf:1: could not parse port """#),
+        (
+            "listen: true",
+            "n.conf:1: expected port or host:port, got bool",
+        ),
+        (
+            "http: [8222]",
+            "n.conf:1: expected port or host:port, got []interface {}",
+        ),
+    ] {
+        assert_eq!(nats_error(&format!("{text}\n")), want, "{text}");
+    }
+}
+
+#[test]
+fn nats_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "port: \"4222\"\n",
+            "n.conf:1: interface conversion: interface {} is string, not int64",
+        ),
+        (
+            "debug: 1\n",
+            "n.conf:1: interface conversion: interface {} is int64, not bool",
+        ),
+        (
+            "server_name: {a: 1}\n",
+            "n.conf:1: interface conversion: interface {} is map[string]interface {}, not string",
+        ),
+        (
+            "\nauthorization: \"x\"\n",
+            "n.conf:2: interface conversion: interface {} is string, not map[string]interface {}",
+        ),
+        (
+            "authorization {\n  user: 5\n}\n",
+            "n.conf:2: interface conversion: interface {} is int64, not string",
+        ),
+        (
+            "authorization {\n  user: a\n  token: t\n}\n",
+            "n.conf:1: Cannot have a user/pass and token",
+        ),
+        (
+            "authorization {\n  usr: a\n}\n",
+            "n.conf:2: unknown field \"usr\"",
+        ),
+        (
+            "authorization {\n  users: []\n}\n",
+            "n.conf:2: parameter \"authorization.users\" is not supported yet by stan-server",
+        ),
+        (
+            "authorization { permissions {} }\n",
+            "n.conf:1: parameter \"authorization.permissions\" is not supported yet by stan-server",
+        ),
+        (
+            "authorization { user: a, password: $2a$11$abcdefghijklmnopqrstuv }\n",
+            "n.conf:1: bcrypt-hashed passwords and tokens are not supported yet by stan-server",
+        ),
+        (
+            "authorization { token: \"$2b$10$xyz\" }\n",
+            "n.conf:1: bcrypt-hashed passwords and tokens are not supported yet by stan-server",
+        ),
+        (
+            "max_payload: 3GB\n",
+            "n.conf:1: max_payload value is too big",
+        ),
+        (
+            "MAX_CONTROL_LINE: 2147483648\n",
+            "n.conf:1: MAX_CONTROL_LINE value is too big",
+        ),
+        (
+            "max_pending: -1\n",
+            "n.conf:1: max_pending value can not be negative",
+        ),
+        (
+            "ping_interval: \"2x\"\n",
+            "n.conf:1: error parsing ping_interval: time: unknown unit \"x\" in duration \"2x\"",
+        ),
+        (
+            "ping_interval: yes\n",
+            "n.conf:1: interface conversion: interface {} is bool, not int64",
+        ),
+        (
+            "ping_interval: \"-1s\"\n",
+            "n.conf:1: ping_interval value can not be negative",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(nats_error(text), *want, "{text:?}");
+    }
+    // A key that only serves as a variable is not an unknown field.
+    let o = nats("authorization {\n  pw: \"p\"\n  user: u\n  password: $pw\n}\n");
+    assert_eq!(o.pass.as_deref(), Some("p"));
+}
+
+#[test]
+fn unsupported_nats_keys_are_refused_by_name() {
+    for key in [
+        "client_advertise",
+        "mappings",
+        "accounts",
+        "https",
+        "https_port",
+        "http_base_path",
+        "cluster",
+        "gateway",
+        "leafnodes",
+        "jetstream",
+        "log_size_limit",
+        "syslog",
+        "remote_syslog",
+        "max_subscriptions",
+        "max_subs",
+        "tls",
+        "write_deadline",
+        "lame_duck_duration",
+        "operator",
+        "resolver",
+        "system_account",
+        "no_auth_user",
+        "websocket",
+        "mqtt",
+        "ports_file_dir",
+        "prof_port",
+        "Max_Traced_Msg_Len",
+    ] {
+        assert_eq!(
+            nats_error(&format!("\n{key}: 1\n")),
+            format!("n.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The configuration files named by `-c` and `-sc`: which half of the server reads
+//! which file (OPERATIONS.md §2.1), reading them and their includes from disk, and
+//! applying what they set to the options the command line left alone, so that
+//! explicit flags win (§1.1).
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use stan_core::config::{self, Included, Map, NatsFileOptions, StreamingFileOptions};
+
+use crate::cli::Options;
+
+/// Reads a file's bytes.
+pub type ReadFn<'a> = dyn FnMut(&Path) -> io::Result<Vec<u8>> + 'a;
+
+/// Applies the files `opts` names, read from disk, with `$VAR` taken from the
+/// process environment. The error is the line to print before exiting 1.
+pub fn apply(opts: &mut Options) -> Result<(), String> {
+    let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
+    apply_with(opts, &mut |path| std::fs::read(path), &env)
+}
+
+/// [`apply`] with the file system and the environment supplied by the caller.
+///
+/// With `-c` alone both halves read that file, with `-sc` alone both read that one,
+/// and with both each half reads its own. The NATS half goes first, as in the Go
+/// server, so an error in both shows the NATS one.
+pub fn apply_with(
+    opts: &mut Options,
+    read: &mut ReadFn<'_>,
+    env: &config::EnvFn<'_>,
+) -> Result<(), String> {
+    let nats_file = opts
+        .config_file
+        .clone()
+        .or_else(|| opts.stan_config_file.clone());
+    let stan_file = opts
+        .stan_config_file
+        .clone()
+        .or_else(|| opts.config_file.clone());
+    let (Some(nats_file), Some(stan_file)) = (nats_file, stan_file) else {
+        return Ok(());
+    };
+    let nats_map = load(&nats_file, read, env)?;
+    let nats = NatsFileOptions::from_map(&nats_map).map_err(|e| e.to_string())?;
+    let stan_map = if stan_file == nats_file {
+        nats_map
+    } else {
+        load(&stan_file, read, env)?
+    };
+    let streaming = StreamingFileOptions::from_map(&stan_map).map_err(|e| e.to_string())?;
+    apply_nats(opts, nats)?;
+    apply_streaming(opts, streaming);
+    Ok(())
+}
+
+fn load(path: &str, read: &mut ReadFn<'_>, env: &config::EnvFn<'_>) -> Result<Map, String> {
+    let text = read_text(read, path)?;
+    let mut include = |from: &str, written: &str| -> Result<Included, String> {
+        let name = include_path(from, written);
+        let text = read_text(read, &name)?;
+        Ok(Included { name, text })
+    };
+    config::parse(path, &text, &mut include, env).map_err(|e| e.to_string())
+}
+
+/// The file's text, or the Go server's words for why it cannot be read
+/// (`error opening config file: open x.conf: no such file or directory`).
+fn read_text(read: &mut ReadFn<'_>, path: &str) -> Result<String, String> {
+    match read(Path::new(path)) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) => {
+            // Opening a directory works; reading it is what fails.
+            let op = if e.raw_os_error() == Some(libc::EISDIR) {
+                "read"
+            } else {
+                "open"
+            };
+            Err(format!(
+                "error opening config file: {op} {path}: {}",
+                os_reason(&e)
+            ))
+        }
+    }
+}
+
+/// An IO error as Go words it: the C library's message, lower-cased, without the
+/// error number.
+fn os_reason(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if e.raw_os_error().is_some() => &text[..i],
+        _ => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Where `include written` in the file `from` points: joined to the directory of
+/// `from` and cleaned, as Go's `filepath.Join` does; an absolute `written` is joined
+/// too, because that is what the Go server does with it.
+pub fn include_path(from: &str, written: &str) -> String {
+    let dir = match from.rfind('/') {
+        Some(i) => &from[..=i],
+        None => ".",
+    };
+    let joined = if written.is_empty() {
+        dir.to_string()
+    } else {
+        format!("{dir}/{written}")
+    };
+    clean_path(&joined)
+}
+
+/// Go's `path.Clean`: no empty or `.` elements, `..` resolved lexically.
+fn clean_path(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            _ => parts.push(part),
+        }
+    }
+    let body = parts.join("/");
+    match (rooted, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".to_string(),
+        (false, false) => body,
+    }
+}
+
+/// An empty string means "not set" to the Go server, as on the command line.
+fn text(value: String) -> Option<String> {
+    Some(value).filter(|v| !v.is_empty())
+}
+
+fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
+    let free = |opts: &Options, name: &str| !opts.explicit.contains(name);
+    if let Some(v) = file.addr.filter(|_| free(opts, "addr")) {
+        opts.addr = v;
+    }
+    if let Some(v) = file.port.filter(|_| free(opts, "port")) {
+        opts.port = v;
+    }
+    if let Some(v) = file.server_name.filter(|_| free(opts, "server_name")) {
+        opts.server_name = text(v);
+    }
+    if let Some(v) = file.http_port.filter(|_| free(opts, "http_port")) {
+        opts.http_port = v;
+    }
+    if let Some(v) = file.user.filter(|_| free(opts, "user")) {
+        opts.user = text(v);
+    }
+    if let Some(v) = file.pass.filter(|_| free(opts, "pass")) {
+        opts.pass = text(v);
+    }
+    if let Some(v) = file.token.filter(|_| free(opts, "auth")) {
+        opts.auth = text(v);
+    }
+    if let Some(v) = file.debug.filter(|_| free(opts, "debug")) {
+        opts.debug = v;
+    }
+    if let Some(v) = file.trace.filter(|_| free(opts, "trace")) {
+        opts.trace = v;
+    }
+    if let Some(v) = file.logtime.filter(|_| free(opts, "logtime")) {
+        opts.logtime = v;
+    }
+    if let Some(v) = file.logtime_utc.filter(|_| free(opts, "logtime_utc")) {
+        opts.logtime_utc = v;
+    }
+    if let Some(v) = file.log_file.filter(|_| free(opts, "log_file")) {
+        opts.log_file = text(v);
+    }
+    if let Some(v) = file.pid_file.filter(|_| free(opts, "pid_file")) {
+        opts.pid_file = text(v);
+    }
+    // No flag sets these; 0 keeps the NATS server's default, as it does there.
+    let positive = |v: Option<i64>| v.filter(|&n| n > 0);
+    if let Some(v) = positive(file.max_payload) {
+        opts.max_payload = v;
+    }
+    if let Some(v) = positive(file.max_pending) {
+        opts.max_pending = v;
+    }
+    if let Some(v) = positive(file.max_connections) {
+        opts.max_connections = v;
+    }
+    if let Some(v) = positive(file.max_control_line) {
+        opts.max_control_line = v;
+    }
+    if let Some(v) = positive(file.ping_max) {
+        opts.ping_max = v;
+    }
+    if let Some(v) = positive(file.ping_interval) {
+        opts.ping_interval = Duration::from_nanos(v as u64);
+    }
+    if let Some(v) = positive(file.auth_timeout) {
+        opts.auth_timeout = Duration::from_nanos(v as u64);
+    }
+    if let Some((host, pos)) = file.http_host {
+        if host != opts.addr {
+            return Err(format!(
+                "{}:{}: parameter \"http\" with host \"{host}\" is not supported yet by stan-server: monitoring is served on the client host \"{}\"",
+                pos.file, pos.line, opts.addr
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn apply_streaming(opts: &mut Options, file: StreamingFileOptions) {
+    let free = |opts: &Options, name: &str| !opts.explicit.contains(name);
+    if let Some(v) = file.cluster_id.filter(|_| free(opts, "cluster_id")) {
+        opts.cluster_id = v;
+    }
+    if let Some(v) = file.store.filter(|_| free(opts, "store")) {
+        opts.store = v;
+    }
+    if let Some(v) = file.stan_debug.filter(|_| free(opts, "stan_debug")) {
+        opts.stan_debug = v;
+    }
+    if let Some(v) = file.stan_trace.filter(|_| free(opts, "stan_trace")) {
+        opts.stan_trace = v;
+    }
+    // Negative heartbeat durations were refused while reading the file.
+    if let Some(v) = file.hb_interval.filter(|_| free(opts, "hb_interval")) {
+        opts.hb_interval = Duration::from_nanos(v.max(0) as u64);
+    }
+    if let Some(v) = file.hb_timeout.filter(|_| free(opts, "hb_timeout")) {
+        opts.hb_timeout = Duration::from_nanos(v.max(0) as u64);
+    }
+    if let Some(v) = file.hb_fail_count.filter(|_| free(opts, "hb_fail_count")) {
+        opts.hb_fail_count = v;
+    }
+    if let Some(v) = file
+        .replace_durable
+        .filter(|_| free(opts, "replace_durable"))
+    {
+        opts.replace_durable = v;
+    }
+    if let Some(v) = file.max_channels.filter(|_| free(opts, "max_channels")) {
+        opts.max_channels = v;
+    }
+    if let Some(v) = file.max_subs.filter(|_| free(opts, "max_subs")) {
+        opts.max_subs = v;
+    }
+    if let Some(v) = file.max_msgs.filter(|_| free(opts, "max_msgs")) {
+        opts.max_msgs = v;
+    }
+    if let Some(v) = file.max_bytes.filter(|_| free(opts, "max_bytes")) {
+        opts.max_bytes = v;
+    }
+    if let Some(v) = file.max_age.filter(|_| free(opts, "max_age")) {
+        opts.max_age = v;
+    }
+    if let Some(v) = file.max_inactivity.filter(|_| free(opts, "max_inactivity")) {
+        opts.max_inactivity = v;
+    }
+    if let Some(v) = file.discover_prefix {
+        opts.discover_prefix = v;
+    }
+    opts.per_channel.extend(file.per_channel);
+}

@@ -1,0 +1,402 @@
+//! Configuration files on the command line (shared/spec/OPERATIONS.md §1.1, §2.1):
+//! which file configures what, command-line flags winning over files, and errors that
+//! stop the server with exit code 1 and name the file, line and key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use stan_core::nats::Auth;
+use stan_core::streaming::limits::ChannelLimits;
+use stan_runtime::cli::{parse, parse_flags, CliExit, Command, Options};
+use stan_runtime::config_file::{apply_with, include_path};
+use stan_runtime::server::node_config;
+
+const S: i64 = 1_000_000_000;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The options of a command line whose files are read from disk, with `$VAR` taken
+/// from `env`.
+fn run_with_env(list: &[&str], env: &[(&str, &str)]) -> Result<Options, String> {
+    let mut opts = match parse_flags(&args(list)) {
+        Ok(Command::Run(opts)) => *opts,
+        other => panic!("{list:?} gave {other:?}"),
+    };
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let lookup = |name: &str| env.get(name).cloned();
+    apply_with(&mut opts, &mut |path: &Path| std::fs::read(path), &lookup)?;
+    Ok(opts)
+}
+
+fn run(list: &[&str]) -> Options {
+    run_with_env(list, &[("FIXTURE_SECRET", "pw")]).unwrap_or_else(|e| panic!("{list:?}: {e}"))
+}
+
+/// What `stan-server` prints and exits with for this command line.
+fn exit(list: &[&str]) -> CliExit {
+    match parse(&args(list)) {
+        Err(exit) => exit,
+        other => panic!("{list:?} gave {other:?}"),
+    }
+}
+
+/// A directory of its own for a test's files, removed when dropped.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let path =
+            std::env::temp_dir().join(format!("stan-rs-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&path).unwrap();
+        Dir(path)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn per_channel(entries: &[(&str, ChannelLimits)]) -> BTreeMap<String, ChannelLimits> {
+    entries.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+#[test]
+fn every_supported_key_reaches_the_options() {
+    let o = run(&["-c", &fixture("all_keys.conf")]);
+    let want = Options {
+        addr: "127.0.0.1".into(),
+        port: 4333,
+        server_name: Some("fixture-server".into()),
+        pid_file: Some("/tmp/stan-rs-fixture.pid".into()),
+        http_port: 8333,
+        config_file: Some(fixture("all_keys.conf")),
+        log_file: Some("/tmp/stan-rs-fixture.log".into()),
+        logtime: false,
+        logtime_utc: true,
+        debug: true,
+        trace: true,
+        user: Some("alice".into()),
+        pass: Some("pw".into()),
+        auth: None,
+        cluster_id: "fixture-cluster".into(),
+        store: "MEMORY".into(),
+        stan_config_file: None,
+        max_channels: 50,
+        max_subs: 20,
+        max_msgs: 10_000,
+        max_bytes: 64 << 20,
+        max_age: 2 * 3600 * S,
+        max_inactivity: 30 * 60 * S,
+        hb_interval: Duration::from_secs(5),
+        hb_timeout: Duration::from_millis(1500),
+        hb_fail_count: 4,
+        stan_debug: true,
+        stan_trace: true,
+        replace_durable: true,
+        discover_prefix: "_FIX.discover".into(),
+        per_channel: per_channel(&[
+            (
+                "orders.>",
+                ChannelLimits {
+                    max_msgs: 500,
+                    ..Default::default()
+                },
+            ),
+            (
+                "orders.eu",
+                ChannelLimits {
+                    max_age: 3600 * S,
+                    max_inactivity: -1,
+                    ..Default::default()
+                },
+            ),
+            (
+                "audit",
+                ChannelLimits {
+                    max_bytes: -1,
+                    ..Default::default()
+                },
+            ),
+        ]),
+        max_payload: 512 * 1024,
+        max_pending: 32 << 20,
+        max_connections: 100,
+        max_control_line: 8192,
+        ping_interval: Duration::from_secs(45),
+        ping_max: 5,
+        auth_timeout: Duration::from_secs(3),
+        explicit: ["config_file"].into(),
+    };
+    assert_eq!(o, want);
+
+    // And on into the core configuration.
+    let cfg = node_config(&o, 7);
+    let stan = cfg.streaming.unwrap();
+    assert_eq!(stan.cluster_id, "fixture-cluster");
+    assert_eq!(stan.discover_prefix, "_FIX.discover");
+    assert_eq!(stan.limits.max_channels, 50);
+    assert_eq!(stan.limits.channel.max_msgs, 10_000);
+    assert_eq!(stan.limits.per_channel, want.per_channel);
+    assert_eq!(stan.hb_fail_count, 4);
+    assert!(stan.replace_durable);
+    assert_eq!(cfg.nats.host, "127.0.0.1");
+    assert_eq!(cfg.nats.port, 4333);
+    assert_eq!(cfg.nats.max_payload, 512 * 1024);
+    assert_eq!(cfg.nats.max_pending, 32 << 20);
+    assert_eq!(cfg.nats.max_connections, 100);
+    assert_eq!(cfg.nats.max_control_line, 8192);
+    assert_eq!(cfg.nats.ping_interval, Duration::from_secs(45));
+    assert_eq!(cfg.nats.ping_max, 5);
+    assert_eq!(cfg.nats.auth_timeout, Duration::from_secs(3));
+    assert_eq!(
+        cfg.nats.auth,
+        Auth::UserPass {
+            user: "alice".into(),
+            pass: "pw".into()
+        }
+    );
+}
+
+#[test]
+fn without_a_streaming_block_every_top_level_key_counts() {
+    let o = run(&["-sc", &fixture("aliases.conf")]);
+    // `-sc` alone: the NATS half reads the same file.
+    assert_eq!(
+        (o.addr.as_str(), o.port, o.http_port),
+        ("10.1.2.3", 4444, 8444)
+    );
+    assert_eq!(o.log_file.as_deref(), Some("aliases.log"));
+    assert_eq!(o.pid_file.as_deref(), Some("aliases.pid"));
+    assert_eq!(o.max_connections, 7);
+    assert_eq!(o.cluster_id, "flat");
+    assert!(o.stan_debug && !o.stan_trace && o.replace_durable);
+    assert_eq!(
+        (o.hb_interval, o.hb_timeout, o.hb_fail_count),
+        (Duration::from_secs(7), Duration::from_secs(3), 2)
+    );
+    assert_eq!(
+        (o.max_channels, o.max_subs, o.max_msgs, o.max_bytes),
+        (3, 4, 5, 1024)
+    );
+    assert_eq!((o.max_age, o.max_inactivity), (90 * S, 3600 * S));
+    assert!(o.per_channel.is_empty());
+}
+
+#[test]
+fn with_both_files_each_half_reads_its_own() {
+    let o = run(&[
+        "-c",
+        &fixture("aliases.conf"),
+        "-sc",
+        &fixture("all_keys.conf"),
+    ]);
+    // NATS from -c.
+    assert_eq!((o.addr.as_str(), o.port), ("10.1.2.3", 4444));
+    assert_eq!(o.user, None);
+    assert!(!o.debug);
+    // Streaming from -sc.
+    assert_eq!(o.cluster_id, "fixture-cluster");
+    assert_eq!(o.max_channels, 50);
+    assert_eq!(o.per_channel.len(), 3);
+}
+
+#[test]
+fn command_line_flags_win_over_files() {
+    let o = run(&[
+        "-c",
+        &fixture("all_keys.conf"),
+        "-p",
+        "5555",
+        "-a",
+        "0.0.0.0",
+        "--cluster_id",
+        "from-flag",
+        "-mm",
+        "7",
+        "-mb",
+        "2KB",
+        "-ma",
+        "5m",
+        "-hbi",
+        "1s",
+        "-SDV=false",
+        "-D=false",
+        "--user",
+        "bob",
+    ]);
+    assert_eq!(
+        (o.port, o.addr.as_str(), o.cluster_id.as_str()),
+        (5555, "0.0.0.0", "from-flag")
+    );
+    assert_eq!((o.max_msgs, o.max_bytes, o.max_age), (7, 2048, 300 * S));
+    assert_eq!(o.hb_interval, Duration::from_secs(1));
+    assert!(!o.stan_debug && !o.stan_trace && !o.debug);
+    assert_eq!(o.user.as_deref(), Some("bob"));
+    // What the flags left alone still comes from the file.
+    assert_eq!(o.pass.as_deref(), Some("pw"));
+    assert_eq!((o.max_channels, o.max_subs), (50, 20));
+    assert_eq!(o.hb_timeout, Duration::from_millis(1500));
+    assert!(o.trace);
+    assert_eq!(o.per_channel.len(), 3);
+    // Flags set to their default values win too.
+    let o = run(&["--max_msgs=1000000", "-c", &fixture("all_keys.conf")]);
+    assert_eq!(o.max_msgs, 1_000_000);
+}
+
+#[test]
+fn stan_server_reads_the_files_itself() {
+    let dir = Dir::new("parse");
+    let file = dir.file(
+        "stan.conf",
+        "streaming { cid: viaparse, store_limits { channels { a: { mm: 0 } } } }\nport: 4999\n",
+    );
+    match parse(&args(&["-sc", &file, "-p", "1"])) {
+        Ok(Command::Run(o)) => {
+            assert_eq!((o.cluster_id.as_str(), o.port), ("viaparse", 1));
+            assert_eq!(o.per_channel["a"].max_msgs, -1);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn failure(list: &[&str]) -> String {
+    let e = exit(list);
+    assert_eq!(e.code, 1, "{list:?}");
+    assert!(e.stdout.is_empty());
+    e.stderr
+}
+
+#[test]
+fn missing_file() {
+    assert_eq!(
+        failure(&["-c", "/nonexistent/stan-rs.conf"]),
+        "error opening config file: open /nonexistent/stan-rs.conf: no such file or directory\n"
+    );
+    let dir = Dir::new("isdir");
+    let path = dir.0.display().to_string();
+    assert_eq!(
+        failure(&["-sc", &path]),
+        format!("error opening config file: read {path}: is a directory\n")
+    );
+}
+
+#[test]
+fn malformed_files_name_file_line_and_key() {
+    let dir = Dir::new("malformed");
+    let cases: &[(&str, &str)] = &[
+        ("port: 4222\nstreaming {\n  id: x\n", "4: Unexpected EOF processing map."),
+        ("\nstreaming {\n  hb_interval: 10\n}\n", "3: parameter \"hb_interval\" value is expected to be string, got int64"),
+        ("store_limits {\n  max_age: 1m\n}\n", "2: parameter \"max_age\" value is expected to be string, got int64"),
+        ("store_limits {\n  max_age: \"1d\"\n}\n", "2: time: unknown unit \"d\" in duration \"1d\""),
+        ("store_limits {\n  max_age: \"soon\"\n}\n", "2: time: invalid duration \"soon\""),
+        ("\n\nstreaming: [1, 2]\n", "3: expected streaming section to be a map/struct, got [1 2]"),
+        ("limits: 1\n", "1: expected store limits to be a map/struct, got 1"),
+        ("limits { channels: x }\n", "1: expected per channel limits to be a map/struct, got x"),
+        ("limits {\n channels {\n  a: 5\n }\n}\n", "3: expected channel limits to be a map/struct, got 5"),
+        ("store: disk\n", "1: unknown store type: disk"),
+        ("streaming {\n  store: file\n}\n", "2: store type FILE is not supported yet by stan-server"),
+        ("x: 1\nft_group: \"ft\"\n", "2: parameter \"ft_group\" is not supported yet by stan-server"),
+        ("tls {\n  cert_file: x\n}\n", "1: parameter \"tls\" is not supported yet by stan-server"),
+        ("cluster {\n  listen: 0.0.0.0:6222\n}\n", "1: parameter \"cluster\" is not supported yet by stan-server"),
+        ("port: x\n", "1: interface conversion: interface {} is string, not int64"),
+        ("a: $STAN_RS_SURELY_UNDEFINED_VARIABLE\n", "1: variable reference for 'STAN_RS_SURELY_UNDEFINED_VARIABLE' on line 1 can not be found"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let path = dir.file(&format!("bad{i}.conf"), text);
+        assert_eq!(
+            failure(&["-c", &path]),
+            format!("{path}:{want}\n"),
+            "{text:?}"
+        );
+    }
+    // An include of a missing file names the including file and line.
+    let path = dir.file("includer.conf", "port: 1\ninclude \"missing.conf\"\n");
+    let missing = dir.0.join("missing.conf").display().to_string();
+    assert_eq!(
+        failure(&["-c", &path]),
+        format!("{path}:2: error parsing include file 'missing.conf', error opening config file: open {missing}: no such file or directory\n")
+    );
+    // An error inside an included file names that file.
+    let inner = dir.file("inner.conf", "\nmax_payload: \"big\"\n");
+    let path = dir.file("outer.conf", "include inner.conf\n");
+    assert_eq!(
+        failure(&["-c", &path]),
+        format!("{inner}:2: interface conversion: interface {{}} is string, not int64\n")
+    );
+    // The NATS half reads its file first.
+    let n = dir.file("n.conf", "port: x\n");
+    let s = dir.file("s.conf", "hbi: 1\n");
+    assert!(failure(&["-c", &n, "-sc", &s]).starts_with(&n));
+    // A monitoring host other than the client host cannot be served.
+    let path = dir.file("http.conf", "\nhttp: \"127.0.0.1:8222\"\n");
+    assert_eq!(
+        failure(&["-c", &path]),
+        format!("{path}:2: parameter \"http\" with host \"127.0.0.1\" is not supported yet by stan-server: monitoring is served on the client host \"0.0.0.0\"\n")
+    );
+    let path = dir.file(
+        "http_ok.conf",
+        "listen: 127.0.0.1:4222\nhttp: \"127.0.0.1:8222\"\n",
+    );
+    let o = run(&["-c", &path]);
+    assert_eq!((o.addr.as_str(), o.http_port), ("127.0.0.1", 8222));
+}
+
+#[test]
+fn environment_variables_in_files() {
+    let o = run_with_env(
+        &["-c", &fixture("e2e.conf")],
+        &[("STAN_RS_E2E_MAX_MSGS", "1234")],
+    )
+    .unwrap();
+    assert_eq!(o.max_msgs, 1234);
+    let e = run_with_env(&["-c", &fixture("e2e.conf")], &[]).unwrap_err();
+    assert_eq!(
+        e,
+        format!(
+            "{}:9: variable reference for 'STAN_RS_E2E_MAX_MSGS' on line 9 can not be found",
+            fixture("e2e.conf")
+        )
+    );
+}
+
+#[test]
+fn include_paths_are_relative_to_the_including_file() {
+    assert_eq!(include_path("nats.conf", "inc.conf"), "inc.conf");
+    assert_eq!(
+        include_path("/etc/stan/nats.conf", "inc.conf"),
+        "/etc/stan/inc.conf"
+    );
+    assert_eq!(
+        include_path("/etc/stan/nats.conf", "../x/inc.conf"),
+        "/etc/x/inc.conf"
+    );
+    assert_eq!(
+        include_path("conf/nats.conf", "./a/./b.conf"),
+        "conf/a/b.conf"
+    );
+    assert_eq!(include_path("../nats.conf", "../b.conf"), "../../b.conf");
+    // The Go server joins absolute paths to the directory too.
+    assert_eq!(
+        include_path("/etc/stan/nats.conf", "/abs.conf"),
+        "/etc/stan/abs.conf"
+    );
+    assert_eq!(include_path("", "x.conf"), "x.conf");
+}
