@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod process;
 pub mod server;
 pub mod stan_client;
+pub mod store;

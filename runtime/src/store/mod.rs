@@ -1,0 +1,25 @@
+//! Persistent stores behind stan-core's [`Store`](stan_core::store::Store) port.
+//!
+//! [`FileStore`] reads and writes the Go server's FILE store format
+//! (shared/spec/STORES.md §1) so that an existing data directory opens in place and a
+//! directory written here opens in the Go server. All of its I/O goes through the
+//! [`Fs`] trait: [`StdFs`] in production, a fault-injecting file system in the
+//! simulator.
+
+mod archive;
+pub mod crc;
+mod env;
+mod file;
+pub mod fs;
+mod msgs;
+mod options;
+mod proto;
+mod record;
+mod root_files;
+mod subs;
+mod tempfile;
+
+pub use env::{ChannelLimitsFn, Clock, LogSink};
+pub use file::FileStore;
+pub use fs::{DirEntry, Fs, FsFile, FsLock, StdFs};
+pub use options::{ChannelLimits, FileStoreOptions};
