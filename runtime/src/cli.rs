@@ -165,6 +165,10 @@ pub struct Options {
     pub stan_trace: bool,
     /// `--replace_durable`: a duplicate durable subscription replaces the active one.
     pub replace_durable: bool,
+    /// `--dir`: FILE store root directory.
+    pub dir: Option<String>,
+    /// The `--file_*` options.
+    pub file: crate::store::FileStoreOptions,
     // The fields below have no flag: only configuration files set them.
     /// Discovery subject prefix.
     pub discover_prefix: String,
@@ -218,6 +222,8 @@ impl Default for Options {
             stan_debug: false,
             stan_trace: false,
             replace_durable: false,
+            dir: None,
+            file: crate::store::FileStoreOptions::default(),
             discover_prefix: "_STAN.discover".to_string(),
             per_channel: BTreeMap::new(),
             max_payload: 1024 * 1024,
@@ -299,7 +305,7 @@ static FLAGS: &[Flag] = &[
     // Streaming server.
     f(&["cid", "cluster_id"], "cluster_id", Str, "test-cluster", YES),
     f(&["st", "store"], "store", Str, "MEMORY", YES),
-    f(&["dir"], "dir", Str, "", NO),
+    f(&["dir"], "dir", Str, "", YES),
     f(&["mc", "max_channels"], "max_channels", Int, "100", YES),
     f(&["msu", "max_subs"], "max_subs", Int, "1000", YES),
     f(&["mm", "max_msgs"], "max_msgs", Int, "1000000", YES),
@@ -340,23 +346,23 @@ static FLAGS: &[Flag] = &[
     hidden(f(&["cluster_proceed_on_restore_failure"], "cluster_proceed_on_restore_failure", Bool, "false", NO)),
     f(&["cluster_allow_add_remove_node"], "cluster_allow_add_remove_node", Bool, "false", NO),
     // File store.
-    f(&["file_compact_enabled"], "file_compact_enabled", Bool, "true", NO),
-    f(&["file_compact_frag"], "file_compact_frag", Int, "50", NO),
-    f(&["file_compact_interval"], "file_compact_interval", Int, "300", NO),
-    f(&["file_compact_min_size"], "file_compact_min_size", Size, "1048576", NO),
-    f(&["file_buffer_size"], "file_buffer_size", Size, "2097152", NO),
-    f(&["file_crc"], "file_crc", Bool, "true", NO),
-    f(&["file_crc_poly"], "file_crc_poly", Int, "3988292384", NO),
-    f(&["file_sync"], "file_sync", Bool, "true", NO),
-    f(&["file_slice_max_msgs"], "file_slice_max_msgs", Int, "0", NO),
-    f(&["file_slice_max_bytes"], "file_slice_max_bytes", Size, "67108864", NO),
-    f(&["file_slice_max_age"], "file_slice_max_age", Dur, "0", NO),
-    f(&["file_slice_archive_script"], "file_slice_archive_script", Str, "", NO),
-    f(&["file_fds_limit"], "file_fds_limit", Int, "0", NO),
-    f(&["file_parallel_recovery"], "file_parallel_recovery", Int, "1", NO),
-    f(&["file_truncate_bad_eof"], "file_truncate_bad_eof", Bool, "false", NO),
-    f(&["file_read_buffer_size"], "file_read_buffer_size", Size, "2097152", NO),
-    f(&["file_auto_sync"], "file_auto_sync", Dur, "1m", NO),
+    f(&["file_compact_enabled"], "file_compact_enabled", Bool, "true", YES),
+    f(&["file_compact_frag"], "file_compact_frag", Int, "50", YES),
+    f(&["file_compact_interval"], "file_compact_interval", Int, "300", YES),
+    f(&["file_compact_min_size"], "file_compact_min_size", Size, "1048576", YES),
+    f(&["file_buffer_size"], "file_buffer_size", Size, "2097152", YES),
+    f(&["file_crc"], "file_crc", Bool, "true", YES),
+    f(&["file_crc_poly"], "file_crc_poly", Int, "3988292384", YES),
+    f(&["file_sync"], "file_sync", Bool, "true", YES),
+    f(&["file_slice_max_msgs"], "file_slice_max_msgs", Int, "0", YES),
+    f(&["file_slice_max_bytes"], "file_slice_max_bytes", Size, "67108864", YES),
+    f(&["file_slice_max_age"], "file_slice_max_age", Dur, "0", YES),
+    f(&["file_slice_archive_script"], "file_slice_archive_script", Str, "", YES),
+    f(&["file_fds_limit"], "file_fds_limit", Int, "0", YES),
+    f(&["file_parallel_recovery"], "file_parallel_recovery", Int, "1", YES),
+    f(&["file_truncate_bad_eof"], "file_truncate_bad_eof", Bool, "false", YES),
+    f(&["file_read_buffer_size"], "file_read_buffer_size", Size, "2097152", YES),
+    f(&["file_auto_sync"], "file_auto_sync", Dur, "1m", YES),
     // SQL store.
     f(&["sql_driver"], "sql_driver", Str, "", NO),
     f(&["sql_source"], "sql_source", Str, "", NO),
@@ -543,8 +549,8 @@ pub fn parse_flags(args: &[String]) -> Result<Command, CliExit> {
 
     options.store = options.store.to_uppercase();
     match options.store.as_str() {
-        "MEMORY" => {}
-        "FILE" | "SQL" => {
+        "MEMORY" | "FILE" => {}
+        "SQL" => {
             return Err(CliExit::fail(format!(
                 "store type {} is not supported yet by stan-server",
                 options.store
@@ -593,6 +599,25 @@ impl Options {
             ("stan_debug", Value::Bool(v)) => self.stan_debug = v,
             ("stan_trace", Value::Bool(v)) => self.stan_trace = v,
             ("replace_durable", Value::Bool(v)) => self.replace_durable = v,
+            ("dir", Value::Str(v)) => self.dir = text(v),
+            ("file_compact_enabled", Value::Bool(v)) => self.file.compact_enabled = v,
+            ("file_compact_frag", Value::Int(v)) => self.file.compact_frag = v,
+            ("file_compact_interval", Value::Int(v)) => self.file.compact_interval = v,
+            ("file_compact_min_size", Value::Int(v)) => self.file.compact_min_size = v,
+            ("file_buffer_size", Value::Int(v)) => self.file.buffer_size = v,
+            ("file_crc", Value::Bool(v)) => self.file.crc = v,
+            ("file_crc_poly", Value::Int(v)) => self.file.crc_poly = v,
+            ("file_sync", Value::Bool(v)) => self.file.sync = v,
+            ("file_slice_max_msgs", Value::Int(v)) => self.file.slice_max_msgs = v,
+            ("file_slice_max_bytes", Value::Int(v)) => self.file.slice_max_bytes = v,
+            ("file_slice_max_age", Value::Nanos(v)) => self.file.slice_max_age = Duration::from_nanos(v.max(0) as u64),
+            ("file_slice_archive_script", Value::Str(v)) => self.file.slice_archive_script = v,
+            ("file_fds_limit", Value::Int(v)) => self.file.fds_limit = v,
+            ("file_parallel_recovery", Value::Int(v)) => self.file.parallel_recovery = v,
+            ("file_truncate_bad_eof", Value::Bool(v)) => self.file.truncate_bad_eof = v,
+            ("file_read_buffer_size", Value::Int(v)) => self.file.read_buffer_size = v,
+            // Go disables automatic syncing for any value at or below zero.
+            ("file_auto_sync", Value::Nanos(v)) => self.file.auto_sync = Duration::from_nanos(v.max(0) as u64),
             // A unit test sets every supported flag, so the table and this function
             // cannot drift apart unnoticed.
             (name, value) => {
@@ -1299,10 +1324,7 @@ mod tests {
     fn store_type() {
         assert_eq!(run(&["-st", "Memory"]).store, "MEMORY");
         assert_eq!(run(&["--store=MEMORY"]).store, "MEMORY");
-        assert_eq!(
-            failure(&["-st", "file"]),
-            "store type FILE is not supported yet by stan-server\n"
-        );
+        assert_eq!(run(&["-st", "file", "--dir", "/tmp/x"]).store, "FILE");
         assert_eq!(
             failure(&["-st", "Sql"]),
             "store type SQL is not supported yet by stan-server\n"

@@ -3,11 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use stan_core::nats::server::NATS_VERSION;
 use stan_core::nats::{self, Auth};
 use stan_core::node::{Node, NodeConfig};
-use stan_core::store::MemStore;
+use stan_core::store::{MemStore, Store};
+
+use crate::store::FileStore;
 use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
 use tokio::net::TcpListener;
 
@@ -87,6 +90,43 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
+/// The store chosen by `-st`: memory, or the FILE store in `--dir`.
+fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn Store>, String> {
+    if opts.store != "FILE" {
+        return Ok(Box::new(MemStore::new()));
+    }
+    let dir = opts.dir.as_deref().ok_or("for FILE stores, root directory must be specified")?;
+    opts.file.validate().map_err(|e| e.to_string())?;
+    let mut store = FileStore::open(dir, opts.file.clone()).map_err(|e| e.to_string())?;
+    let sink = log.clone();
+    store.set_log_sink(Arc::new(move |level, text: &str| sink.log(Origin::Stream, level_of(level), text)));
+    let origin = std::time::Instant::now();
+    store.set_clock(Arc::new(move || origin.elapsed()));
+    if let Some(limits) = cfg.streaming.as_ref().and_then(|s| s.limits.resolve().ok()) {
+        store.set_channel_limits(Arc::new(move |channel: &str| {
+            let l = limits.for_channel(channel);
+            crate::store::ChannelLimits {
+                max_msgs: l.max_msgs,
+                max_bytes: l.max_bytes,
+                max_age: Duration::from_nanos(u64::try_from(l.max_age).unwrap_or(0)),
+            }
+        }));
+    }
+    Ok(Box::new(store))
+}
+
+fn level_of(level: stan_core::log::Level) -> Level {
+    use stan_core::log::Level as L;
+    match level {
+        L::Fatal => Level::Fatal,
+        L::Error => Level::Error,
+        L::Warn => Level::Warn,
+        L::Info => Level::Info,
+        L::Debug => Level::Debug,
+        L::Trace => Level::Trace,
+    }
+}
+
 /// Runs the server until SIGINT (exit 0) or SIGTERM (exit 143).
 pub async fn run(opts: Options, log: Logger) -> ExitCode {
     crate::process::mark_start();
@@ -114,7 +154,14 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     };
     let local = listener.local_addr().ok();
     cfg.nats.port = local.map_or(cfg.nats.port, |a| a.port());
-    let node = match Node::with_streaming(cfg, Box::new(MemStore::new())) {
+    let store = match open_store(&opts, &cfg, &log) {
+        Ok(s) => s,
+        Err(e) => {
+            log.log(Origin::Stream, Level::Fatal, &format!("Failed to start: {e}"));
+            return 1;
+        }
+    };
+    let node = match Node::with_streaming(cfg, store) {
         Ok(n) => n,
         Err(e) => {
             log.log(Origin::Stream, Level::Fatal, &format!("Failed to start: {e}"));
