@@ -60,7 +60,7 @@ async fn acked_messages_survive_kill_9() {
     // A durable subscriber that receives messages but never acks them.
     let sub_conn = connect(&addr, "reader").await;
     let opts = SubscribeOptions { durable_name: Some("dur".into()), start: StartAt::First, manual_ack: true, ..SubscribeOptions::default() };
-    let mut sub = sub_conn.subscribe("orders", opts.clone()).await.unwrap();
+    let sub = sub_conn.subscribe("orders", opts.clone()).await.unwrap();
 
     let publisher = connect(&addr, "writer").await;
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
