@@ -111,6 +111,8 @@ fn every_supported_key_reaches_the_options() {
         stan_debug: true,
         stan_trace: true,
         replace_durable: true,
+        dir: None,
+        file: Default::default(),
         discover_prefix: "_FIX.discover".into(),
         per_channel: per_channel(&[
             (
