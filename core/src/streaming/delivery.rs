@@ -397,6 +397,13 @@ impl Streaming {
                 break;
             }
             let is_queue = !self.channels[channel].subs[&id].q_group.is_empty();
+            #[cfg(feature = "planted-bugs")]
+            if super::planted(super::PlantedBug::AckWaitRedelivery)
+                && !is_queue
+                && self.channels[channel].subs[&id].redeliveries.contains_key(&seq)
+            {
+                continue;
+            }
             if is_queue {
                 self.redeliver_queue(now, channel, id, seq, exp);
             } else if self.redeliver(channel, id, seq) {
@@ -405,6 +412,13 @@ impl Streaming {
             } else {
                 self.ack_gone(channel, id, seq);
             }
+        }
+        let Some(sub) = self.channels.get_mut(channel).and_then(|c| c.subs.get_mut(&id)) else { return };
+        // Messages that limits removed, or that moved to another member, count as acked:
+        // like an ack, that may free a stalled subscription (PROTOCOL §3.5 step 6).
+        if sub.stalled && sub.pending.len() < sub.max_in_flight {
+            sub.stalled = false;
+            self.deliver_channel(now, channel);
         }
         let Some(sub) = self.channels.get_mut(channel).and_then(|c| c.subs.get_mut(&id)) else { return };
         if sub.pending.is_empty() {

@@ -34,6 +34,39 @@ pub struct Config {
     pub rng_seed: u64,
 }
 
+#[cfg(all(feature = "planted-bugs", not(debug_assertions)))]
+compile_error!("the planted-bugs feature is a simulator self-test and must not reach a release build");
+
+/// Faults the simulator must catch; see the `planted-bugs` feature.
+#[cfg(feature = "planted-bugs")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// A client is closed one failed heartbeat early.
+    HeartbeatCount,
+    /// A plain subscription's message is redelivered once at most.
+    AckWaitRedelivery,
+    /// A leaving queue member's pending messages are not handed to the others.
+    QueueRedelivery,
+}
+
+#[cfg(feature = "planted-bugs")]
+thread_local! {
+    /// Per thread, because the simulator runs each whole simulation on one thread and
+    /// several simulations side by side; configuration structs stay untouched.
+    static PLANTED: std::cell::Cell<Option<PlantedBug>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes servers on this thread run with `bug` (or none).
+#[cfg(feature = "planted-bugs")]
+pub fn plant(bug: Option<PlantedBug>) {
+    PLANTED.with(|p| p.set(bug));
+}
+
+#[cfg(feature = "planted-bugs")]
+pub(crate) fn planted(bug: PlantedBug) -> bool {
+    PLANTED.with(|p| p.get()) == Some(bug)
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -555,6 +555,10 @@ impl Streaming {
         }
         c.hb_wait = None;
         c.hb_fails += 1;
+        #[cfg(feature = "planted-bugs")]
+        if super::planted(super::PlantedBug::HeartbeatCount) && c.hb_fails == self.cfg.hb_fail_count {
+            c.hb_fails += 1;
+        }
         let fails = c.hb_fails;
         if fails > self.cfg.hb_fail_count {
             self.log(Level::Error, format!("[Client:{client_id}] Timed out on heartbeats"));

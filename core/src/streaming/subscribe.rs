@@ -375,6 +375,10 @@ impl Streaming {
         // are redelivered shortly.
         let mut order: Vec<(Option<crate::Instant>, u64)> = sub.pending.iter().map(|(s, e)| (*e, *s)).collect();
         order.sort();
+        #[cfg(feature = "planted-bugs")]
+        if super::planted(super::PlantedBug::QueueRedelivery) {
+            order.clear();
+        }
         let expired = crate::Instant::from_nanos(now.mono.as_nanos().saturating_sub(1_000_000_000));
         let soon = now.mono + Duration::from_millis(100);
         let mut touched = Vec::new();

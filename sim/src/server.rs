@@ -1,0 +1,189 @@
+//! The server host: the production driver and node, on a simulated listener and a
+//! virtual wall clock.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stan_core::log::{Level, LogLine, Verbosity};
+use stan_core::nats;
+use stan_core::node::{Node, NodeConfig};
+use stan_core::store::MemStore;
+use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
+use stan_runtime::driver::{Driver, Listener, WallClock};
+
+use crate::journal::{Ev, Journal, Unregister};
+use crate::plan::{Plan, TIMING};
+
+pub const SERVER_HOST: &str = "server";
+pub const PORT: u16 = 4222;
+pub const CLUSTER_ID: &str = "sim-cluster";
+
+/// 2023-01-01T00:00:00Z: a fixed origin, so that message timestamps and `max_age` do not
+/// depend on when the simulation runs.
+pub const EPOCH_NS: i64 = 1_672_531_200_000_000_000;
+
+/// Simulated time since the run started, as seen from inside a host.
+pub fn sim_now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// The wall clock every host shares: the fixed epoch plus simulated time.
+pub fn virtual_wall_clock() -> WallClock {
+    Arc::new(|| EPOCH_NS + sim_now().as_nanos() as i64)
+}
+
+/// turmoil's listener under the driver's [`Listener`] trait.
+pub struct SimListener(pub turmoil::net::TcpListener);
+
+impl Listener for SimListener {
+    type Stream = turmoil::net::TcpStream;
+
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, SocketAddr)>> + Send {
+        self.0.accept()
+    }
+}
+
+fn node_config(plan: &Plan) -> NodeConfig {
+    let streaming = streaming::Config {
+        cluster_id: CLUSTER_ID.into(),
+        hb_interval: TIMING.hb_interval,
+        hb_timeout: TIMING.hb_timeout,
+        hb_fail_count: TIMING.hb_fail_count,
+        limits: StoreLimits {
+            channel: ChannelLimits {
+                max_msgs: plan.limits.max_msgs,
+                ..StoreLimits::default().channel
+            },
+            ..StoreLimits::default()
+        },
+        // Connect, close and replace lines are how the oracle learns when the server
+        // registered and dropped each client, to the exact instant.
+        verbosity: Verbosity {
+            debug: true,
+            trace: plan.options.server_log,
+        },
+        rng_seed: plan.seed ^ 0x7374_616e,
+        ..streaming::Config::default()
+    };
+    NodeConfig {
+        nats: nats::Config {
+            port: PORT,
+            rng_seed: plan.seed ^ 0x6e61_7473,
+            ..nats::Config::default()
+        },
+        streaming: Some(streaming),
+    }
+}
+
+/// Turns the server's log into journal events: registrations from the connect, close,
+/// replace and heartbeat lines, and every warning or error (or every line) verbatim.
+fn log_sink(journal: Journal, everything: bool) -> Box<dyn FnMut(LogLine) + Send> {
+    Box::new(move |line: LogLine| {
+        let at = sim_now();
+        if let Some(ev) = registration_event(&line.text) {
+            journal.record(at, ev);
+        }
+        if everything || line.level <= Level::Warn {
+            journal.record(at, Ev::ServerLog { line: line.text });
+        }
+    })
+}
+
+/// `[Client:<id>] <what>` lines about a client's registration.
+fn registration_event(text: &str) -> Option<Ev> {
+    let rest = text.strip_prefix("[Client:")?;
+    let (id, what) = rest.split_once("] ")?;
+    let client_id = id.to_string();
+    if what.starts_with("Connected (Inbox=") {
+        Some(Ev::Registered { client_id })
+    } else if what.starts_with("Closed (Inbox=") {
+        Some(Ev::Unregistered {
+            client_id,
+            reason: Unregister::Closed,
+        })
+    } else if what == "Timed out on heartbeats" {
+        Some(Ev::Unregistered {
+            client_id,
+            reason: Unregister::HeartbeatTimeout,
+        })
+    } else if what.starts_with("Replaced old client") {
+        Some(Ev::Unregistered {
+            client_id,
+            reason: Unregister::Replaced,
+        })
+    } else {
+        None
+    }
+}
+
+/// The server host's software: bind, start the node, serve until the host stops. At
+/// `final_at` it records the registered client IDs, read from the node itself, so the
+/// oracle can cross-check what it learned from the log.
+pub async fn serve(plan: Arc<Plan>, journal: Journal, final_at: Duration) -> turmoil::Result {
+    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+    let node = Node::with_streaming(node_config(&plan), Box::new(MemStore::new()))?;
+    let mut driver = Driver::new(
+        node,
+        virtual_wall_clock(),
+        log_sink(journal.clone(), plan.options.server_log),
+    );
+    driver.start()?;
+    let handle = driver.handle();
+    let _accept = driver.serve(SimListener(listener));
+    tokio::spawn(async move {
+        tokio::time::sleep(final_at.saturating_sub(sim_now())).await;
+        let ids = handle
+            .inspect(|node, _| {
+                node.streaming()
+                    .map(|s| s.client_ids().map(String::from).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .await
+            .unwrap_or_default();
+        journal.record(sim_now(), Ev::ServerFinal { client_ids: ids });
+    });
+    driver.run(std::future::pending::<()>()).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_lines_are_recognised() {
+        let ev = |t: &str| registration_event(t);
+        assert_eq!(
+            ev("[Client:c1] Connected (Inbox=_INBOX.x)"),
+            Some(Ev::Registered {
+                client_id: "c1".into()
+            })
+        );
+        assert_eq!(
+            ev("[Client:c-2] Timed out on heartbeats"),
+            Some(Ev::Unregistered {
+                client_id: "c-2".into(),
+                reason: Unregister::HeartbeatTimeout
+            })
+        );
+        assert_eq!(
+            ev("[Client:c1] Replaced old client (Inbox=_INBOX.y)"),
+            Some(Ev::Unregistered {
+                client_id: "c1".into(),
+                reason: Unregister::Replaced
+            })
+        );
+        assert_eq!(
+            ev("[Client:c1] Closed (Inbox=_INBOX.x)"),
+            Some(Ev::Unregistered {
+                client_id: "c1".into(),
+                reason: Unregister::Closed
+            })
+        );
+        assert_eq!(ev("[Client:c1] Connect failed; already connected"), None);
+        assert_eq!(ev("Channel \"a\" has been created"), None);
+    }
+}
