@@ -12,7 +12,10 @@ use crate::time::{Instant, Now};
 /// Splits `data` at offsets taken from its first byte and parses the pieces as a client
 /// stream would arrive, checking that the split does not change the result.
 pub fn nats_client_codec(data: &[u8]) {
-    let limits = Limits { max_control_line: 256, max_payload: 1024 };
+    let limits = Limits {
+        max_control_line: 256,
+        max_payload: 1024,
+    };
     let whole = parse_all(data, &limits, proto::parse_client_op);
     let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
     let mut buf = Vec::new();
@@ -46,7 +49,10 @@ pub fn nats_client_codec(data: &[u8]) {
 
 /// Parses `data` as the server's side of a connection (what a client reads).
 pub fn nats_server_codec(data: &[u8]) {
-    let limits = Limits { max_control_line: 256, max_payload: 1024 };
+    let limits = Limits {
+        max_control_line: 256,
+        max_payload: 1024,
+    };
     let _ = parse_all(data, &limits, proto::parse_server_op);
 }
 
@@ -74,11 +80,21 @@ fn parse_all<'a, T>(
 /// time jumps. The first byte of each step chooses the event.
 pub fn nats_node(data: &[u8]) {
     let cfg = NodeConfig {
-        nats: nats::Config { max_payload: 4096, max_pending: 64 * 1024, rng_seed: 1, ..nats::Config::default() },
+        nats: nats::Config {
+            max_payload: 4096,
+            max_pending: 64 * 1024,
+            rng_seed: 1,
+            ..nats::Config::default()
+        },
         streaming: Some(crate::streaming::Config::default()),
     };
-    let Ok(mut node) = Node::with_streaming(cfg, Box::new(crate::store::MemStore::new())) else { return };
-    let mut now = Now { mono: Instant::from_nanos(0), wall_ns: 1_700_000_000_000_000_000 };
+    let Ok(mut node) = Node::with_streaming(cfg, Box::new(crate::store::MemStore::new())) else {
+        return;
+    };
+    let mut now = Now {
+        mono: Instant::from_nanos(0),
+        wall_ns: 1_700_000_000_000_000_000,
+    };
     let _ = node.start(now);
     let mut conns = Vec::new();
     let mut rest = data;
@@ -90,7 +106,8 @@ pub fn nats_node(data: &[u8]) {
                 conns.push(node.accept(now, peer));
             }
             1 | 2 => {
-                let len = usize::from(rest.first().copied().unwrap_or(0)).min(rest.len().saturating_sub(1));
+                let len = usize::from(rest.first().copied().unwrap_or(0))
+                    .min(rest.len().saturating_sub(1));
                 let bytes = rest.get(1..1 + len).unwrap_or(&[]);
                 rest = rest.get(1 + len..).unwrap_or(&[]);
                 if let Some(&c) = conns.get(usize::from(op / 5) % conns.len().max(1)) {
@@ -109,7 +126,13 @@ pub fn nats_node(data: &[u8]) {
         }
         while let Some(out) = node.poll_output() {
             if let nats::Output::Send { conn, data } = out {
-                node.handle_input(now, Input::Flushed { conn, bytes: data.len() });
+                node.handle_input(
+                    now,
+                    Input::Flushed {
+                        conn,
+                        bytes: data.len(),
+                    },
+                );
             }
         }
     }
@@ -120,25 +143,73 @@ pub fn nats_node(data: &[u8]) {
 pub fn stan_requests(data: &[u8]) {
     use crate::streaming::pb::{ConnectRequest, SubscriptionRequest};
     use prost::Message;
-    let cfg = NodeConfig { nats: nats::Config { rng_seed: 2, ..nats::Config::default() }, streaming: Some(crate::streaming::Config::default()) };
-    let Ok(mut node) = Node::with_streaming(cfg, Box::new(crate::store::MemStore::new())) else { return };
-    let mut now = Now { mono: Instant::from_nanos(0), wall_ns: 1_700_000_000_000_000_000 };
+    let cfg = NodeConfig {
+        nats: nats::Config {
+            rng_seed: 2,
+            ..nats::Config::default()
+        },
+        streaming: Some(crate::streaming::Config::default()),
+    };
+    let Ok(mut node) = Node::with_streaming(cfg, Box::new(crate::store::MemStore::new())) else {
+        return;
+    };
+    let mut now = Now {
+        mono: Instant::from_nanos(0),
+        wall_ns: 1_700_000_000_000_000_000,
+    };
     let _ = node.start(now);
     let conn = node.accept(now, SocketAddr::from(([127, 0, 0, 1], 1)));
     let send = |node: &mut Node, now: Now, subject: &str, reply: Option<&str>, payload: &[u8]| {
         let mut out = b"CONNECT {\"headers\":true,\"no_responders\":true}\r\nSUB > 1\r\n".to_vec();
-        proto::write_pub(&mut out, subject.as_bytes(), reply.map(str::as_bytes), None, payload);
+        proto::write_pub(
+            &mut out,
+            subject.as_bytes(),
+            reply.map(str::as_bytes),
+            None,
+            payload,
+        );
         node.handle_input(now, Input::Received { conn, bytes: &out });
         while let Some(o) = node.poll_output() {
             if let nats::Output::Send { conn, data } = o {
-                node.handle_input(now, Input::Flushed { conn, bytes: data.len() });
+                node.handle_input(
+                    now,
+                    Input::Flushed {
+                        conn,
+                        bytes: data.len(),
+                    },
+                );
             }
         }
     };
-    let hello = ConnectRequest { client_id: "fz".into(), heartbeat_inbox: "_INBOX.hb".into(), protocol: 1, ..Default::default() };
-    send(&mut node, now, "_STAN.discover.test-cluster", Some("_INBOX.r"), &hello.encode_to_vec());
-    let sub = SubscriptionRequest { client_id: "fz".into(), subject: "c".into(), inbox: "_INBOX.s".into(), max_in_flight: 2, ack_wait_in_secs: 1, start_position: 4, ..Default::default() };
-    send(&mut node, now, "_STAN.sub.test-cluster", Some("_INBOX.r"), &sub.encode_to_vec());
+    let hello = ConnectRequest {
+        client_id: "fz".into(),
+        heartbeat_inbox: "_INBOX.hb".into(),
+        protocol: 1,
+        ..Default::default()
+    };
+    send(
+        &mut node,
+        now,
+        "_STAN.discover.test-cluster",
+        Some("_INBOX.r"),
+        &hello.encode_to_vec(),
+    );
+    let sub = SubscriptionRequest {
+        client_id: "fz".into(),
+        subject: "c".into(),
+        inbox: "_INBOX.s".into(),
+        max_in_flight: 2,
+        ack_wait_in_secs: 1,
+        start_position: 4,
+        ..Default::default()
+    };
+    send(
+        &mut node,
+        now,
+        "_STAN.sub.test-cluster",
+        Some("_INBOX.r"),
+        &sub.encode_to_vec(),
+    );
     const SUBJECTS: [&str; 8] = [
         "_STAN.discover.test-cluster",
         "_STAN.pub.test-cluster.c",
@@ -155,7 +226,13 @@ pub fn stan_requests(data: &[u8]) {
         let payload = tail.get(1..1 + len).unwrap_or(&[]);
         rest = tail.get(1 + len..).unwrap_or(&[]);
         let reply = (op & 8 != 0).then_some("_INBOX.r");
-        send(&mut node, now, SUBJECTS[usize::from(op & 7)], reply, payload);
+        send(
+            &mut node,
+            now,
+            SUBJECTS[usize::from(op & 7)],
+            reply,
+            payload,
+        );
         if op & 16 != 0 {
             now = now.advanced(Duration::from_millis(u64::from(op) * 40));
             node.handle_timeout(now);

@@ -34,7 +34,11 @@ pub struct Node {
 impl Node {
     /// A plain NATS node.
     pub fn new(cfg: NodeConfig) -> Self {
-        Node { nats: Server::new(cfg.nats), streaming: None, logs: VecDeque::new() }
+        Node {
+            nats: Server::new(cfg.nats),
+            streaming: None,
+            logs: VecDeque::new(),
+        }
     }
 
     /// A node running the streaming server over `store`; fails on invalid limits.
@@ -42,18 +46,26 @@ impl Node {
         let stan_cfg = cfg.streaming.clone().unwrap_or_default();
         let mut node = Node::new(cfg);
         let server = Streaming::new(stan_cfg, store)?;
-        node.streaming = Some(Attached { server, conn: ConnId(0) });
+        node.streaming = Some(Attached {
+            server,
+            conn: ConnId(0),
+        });
         Ok(node)
     }
 
     /// Lines logged before the NATS banner (streaming nodes only).
     pub fn banner(&self) -> Vec<String> {
-        self.streaming.as_ref().map(|s| s.server.banner()).unwrap_or_default()
+        self.streaming
+            .as_ref()
+            .map(|s| s.server.banner())
+            .unwrap_or_default()
     }
 
     /// Recovers the streaming state and opens its subscriptions.
     pub fn start(&mut self, now: Now) -> Result<(), String> {
-        let Some(att) = self.streaming.as_mut() else { return Ok(()) };
+        let Some(att) = self.streaming.as_mut() else {
+            return Ok(());
+        };
         let name = format!("_NSS-{}-general", att.server.cluster_id());
         att.conn = self.nats.add_internal_client(now, &name);
         let result = att.server.start(now);
@@ -87,7 +99,10 @@ impl Node {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let stan = self.streaming.as_ref().and_then(|s| s.server.poll_timeout());
+        let stan = self
+            .streaming
+            .as_ref()
+            .and_then(|s| s.server.poll_timeout());
         match (self.nats.poll_timeout(), stan) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -120,7 +135,9 @@ impl Node {
     /// Moves messages between the NATS server and the streaming server until neither has
     /// anything left for the other.
     fn pump(&mut self, now: Now) {
-        let Some(att) = self.streaming.as_mut() else { return };
+        let Some(att) = self.streaming.as_mut() else {
+            return;
+        };
         loop {
             let mut progressed = false;
             while let Some(m) = self.nats.take_internal() {
@@ -132,18 +149,34 @@ impl Node {
                 progressed = true;
                 match action {
                     Action::Subscribe { sid, subject } => {
-                        if self.nats.internal_subscribe(att.conn, &subject, sid).is_err() {
+                        if self
+                            .nats
+                            .internal_subscribe(att.conn, &subject, sid)
+                            .is_err()
+                        {
                             self.logs.push_back(LogLine {
                                 origin: Origin::Stream,
                                 level: Level::Error,
-                                text: format!("Unable to subscribe to {subject:?}: invalid subject"),
+                                text: format!(
+                                    "Unable to subscribe to {subject:?}: invalid subject"
+                                ),
                             });
                         }
                     }
                     Action::Unsubscribe { sid } => self.nats.internal_unsubscribe(att.conn, sid),
-                    Action::Publish { subject, reply, payload } => {
+                    Action::Publish {
+                        subject,
+                        reply,
+                        payload,
+                    } => {
                         let reply_bytes = reply.as_deref().map(str::as_bytes);
-                        let delivered = self.nats.internal_publish(now, att.conn, subject.as_bytes(), reply_bytes, &payload);
+                        let delivered = self.nats.internal_publish(
+                            now,
+                            att.conn,
+                            subject.as_bytes(),
+                            reply_bytes,
+                            &payload,
+                        );
                         if let (false, Some(r)) = (delivered, reply) {
                             att.server.handle_no_responders(now, &r);
                         }

@@ -5,9 +5,15 @@ use proptest::prelude::*;
 use stan_core::fuzzing;
 
 fn replay(target: &str, f: fn(&[u8])) -> usize {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
     let mut n = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).expect("corpus folder exists").flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("corpus folder exists")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for path in entries {
         f(&std::fs::read(&path).unwrap());

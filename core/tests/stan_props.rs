@@ -16,14 +16,37 @@ const CHANNELS: [&str; 2] = ["x", "y"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Publish { client: usize, channel: usize },
-    Subscribe { client: usize, channel: usize, kind: u8, start: u8, mif: usize, ack_wait: i32 },
-    AckAll { client: usize },
-    Advance { ms: u64 },
-    Freeze { client: usize },
-    CloseSub { client: usize, unsubscribe: bool },
-    CloseClient { client: usize },
-    Reconnect { client: usize },
+    Publish {
+        client: usize,
+        channel: usize,
+    },
+    Subscribe {
+        client: usize,
+        channel: usize,
+        kind: u8,
+        start: u8,
+        mif: usize,
+        ack_wait: i32,
+    },
+    AckAll {
+        client: usize,
+    },
+    Advance {
+        ms: u64,
+    },
+    Freeze {
+        client: usize,
+    },
+    CloseSub {
+        client: usize,
+        unsubscribe: bool,
+    },
+    CloseClient {
+        client: usize,
+    },
+    Reconnect {
+        client: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -77,7 +100,15 @@ impl Checker {
         };
         let mut w = StanWorld::new(cfg.clone());
         w.quiet = true;
-        Checker { w, conn_of: BTreeMap::new(), frozen_at: BTreeMap::new(), subs: Vec::new(), acked: BTreeMap::new(), cfg, closed_by_us: BTreeSet::new() }
+        Checker {
+            w,
+            conn_of: BTreeMap::new(),
+            frozen_at: BTreeMap::new(),
+            subs: Vec::new(),
+            acked: BTreeMap::new(),
+            cfg,
+            closed_by_us: BTreeSet::new(),
+        }
     }
 
     fn now(&self) -> Duration {
@@ -85,7 +116,12 @@ impl Checker {
     }
 
     fn registered(&self, id: &str) -> bool {
-        self.w.node.streaming().unwrap().client_ids().any(|c| c == id)
+        self.w
+            .node
+            .streaming()
+            .unwrap()
+            .client_ids()
+            .any(|c| c == id)
     }
 
     fn connected(&mut self, client: usize) -> Option<usize> {
@@ -96,7 +132,9 @@ impl Checker {
     fn apply(&mut self, op: &Op) {
         match *op {
             Op::Publish { client, channel } => {
-                let Some(c) = self.connected(client) else { return };
+                let Some(c) = self.connected(client) else {
+                    return;
+                };
                 let ch = CHANNELS[channel];
                 self.w.publish_msg(c, ch, "m");
                 for (_, err) in self.w.pub_acks(c) {
@@ -104,8 +142,17 @@ impl Checker {
                     *self.acked.entry(ch).or_insert(0) += 1;
                 }
             }
-            Op::Subscribe { client, channel, kind, start, mif, ack_wait } => {
-                let Some(c) = self.connected(client) else { return };
+            Op::Subscribe {
+                client,
+                channel,
+                kind,
+                start,
+                mif,
+                ack_wait,
+            } => {
+                let Some(c) = self.connected(client) else {
+                    return;
+                };
                 let ch = CHANNELS[channel];
                 let start = if kind == 0 { 0 } else { start };
                 let req = SubscriptionRequest {
@@ -113,7 +160,11 @@ impl Checker {
                     ack_wait_in_secs: ack_wait,
                     start_position: StartPosition::try_from(start as i32).unwrap() as i32,
                     start_sequence: 1,
-                    durable_name: if kind == 1 || kind == 3 { "d".into() } else { String::new() },
+                    durable_name: if kind == 1 || kind == 3 {
+                        "d".into()
+                    } else {
+                        String::new()
+                    },
                     q_group: if kind >= 2 { "q".into() } else { String::new() },
                     ..sub_req(ch)
                 };
@@ -134,7 +185,9 @@ impl Checker {
                 }
             }
             Op::AckAll { client } => {
-                let Some(c) = self.conn_of.get(&client).copied() else { return };
+                let Some(c) = self.conn_of.get(&client).copied() else {
+                    return;
+                };
                 for i in 0..self.subs.len() {
                     if self.subs[i].client != client || !self.subs[i].alive {
                         continue;
@@ -156,16 +209,27 @@ impl Checker {
                     }
                 }
             }
-            Op::CloseSub { client, unsubscribe } => {
-                let Some(c) = self.connected(client) else { return };
-                if let Some(i) = self.subs.iter().rposition(|t| t.client == client && t.alive) {
+            Op::CloseSub {
+                client,
+                unsubscribe,
+            } => {
+                let Some(c) = self.connected(client) else {
+                    return;
+                };
+                if let Some(i) = self
+                    .subs
+                    .iter()
+                    .rposition(|t| t.client == client && t.alive)
+                {
                     let sub = self.subs[i].sub.clone();
                     assert_eq!(self.w.unsubscribe(c, &sub, !unsubscribe), "");
                     self.subs[i].alive = false;
                 }
             }
             Op::CloseClient { client } => {
-                let Some(c) = self.connected(client) else { return };
+                let Some(c) = self.connected(client) else {
+                    return;
+                };
                 if self.frozen_at.contains_key(&client) {
                     return;
                 }
@@ -180,7 +244,10 @@ impl Checker {
                 let c = self.w.connect(IDS[client]);
                 // A frozen holder is replaced once the probe times out.
                 self.w.advance(Duration::from_millis(600));
-                assert!(self.w.connect_done(c), "a connect is answered within the probe timeout");
+                assert!(
+                    self.w.connect_done(c),
+                    "a connect is answered within the probe timeout"
+                );
                 let err = self.w.clients[c].resp.error.clone();
                 if err.is_empty() {
                     self.retire(client);
@@ -207,24 +274,42 @@ impl Checker {
             if !self.subs[i].alive {
                 continue;
             }
-            let Some(&c) = self.conn_of.get(&self.subs[i].client) else { continue };
+            let Some(&c) = self.conn_of.get(&self.subs[i].client) else {
+                continue;
+            };
             let sub = self.subs[i].sub.clone();
             let msgs = self.w.msgs(c, &sub);
             let t = &mut self.subs[i];
             for m in msgs {
                 if t.plain {
                     if m.redelivered {
-                        assert!(t.seen.contains(&m.sequence), "redelivered flag on a first delivery of {}", m.sequence);
+                        assert!(
+                            t.seen.contains(&m.sequence),
+                            "redelivered flag on a first delivery of {}",
+                            m.sequence
+                        );
                     } else {
-                        assert!(!t.seen.contains(&m.sequence), "sequence {} delivered twice without the redelivered flag", m.sequence);
-                        assert!(m.sequence > t.last_first_delivery, "first deliveries out of order");
+                        assert!(
+                            !t.seen.contains(&m.sequence),
+                            "sequence {} delivered twice without the redelivered flag",
+                            m.sequence
+                        );
+                        assert!(
+                            m.sequence > t.last_first_delivery,
+                            "first deliveries out of order"
+                        );
                         t.last_first_delivery = m.sequence;
                     }
                 }
                 t.seen.insert(m.sequence);
                 t.unacked.insert(m.sequence);
                 if t.plain {
-                    assert!(t.unacked.len() <= t.mif, "more than MaxInFlight ({}) unacknowledged: {:?}", t.mif, t.unacked);
+                    assert!(
+                        t.unacked.len() <= t.mif,
+                        "more than MaxInFlight ({}) unacknowledged: {:?}",
+                        t.mif,
+                        t.unacked
+                    );
                 }
             }
         }
@@ -237,16 +322,34 @@ impl Checker {
         for (&client, &at) in &self.frozen_at {
             let alive = self.registered(IDS[client]);
             if alive {
-                assert!(now <= at + bound, "silent client {} still registered {:?} after it froze (bound {:?})", IDS[client], now - at, bound);
+                assert!(
+                    now <= at + bound,
+                    "silent client {} still registered {:?} after it froze (bound {:?})",
+                    IDS[client],
+                    now - at,
+                    bound
+                );
             } else {
                 // Never closed before it could even have missed a heartbeat.
-                assert!(now - at >= self.cfg.hb_timeout, "silent client {} closed {:?} after it froze", IDS[client], now - at);
+                assert!(
+                    now - at >= self.cfg.hb_timeout,
+                    "silent client {} closed {:?} after it froze",
+                    IDS[client],
+                    now - at
+                );
             }
         }
         for (client, &c) in &self.conn_of {
             let answers = self.w.clients[c].answer_heartbeats;
-            if answers && !self.closed_by_us.contains(client) && !self.frozen_at.contains_key(client) {
-                assert!(self.registered(IDS[*client]), "client {} answers heartbeats but was closed", IDS[*client]);
+            if answers
+                && !self.closed_by_us.contains(client)
+                && !self.frozen_at.contains_key(client)
+            {
+                assert!(
+                    self.registered(IDS[*client]),
+                    "client {} answers heartbeats but was closed",
+                    IDS[*client]
+                );
             }
         }
     }
@@ -272,7 +375,11 @@ impl Checker {
             }
             let last = self.acked.get(t.sub.channel.as_str()).copied().unwrap_or(0);
             for seq in t.start_after + 1..=last {
-                assert!(t.seen.contains(&seq), "PubAck-ed message {seq} of {} never reached a live subscription", t.sub.channel);
+                assert!(
+                    t.seen.contains(&seq),
+                    "PubAck-ed message {seq} of {} never reached a live subscription",
+                    t.sub.channel
+                );
             }
         }
     }

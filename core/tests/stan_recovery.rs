@@ -89,12 +89,30 @@ fn recovered_subscriptions_redeliver_pending_then_resume() {
     let mut inner = MemStore::new();
     inner.create_channel("foo").unwrap();
     for seq in 1..=3u64 {
-        let m = MsgProto { sequence: seq, subject: "foo".into(), data: format!("m{seq}").into_bytes(), timestamp: START_WALL_NS - 60_000_000_000, ..Default::default() };
+        let m = MsgProto {
+            sequence: seq,
+            subject: "foo".into(),
+            data: format!("m{seq}").into_bytes(),
+            timestamp: START_WALL_NS - 60_000_000_000,
+            ..Default::default()
+        };
         inner.store_msg("foo", &m).unwrap();
     }
-    let me = ClientInfo { id: "me".into(), hb_inbox: "_INBOX.hb.old".into(), conn_id: b"old-conn".to_vec(), protocol: 1, ..Default::default() };
+    let me = ClientInfo {
+        id: "me".into(),
+        hb_inbox: "_INBOX.hb.old".into(),
+        conn_id: b"old-conn".to_vec(),
+        protocol: 1,
+        ..Default::default()
+    };
     let plain = sub_state(1, "me", "_INBOX.live", "_INBOX.ack.live");
-    let offline = SubState { is_durable: true, durable_name: "d".into(), is_closed: true, last_sent: 1, ..sub_state(2, "me", "_INBOX.old", "_INBOX.ack.old") };
+    let offline = SubState {
+        is_durable: true,
+        durable_name: "d".into(),
+        is_closed: true,
+        last_sent: 1,
+        ..sub_state(2, "me", "_INBOX.old", "_INBOX.ack.old")
+    };
     let ghost = sub_state(3, "gone", "_INBOX.ghost", "_INBOX.ack.ghost");
     for st in [&plain, &offline, &ghost] {
         inner.create_sub("foo", st).unwrap();
@@ -116,30 +134,85 @@ fn recovered_subscriptions_redeliver_pending_then_resume() {
             name: "foo".into(),
             msgs: inner.msgs_state("foo"),
             subs: vec![
-                RecoveredSub { state: SubState { last_sent: 2, ..plain }, pending: vec![2] },
-                RecoveredSub { state: offline, pending: vec![] },
-                RecoveredSub { state: ghost, pending: vec![] },
+                RecoveredSub {
+                    state: SubState {
+                        last_sent: 2,
+                        ..plain
+                    },
+                    pending: vec![2],
+                },
+                RecoveredSub {
+                    state: offline,
+                    pending: vec![],
+                },
+                RecoveredSub {
+                    state: ghost,
+                    pending: vec![],
+                },
             ],
         }],
     };
-    let mut w = StanWorld::with_store(stan_config(), Box::new(Recovering { inner, recovered: Some(recovered) }));
+    let mut w = StanWorld::with_store(
+        stan_config(),
+        Box::new(Recovering {
+            inner,
+            recovered: Some(recovered),
+        }),
+    );
     let info = w.node.streaming().unwrap().server_info().clone();
-    assert_eq!(info.publish, "_STAN.pub.OLDNUID", "recovered subjects are reused, not rebuilt");
-    assert_eq!(info.sub_close, "_STAN.subclose.test-cluster", "an empty SubClose is repaired");
-    assert_eq!(w.node.streaming().unwrap().client_ids().collect::<Vec<_>>(), vec!["me"]);
+    assert_eq!(
+        info.publish, "_STAN.pub.OLDNUID",
+        "recovered subjects are reused, not rebuilt"
+    );
+    assert_eq!(
+        info.sub_close, "_STAN.subclose.test-cluster",
+        "an empty SubClose is repaired"
+    );
+    assert_eq!(
+        w.node.streaming().unwrap().client_ids().collect::<Vec<_>>(),
+        vec!["me"]
+    );
     w.note("the client kept its NATS connection: it is still subscribed to its inbox");
     let c = w.adopt("me", b"old-conn", "_INBOX.hb.old", &["_INBOX.live"]);
-    let live = ClientSub { inbox: "_INBOX.live".into(), ack_inbox: "_INBOX.ack.live".into(), channel: "foo".into(), error: String::new() };
+    let live = ClientSub {
+        inbox: "_INBOX.live".into(),
+        ack_inbox: "_INBOX.ack.live".into(),
+        channel: "foo".into(),
+        error: String::new(),
+    };
     w.advance(Duration::from_secs(31));
-    let got: Vec<(u64, bool)> = w.msgs(c, &live).iter().map(|m| (m.sequence, m.redelivered)).collect();
-    assert_eq!(got, vec![(2, true), (3, true)], "pending 2 and 3 (sent at startup, unseen) come back after their ack wait");
+    let got: Vec<(u64, bool)> = w
+        .msgs(c, &live)
+        .iter()
+        .map(|m| (m.sequence, m.redelivered))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(2, true), (3, true)],
+        "pending 2 and 3 (sent at startup, unseen) come back after their ack wait"
+    );
     w.ack(c, &live, 2);
     w.ack(c, &live, 3);
     let g = w.publish_msg(c, "foo", "m4");
     assert_eq!(w.pub_acks(c), vec![(g, String::new())]);
-    assert_eq!(w.msgs(c, &live).iter().map(|m| m.sequence).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(
+        w.msgs(c, &live)
+            .iter()
+            .map(|m| m.sequence)
+            .collect::<Vec<_>>(),
+        vec![4]
+    );
     w.note("the offline durable resumes from its recovered cursor");
-    let d = w.subscribe(c, SubscriptionRequest { durable_name: "d".into(), ..common::stan::sub_req("foo") });
+    let d = w.subscribe(
+        c,
+        SubscriptionRequest {
+            durable_name: "d".into(),
+            ..common::stan::sub_req("foo")
+        },
+    );
     assert_eq!(d.error, "");
-    assert_eq!(w.msgs(c, &d).iter().map(|m| m.sequence).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert_eq!(
+        w.msgs(c, &d).iter().map(|m| m.sequence).collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
 }

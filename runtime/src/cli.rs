@@ -610,14 +610,18 @@ impl Options {
             ("file_sync", Value::Bool(v)) => self.file.sync = v,
             ("file_slice_max_msgs", Value::Int(v)) => self.file.slice_max_msgs = v,
             ("file_slice_max_bytes", Value::Int(v)) => self.file.slice_max_bytes = v,
-            ("file_slice_max_age", Value::Nanos(v)) => self.file.slice_max_age = Duration::from_nanos(v.max(0) as u64),
+            ("file_slice_max_age", Value::Nanos(v)) => {
+                self.file.slice_max_age = Duration::from_nanos(v.max(0) as u64)
+            }
             ("file_slice_archive_script", Value::Str(v)) => self.file.slice_archive_script = v,
             ("file_fds_limit", Value::Int(v)) => self.file.fds_limit = v,
             ("file_parallel_recovery", Value::Int(v)) => self.file.parallel_recovery = v,
             ("file_truncate_bad_eof", Value::Bool(v)) => self.file.truncate_bad_eof = v,
             ("file_read_buffer_size", Value::Int(v)) => self.file.read_buffer_size = v,
             // Go disables automatic syncing for any value at or below zero.
-            ("file_auto_sync", Value::Nanos(v)) => self.file.auto_sync = Duration::from_nanos(v.max(0) as u64),
+            ("file_auto_sync", Value::Nanos(v)) => {
+                self.file.auto_sync = Duration::from_nanos(v.max(0) as u64)
+            }
             // A unit test sets every supported flag, so the table and this function
             // cannot drift apart unnoticed.
             (name, value) => {

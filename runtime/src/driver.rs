@@ -263,7 +263,13 @@ impl Driver {
     fn input(&mut self, now: Now, data: Data) -> usize {
         match data {
             Data::Bytes(id, bytes) => {
-                self.node.handle_input(now, Input::Received { conn: id, bytes: &bytes });
+                self.node.handle_input(
+                    now,
+                    Input::Received {
+                        conn: id,
+                        bytes: &bytes,
+                    },
+                );
                 bytes.len()
             }
             Data::Eof(id) => {

@@ -43,7 +43,10 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
         hb_fail_count: u32::try_from(opts.hb_fail_count.max(0)).unwrap_or(u32::MAX),
         limits,
         replace_durable: opts.replace_durable,
-        verbosity: stan_core::log::Verbosity { debug: opts.stan_debug, trace: opts.stan_trace },
+        verbosity: stan_core::log::Verbosity {
+            debug: opts.stan_debug,
+            trace: opts.stan_trace,
+        },
         rng_seed: seed.rotate_left(17),
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
@@ -95,11 +98,16 @@ fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn 
     if opts.store != "FILE" {
         return Ok(Box::new(MemStore::new()));
     }
-    let dir = opts.dir.as_deref().ok_or("for FILE stores, root directory must be specified")?;
+    let dir = opts
+        .dir
+        .as_deref()
+        .ok_or("for FILE stores, root directory must be specified")?;
     opts.file.validate().map_err(|e| e.to_string())?;
     let mut store = FileStore::open(dir, opts.file.clone()).map_err(|e| e.to_string())?;
     let sink = log.clone();
-    store.set_log_sink(Arc::new(move |level, text: &str| sink.log(Origin::Stream, level_of(level), text)));
+    store.set_log_sink(Arc::new(move |level, text: &str| {
+        sink.log(Origin::Stream, level_of(level), text)
+    }));
     let origin = std::time::Instant::now();
     store.set_clock(Arc::new(move || origin.elapsed()));
     if let Some(limits) = cfg.streaming.as_ref().and_then(|s| s.limits.resolve().ok()) {
@@ -157,14 +165,22 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     let store = match open_store(&opts, &cfg, &log) {
         Ok(s) => s,
         Err(e) => {
-            log.log(Origin::Stream, Level::Fatal, &format!("Failed to start: {e}"));
+            log.log(
+                Origin::Stream,
+                Level::Fatal,
+                &format!("Failed to start: {e}"),
+            );
             return 1;
         }
     };
     let node = match Node::with_streaming(cfg, store) {
         Ok(n) => n,
         Err(e) => {
-            log.log(Origin::Stream, Level::Fatal, &format!("Failed to start: {e}"));
+            log.log(
+                Origin::Stream,
+                Level::Fatal,
+                &format!("Failed to start: {e}"),
+            );
             return 1;
         }
     };
@@ -247,7 +263,11 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     log.log(Origin::Nats, Level::Info, "Server is ready");
     let accept_task = driver.serve(listener);
     if let Err(e) = driver.start() {
-        log.log(Origin::Stream, Level::Fatal, &format!("Failed to start: {e}"));
+        log.log(
+            Origin::Stream,
+            Level::Fatal,
+            &format!("Failed to start: {e}"),
+        );
         return 1;
     }
     let (code_tx, code_rx) = tokio::sync::oneshot::channel::<ExitCode>();

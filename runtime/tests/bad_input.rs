@@ -17,7 +17,11 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .stderr(Stdio::null())
@@ -66,24 +70,53 @@ fn good_client_still_works(good: &mut TcpStream, n: usize) {
     let body = format!("ok{n}");
     write!(good, "PUB check {}\r\n{body}\r\nPING\r\n", body.len()).unwrap();
     let got = read_until(good, &format!("MSG check 1 {}\r\n{body}\r\n", body.len()));
-    assert!(got.contains(&body), "the well-behaved client stopped getting messages: {got:?}");
+    assert!(
+        got.contains(&body),
+        "the well-behaved client stopped getting messages: {got:?}"
+    );
 }
 
 #[test]
 fn each_bad_input_gets_its_error_and_others_are_unaffected() {
     let srv = start();
     let mut good = connect(srv.1);
-    good.write_all(b"CONNECT {}\r\nSUB check 1\r\nPING\r\n").unwrap();
+    good.write_all(b"CONNECT {}\r\nSUB check 1\r\nPING\r\n")
+        .unwrap();
     read_until(&mut good, "PONG");
 
     let mut long_line = b"SUB ".to_vec();
     long_line.resize(5000, b'a');
     let cases: Vec<(&str, Vec<u8>, &str, bool)> = vec![
-        ("garbage bytes", b"\x00\x01\x02\x03garbage\r\n".to_vec(), "-ERR 'Unknown Protocol Operation'", true),
-        ("control line over 4096 bytes", long_line, "-ERR 'Maximum Control Line Exceeded'", true),
-        ("PUB byte count does not match", b"CONNECT {}\r\nPUB foo 3\r\nhello\r\n".to_vec(), "-ERR 'Unknown Protocol Operation'", true),
-        ("payload over max_payload", b"CONNECT {}\r\nPUB foo 1073741824\r\n".to_vec(), "-ERR 'Maximum Payload Violation'", true),
-        ("invalid subject", b"CONNECT {}\r\nSUB foo..bar 1\r\nPING\r\n".to_vec(), "-ERR 'Invalid Subject'", false),
+        (
+            "garbage bytes",
+            b"\x00\x01\x02\x03garbage\r\n".to_vec(),
+            "-ERR 'Unknown Protocol Operation'",
+            true,
+        ),
+        (
+            "control line over 4096 bytes",
+            long_line,
+            "-ERR 'Maximum Control Line Exceeded'",
+            true,
+        ),
+        (
+            "PUB byte count does not match",
+            b"CONNECT {}\r\nPUB foo 3\r\nhello\r\n".to_vec(),
+            "-ERR 'Unknown Protocol Operation'",
+            true,
+        ),
+        (
+            "payload over max_payload",
+            b"CONNECT {}\r\nPUB foo 1073741824\r\n".to_vec(),
+            "-ERR 'Maximum Payload Violation'",
+            true,
+        ),
+        (
+            "invalid subject",
+            b"CONNECT {}\r\nSUB foo..bar 1\r\nPING\r\n".to_vec(),
+            "-ERR 'Invalid Subject'",
+            false,
+        ),
     ];
     for (i, (what, bytes, err, closes)) in cases.into_iter().enumerate() {
         let mut bad = connect(srv.1);
@@ -93,15 +126,23 @@ fn each_bad_input_gets_its_error_and_others_are_unaffected() {
         if closes {
             assert!(closed(&mut bad), "{what}: the connection should be closed");
         } else {
-            let more = if got.contains("PONG") { got } else { read_until(&mut bad, "PONG") };
-            assert!(more.contains("PONG"), "{what}: the connection should stay open");
+            let more = if got.contains("PONG") {
+                got
+            } else {
+                read_until(&mut bad, "PONG")
+            };
+            assert!(
+                more.contains("PONG"),
+                "{what}: the connection should stay open"
+            );
         }
         good_client_still_works(&mut good, i);
     }
 
     // A half-written operation held open does not block anyone else.
     let mut half = connect(srv.1);
-    half.write_all(b"CONNECT {}\r\nPUB foo 100\r\nonly part").unwrap();
+    half.write_all(b"CONNECT {}\r\nPUB foo 100\r\nonly part")
+        .unwrap();
     good_client_still_works(&mut good, 99);
     drop(half);
     good_client_still_works(&mut good, 100);

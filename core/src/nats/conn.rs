@@ -198,7 +198,14 @@ pub(crate) struct InternalQueue {
 }
 
 impl InternalQueue {
-    pub fn push(&mut self, conn: ConnId, sid: u64, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
+    pub fn push(
+        &mut self,
+        conn: ConnId,
+        sid: u64,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        payload: &[u8],
+    ) {
         let offset = self.buf.len();
         self.buf.extend_from_slice(subject);
         self.buf.extend_from_slice(reply.unwrap_or_default());
@@ -226,6 +233,10 @@ impl InternalQueue {
         let reply_at = m.offset + m.subject_len;
         let reply = m.reply_len.map(|n| &self.buf[reply_at..reply_at + n]);
         let payload_at = reply_at + m.reply_len.unwrap_or(0);
-        (subject, reply, &self.buf[payload_at..payload_at + m.payload_len])
+        (
+            subject,
+            reply,
+            &self.buf[payload_at..payload_at + m.payload_len],
+        )
     }
 }

@@ -251,12 +251,20 @@ fn header_sizes(
 
 /// The operation, its argument text and where its body starts, once the whole control
 /// line is there.
-fn head<'a>(buf: &'a [u8], limits: &Limits, table: &[(&[u8], Op)]) -> Result<Option<(Op, &'a [u8], usize)>, ParseError> {
+fn head<'a>(
+    buf: &'a [u8],
+    limits: &Limits,
+    table: &[(&[u8], Op)],
+) -> Result<Option<(Op, &'a [u8], usize)>, ParseError> {
     if buf.is_empty() {
         return Ok(None);
     }
     let Some((op, name_len)) = op_name(buf, table)? else {
-        return if buf.len() > limits.max_control_line { Err(ParseError::ControlLineTooLong) } else { Ok(None) };
+        return if buf.len() > limits.max_control_line {
+            Err(ParseError::ControlLineTooLong)
+        } else {
+            Ok(None)
+        };
     };
     let Some((line_end, body)) = control_line(buf, limits)? else {
         return Ok(None);

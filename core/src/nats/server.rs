@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::conn::{CloseReason, Conn, ConnId, ConnectOptions, Info, InternalMsg, InternalQueue, Phase, Subscription, Traffic};
+use super::conn::{
+    CloseReason, Conn, ConnId, ConnectOptions, Info, InternalMsg, InternalQueue, Phase,
+    Subscription, Traffic,
+};
 use super::proto::{self, ClientOp, Limits, ParseError};
 use super::subject::is_valid_literal_subject;
 use super::sublist::{SubKey, Sublist};
@@ -581,7 +584,13 @@ impl Server {
             return false;
         }
         if c.internal {
-            let sid = sub.sid.iter().try_fold(0u64, |v, d| d.is_ascii_digit().then(|| v * 10 + u64::from(d - b'0'))).unwrap_or(0);
+            let sid = sub
+                .sid
+                .iter()
+                .try_fold(0u64, |v, d| {
+                    d.is_ascii_digit().then(|| v * 10 + u64::from(d - b'0'))
+                })
+                .unwrap_or(0);
             let body = &payload[header_len.unwrap_or(0)..];
             self.internal.push(sub.conn, sid, subject, reply, body);
             c.traffic.out_msgs += 1;
@@ -781,7 +790,11 @@ impl Server {
             internal: true,
             peer: SocketAddr::from(([127, 0, 0, 1], 0)),
             phase: Phase::Open,
-            opts: ConnectOptions { name: name.to_string(), lang: "rust".into(), ..ConnectOptions::default() },
+            opts: ConnectOptions {
+                name: name.to_string(),
+                lang: "rust".into(),
+                ..ConnectOptions::default()
+            },
             connect_received: true,
             start_wall_ns: now.wall_ns,
             last_activity_wall_ns: now.wall_ns,
@@ -802,7 +815,12 @@ impl Server {
     }
 
     /// Subscribes an in-process client; `sid` comes back in each [`InternalMsg`].
-    pub fn internal_subscribe(&mut self, conn: ConnId, subject: &str, sid: u64) -> Result<(), super::sublist::InvalidSubject> {
+    pub fn internal_subscribe(
+        &mut self,
+        conn: ConnId,
+        subject: &str,
+        sid: u64,
+    ) -> Result<(), super::sublist::InvalidSubject> {
         let sid_text = sid.to_string();
         let before = self.sublist.len();
         self.subscribe(conn, subject.as_bytes(), None, sid_text.as_bytes());
@@ -822,7 +840,14 @@ impl Server {
     }
 
     /// Publishes from an in-process client; false when no subscriber received it.
-    pub fn internal_publish(&mut self, now: Now, conn: ConnId, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) -> bool {
+    pub fn internal_publish(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        payload: &[u8],
+    ) -> bool {
         self.publish(now, conn, subject, reply, None, payload)
     }
 

@@ -16,7 +16,11 @@ impl Streaming {
     /// Finds a channel, creating it on first use; the error is what the client sees.
     pub(crate) fn lookup_or_create_channel(&mut self, now: Now, name: &str) -> Result<(), String> {
         if let Some(ch) = self.channels.get(name) {
-            return if ch.deleting { Err("stan: channel is being deleted".into()) } else { Ok(()) };
+            return if ch.deleting {
+                Err("stan: channel is being deleted".into())
+            } else {
+                Ok(())
+            };
         }
         if let Some(existing) = self.channels.keys().find(|k| k.eq_ignore_ascii_case(name)) {
             return Err(format!(
@@ -29,7 +33,10 @@ impl Streaming {
         }
         if let Err(e) = self.store.create_channel(name) {
             let err = e.to_string();
-            self.log(Level::Error, format!("Creating channel {name:?} failed: {err}"));
+            self.log(
+                Level::Error,
+                format!("Creating channel {name:?} failed: {err}"),
+            );
             return Err(err);
         }
         let mut ch = Channel::new(self.limits.for_channel(name));
@@ -52,7 +59,9 @@ impl Streaming {
 
     /// Restarts the inactivity clock when the channel has no active subscription left.
     pub(crate) fn channel_idle_check(&mut self, now: Now, name: &str) {
-        let Some(ch) = self.channels.get_mut(name) else { return };
+        let Some(ch) = self.channels.get_mut(name) else {
+            return;
+        };
         let inactivity = ch.limits.max_inactivity;
         if inactivity <= 0 || ch.has_active_subs() || ch.inactivity_at.is_some() {
             return;
@@ -62,7 +71,9 @@ impl Streaming {
     }
 
     pub(crate) fn inactivity_fired(&mut self, now: Now, at: Instant, name: &str) {
-        let Some(ch) = self.channels.get_mut(name) else { return };
+        let Some(ch) = self.channels.get_mut(name) else {
+            return;
+        };
         if ch.inactivity_at != Some(at) {
             return;
         }
@@ -84,7 +95,8 @@ impl Streaming {
                 for sub in ch.subs.values() {
                     if sub.ack_sid != 0 {
                         self.ack_sids.remove(&sub.ack_sid);
-                        self.actions.push_back(super::server::Action::Unsubscribe { sid: sub.ack_sid });
+                        self.actions
+                            .push_back(super::server::Action::Unsubscribe { sid: sub.ack_sid });
                     }
                 }
                 for client in self.clients.values_mut() {
@@ -93,7 +105,10 @@ impl Streaming {
                 self.log(Level::Info, format!("Channel {name:?} has been deleted"));
             }
             Err(e) => {
-                self.log(Level::Error, format!("Unable to delete channel {name:?}: {e}"));
+                self.log(
+                    Level::Error,
+                    format!("Unable to delete channel {name:?}: {e}"),
+                );
                 if let Some(ch) = self.channels.get_mut(name) {
                     ch.deleting = false;
                 }
@@ -104,7 +119,9 @@ impl Streaming {
 
     /// Arms the timer for the oldest message's expiry under `max_age`.
     pub(crate) fn arm_max_age(&mut self, now: Now, name: &str) {
-        let Some(ch) = self.channels.get(name) else { return };
+        let Some(ch) = self.channels.get(name) else {
+            return;
+        };
         let max_age = ch.limits.max_age;
         if max_age <= 0 || ch.age_at.is_some() {
             return;
@@ -113,7 +130,9 @@ impl Streaming {
         if st.count == 0 {
             return;
         }
-        let Ok(Some(ts)) = self.store.timestamp(name, st.first) else { return };
+        let Ok(Some(ts)) = self.store.timestamp(name, st.first) else {
+            return;
+        };
         let expires_wall = ts.saturating_add(max_age);
         let wait = nanos(expires_wall.saturating_sub(now.wall_ns));
         let at = now.mono + wait;
@@ -123,7 +142,9 @@ impl Streaming {
 
     /// Removes every message whose age reached `max_age`, oldest first.
     pub(crate) fn max_age_fired(&mut self, now: Now, at: Instant, name: &str) {
-        let Some(ch) = self.channels.get_mut(name) else { return };
+        let Some(ch) = self.channels.get_mut(name) else {
+            return;
+        };
         if ch.age_at != Some(at) {
             return;
         }
@@ -137,7 +158,10 @@ impl Streaming {
             match self.store.timestamp(name, st.first) {
                 Ok(Some(ts)) if now.wall_ns.saturating_sub(ts) >= max_age => {
                     if let Err(e) = self.store.remove_oldest(name) {
-                        self.log(Level::Error, format!("Unable to expire messages of {name:?}: {e}"));
+                        self.log(
+                            Level::Error,
+                            format!("Unable to expire messages of {name:?}: {e}"),
+                        );
                         break;
                     }
                 }

@@ -8,9 +8,9 @@ use super::limits::is_valid_channel;
 use std::sync::Arc;
 
 use super::pb::MsgProto;
-use super::wire::{encode_msg, encode_pub_ack, AckRef, PubMsgRef};
 use super::server::{Streaming, Timer};
 use super::state::SubId;
+use super::wire::{encode_msg, encode_pub_ack, AckRef, PubMsgRef};
 use crate::log::Level;
 use crate::time::{Instant, Now};
 
@@ -34,7 +34,12 @@ impl Streaming {
         if msg.guid.is_empty() || !is_valid_channel(msg.subject) || !publisher_known {
             return self.pub_ack(reply, msg.guid, "stan: invalid publish request");
         }
-        self.trace(|| format!("[Client:{}] Received message from publisher subj={} guid={}", msg.client_id, msg.subject, msg.guid));
+        self.trace(|| {
+            format!(
+                "[Client:{}] Received message from publisher subj={} guid={}",
+                msg.client_id, msg.subject, msg.guid
+            )
+        });
         if let Err(e) = self.lookup_or_create_channel(now, msg.subject) {
             return self.pub_ack(reply, msg.guid, &e);
         }
@@ -42,7 +47,12 @@ impl Streaming {
             return self.pub_ack(reply, msg.guid, &e);
         }
         self.deliver_channel(now, msg.subject);
-        self.trace(|| format!("[Client:{}] Acking Publisher subj={} guid={}", msg.client_id, msg.subject, msg.guid));
+        self.trace(|| {
+            format!(
+                "[Client:{}] Acking Publisher subj={} guid={}",
+                msg.client_id, msg.subject, msg.guid
+            )
+        });
         self.pub_ack(reply, msg.guid, "");
     }
 
@@ -72,13 +82,24 @@ impl Streaming {
         stored.reply.push_str(m.reply);
         stored.data.clear();
         stored.data.extend_from_slice(m.data);
-        self.store.store_msg(name, &self.scratch).map_err(|e| e.to_string())?;
+        self.store
+            .store_msg(name, &self.scratch)
+            .map_err(|e| e.to_string())?;
         let fresh = &mut self.fresh;
         fresh.channel.clear();
         fresh.channel.push_str(name);
         fresh.seq = seq;
         fresh.bytes.clear();
-        encode_msg(&mut fresh.bytes, seq, name, m.reply, m.data, timestamp, false, 0);
+        encode_msg(
+            &mut fresh.bytes,
+            seq,
+            name,
+            m.reply,
+            m.data,
+            timestamp,
+            false,
+            0,
+        );
         self.enforce_count_limits(name);
         self.arm_max_age(now, name);
         Ok(())
@@ -110,7 +131,10 @@ impl Streaming {
         }
         while over(st) {
             if let Err(e) = self.store.remove_oldest(name) {
-                self.log(Level::Error, format!("Unable to remove message from {name:?}: {e}"));
+                self.log(
+                    Level::Error,
+                    format!("Unable to remove message from {name:?}: {e}"),
+                );
                 return;
             }
             st = self.store.msgs_state(name);
@@ -119,14 +143,20 @@ impl Streaming {
 
     /// Sends what each subscription of the channel may receive now.
     pub(crate) fn deliver_channel(&mut self, now: Now, channel: &str) {
-        let Some(ch) = self.channels.get(channel) else { return };
+        let Some(ch) = self.channels.get(channel) else {
+            return;
+        };
         let has_groups = !ch.groups.is_empty();
         let mut next = ch.subs.keys().next().copied();
         while let Some(id) = next {
             if !self.channels[channel].subs[&id].is_queue() {
                 self.deliver_plain(now, channel, id);
             }
-            next = self.channels[channel].subs.range(id + 1..).next().map(|(k, _)| *k);
+            next = self.channels[channel]
+                .subs
+                .range(id + 1..)
+                .next()
+                .map(|(k, _)| *k);
         }
         if has_groups {
             let groups: Vec<String> = self.channels[channel].groups.keys().cloned().collect();
@@ -144,10 +174,18 @@ impl Streaming {
                 return;
             }
             if sub.pending.len() >= sub.max_in_flight {
-                self.channels.get_mut(channel).expect("exists").subs.get_mut(&id).expect("exists").stalled = true;
+                self.channels
+                    .get_mut(channel)
+                    .expect("exists")
+                    .subs
+                    .get_mut(&id)
+                    .expect("exists")
+                    .stalled = true;
                 return;
             }
-            let Some((seq, bytes)) = self.next_message(channel, sub.last_sent) else { return };
+            let Some((seq, bytes)) = self.next_message(channel, sub.last_sent) else {
+                return;
+            };
             self.send_new(now, channel, id, seq, bytes);
         }
     }
@@ -163,17 +201,33 @@ impl Streaming {
             if self.store.msgs_state(channel).last <= cursor {
                 return;
             }
-            let Some(member) = self.choose_member(channel, key) else { return };
+            let Some(member) = self.choose_member(channel, key) else {
+                return;
+            };
             let sub = &self.channels[channel].subs[&member];
             if !sub.initialized {
                 return;
             }
             if sub.pending.len() >= sub.max_in_flight {
-                self.channels.get_mut(channel).expect("exists").subs.get_mut(&member).expect("exists").stalled = true;
+                self.channels
+                    .get_mut(channel)
+                    .expect("exists")
+                    .subs
+                    .get_mut(&member)
+                    .expect("exists")
+                    .stalled = true;
                 return;
             }
-            let Some((seq, bytes)) = self.next_message(channel, cursor) else { return };
-            self.channels.get_mut(channel).expect("exists").groups.get_mut(key).expect("exists").last_sent = seq;
+            let Some((seq, bytes)) = self.next_message(channel, cursor) else {
+                return;
+            };
+            self.channels
+                .get_mut(channel)
+                .expect("exists")
+                .groups
+                .get_mut(key)
+                .expect("exists")
+                .last_sent = seq;
             self.send_new(now, channel, member, seq, bytes);
         }
     }
@@ -216,7 +270,10 @@ impl Streaming {
                 Ok(Some(m)) => return Some((seq, m.encode_to_vec())),
                 Ok(None) => seq += 1,
                 Err(e) => {
-                    self.log(Level::Error, format!("Unable to lookup message {seq} of {channel:?}: {e}"));
+                    self.log(
+                        Level::Error,
+                        format!("Unable to lookup message {seq} of {channel:?}: {e}"),
+                    );
                     return None;
                 }
             }
@@ -239,14 +296,23 @@ impl Streaming {
             sub.ack_timer = arm;
         }
         let inbox = sub.inbox.clone();
-        let client = if self.cfg.verbosity.trace { sub.client_id.clone() } else { String::new() };
+        let client = if self.cfg.verbosity.trace {
+            sub.client_id.clone()
+        } else {
+            String::new()
+        };
         if let Err(e) = self.store.add_pending(channel, id, seq) {
-            self.log(Level::Error, format!("Unable to store pending message: {e}"));
+            self.log(
+                Level::Error,
+                format!("Unable to store pending message: {e}"),
+            );
         }
         if let Some(at) = arm {
             self.arm(at, Timer::AckWait(channel.to_string(), id));
         }
-        self.trace(|| format!("[Client:{client}] Delivering msg to subid={id}, subject={channel}, seq={seq}"));
+        self.trace(|| {
+            format!("[Client:{client}] Delivering msg to subid={id}, subject={channel}, seq={seq}")
+        });
         self.send(inbox, payload);
     }
 
@@ -266,7 +332,11 @@ impl Streaming {
         let sub = ch.subs.get(&id).expect("exists");
         let counts = if sub.is_queue() {
             let key = sub.q_group.clone();
-            &mut ch.groups.get_mut(&key).expect("member's group").redeliveries
+            &mut ch
+                .groups
+                .get_mut(&key)
+                .expect("member's group")
+                .redeliveries
         } else {
             &mut ch.subs.get_mut(&id).expect("exists").redeliveries
         };
@@ -276,8 +346,16 @@ impl Streaming {
         let sub = &ch.subs[&id];
         let (inbox, client) = (sub.inbox.clone(), sub.client_id.clone());
         self.stats.redeliveries += 1;
-        self.trace(|| format!("[Client:{client}] Redelivering msg to subid={id}, subject={channel}, seq={seq}"));
-        let redelivery = MsgProto { redelivered: true, redelivery_count: count, ..msg };
+        self.trace(|| {
+            format!(
+                "[Client:{client}] Redelivering msg to subid={id}, subject={channel}, seq={seq}"
+            )
+        });
+        let redelivery = MsgProto {
+            redelivered: true,
+            redelivery_count: count,
+            ..msg
+        };
         self.send(inbox, redelivery.encode_to_vec());
         true
     }
@@ -294,7 +372,13 @@ impl Streaming {
                 self.ack_gone(channel, id, seq);
                 continue;
             }
-            let sub = self.channels.get_mut(channel).expect("exists").subs.get_mut(&id).expect("exists");
+            let sub = self
+                .channels
+                .get_mut(channel)
+                .expect("exists")
+                .subs
+                .get_mut(&id)
+                .expect("exists");
             sub.pending.insert(seq, Some(now.mono + ack_wait));
         }
         let ch = self.channels.get_mut(channel).expect("exists");
@@ -309,7 +393,11 @@ impl Streaming {
 
     /// A pending message that limits removed counts as acknowledged.
     pub(crate) fn ack_gone(&mut self, channel: &str, id: SubId, seq: u64) {
-        if let Some(sub) = self.channels.get_mut(channel).and_then(|c| c.subs.get_mut(&id)) {
+        if let Some(sub) = self
+            .channels
+            .get_mut(channel)
+            .and_then(|c| c.subs.get_mut(&id))
+        {
             sub.pending.remove(&seq);
             sub.redeliveries.remove(&seq);
         }
@@ -319,18 +407,29 @@ impl Streaming {
     }
 
     pub(crate) fn on_ack(&mut self, now: Now, ack_sid: u64, payload: &[u8]) {
-        let Ok(ack) = AckRef::decode(payload) else { return };
-        let Some((channel, id)) = self.ack_sids.get(&ack_sid).cloned() else { return };
+        let Ok(ack) = AckRef::decode(payload) else {
+            return;
+        };
+        let Some((channel, id)) = self.ack_sids.get(&ack_sid).cloned() else {
+            return;
+        };
         if ack.subject != &*channel {
             return;
         }
         let channel: &str = &channel;
         let seq = ack.sequence;
-        let ch = self.channels.get_mut(channel).expect("indexed channel exists");
+        let ch = self
+            .channels
+            .get_mut(channel)
+            .expect("indexed channel exists");
         let Some(sub) = ch.subs.get(&id) else { return };
         if self.cfg.verbosity.trace {
             let client = sub.client_id.clone();
-            self.trace(|| format!("[Client:{client}] Processing ack for subid={id}, subject={channel}, seq={seq}"));
+            self.trace(|| {
+                format!(
+                    "[Client:{client}] Processing ack for subid={id}, subject={channel}, seq={seq}"
+                )
+            });
         }
         let ch = self.channels.get_mut(channel).expect("exists");
         let sub = ch.subs.get(&id).expect("exists");
@@ -339,7 +438,11 @@ impl Streaming {
         } else if sub.is_queue() {
             // An ack from any member is accepted for a message pending on another.
             let key = sub.q_group.clone();
-            ch.groups[&key].members.iter().copied().find(|m| ch.subs[m].pending.contains_key(&seq))
+            ch.groups[&key]
+                .members
+                .iter()
+                .copied()
+                .find(|m| ch.subs[m].pending.contains_key(&seq))
         } else {
             None
         };
@@ -352,7 +455,11 @@ impl Streaming {
         }
         if sub.is_queue() {
             let key = sub.q_group.clone();
-            ch.groups.get_mut(&key).expect("member's group").redeliveries.remove(&seq);
+            ch.groups
+                .get_mut(&key)
+                .expect("member's group")
+                .redeliveries
+                .remove(&seq);
         } else {
             sub.redeliveries.remove(&seq);
         }
@@ -366,7 +473,13 @@ impl Streaming {
 
     /// The ack-wait timer of a subscription fired (PROTOCOL §3.6.1).
     pub(crate) fn ack_timer_fired(&mut self, now: Now, at: Instant, channel: &str, id: SubId) {
-        let Some(sub) = self.channels.get_mut(channel).and_then(|c| c.subs.get_mut(&id)) else { return };
+        let Some(sub) = self
+            .channels
+            .get_mut(channel)
+            .and_then(|c| c.subs.get_mut(&id))
+        else {
+            return;
+        };
         if sub.ack_timer != Some(at) {
             return;
         }
@@ -400,27 +513,47 @@ impl Streaming {
             #[cfg(feature = "planted-bugs")]
             if super::planted(super::PlantedBug::AckWaitRedelivery)
                 && !is_queue
-                && self.channels[channel].subs[&id].redeliveries.contains_key(&seq)
+                && self.channels[channel].subs[&id]
+                    .redeliveries
+                    .contains_key(&seq)
             {
                 continue;
             }
             if is_queue {
                 self.redeliver_queue(now, channel, id, seq, exp);
             } else if self.redeliver(channel, id, seq) {
-                let sub = self.channels.get_mut(channel).expect("exists").subs.get_mut(&id).expect("exists");
+                let sub = self
+                    .channels
+                    .get_mut(channel)
+                    .expect("exists")
+                    .subs
+                    .get_mut(&id)
+                    .expect("exists");
                 sub.pending.insert(seq, Some(exp + ack_wait));
             } else {
                 self.ack_gone(channel, id, seq);
             }
         }
-        let Some(sub) = self.channels.get_mut(channel).and_then(|c| c.subs.get_mut(&id)) else { return };
+        let Some(sub) = self
+            .channels
+            .get_mut(channel)
+            .and_then(|c| c.subs.get_mut(&id))
+        else {
+            return;
+        };
         // Messages that limits removed, or that moved to another member, count as acked:
         // like an ack, that may free a stalled subscription (PROTOCOL §3.5 step 6).
         if sub.stalled && sub.pending.len() < sub.max_in_flight {
             sub.stalled = false;
             self.deliver_channel(now, channel);
         }
-        let Some(sub) = self.channels.get_mut(channel).and_then(|c| c.subs.get_mut(&id)) else { return };
+        let Some(sub) = self
+            .channels
+            .get_mut(channel)
+            .and_then(|c| c.subs.get_mut(&id))
+        else {
+            return;
+        };
         if sub.pending.is_empty() {
             return;
         }
@@ -444,7 +577,11 @@ impl Streaming {
         let ch = self.channels.get_mut(channel).expect("exists");
         if to == from {
             let ack_wait = ch.subs[&from].ack_wait();
-            ch.subs.get_mut(&from).expect("exists").pending.insert(seq, Some(exp + ack_wait));
+            ch.subs
+                .get_mut(&from)
+                .expect("exists")
+                .pending
+                .insert(seq, Some(exp + ack_wait));
             return;
         }
         let src = ch.subs.get_mut(&from).expect("exists");
@@ -463,7 +600,11 @@ impl Streaming {
         if arm.is_some() {
             dst.ack_timer = arm;
         }
-        if let Err(e) = self.store.add_pending(channel, to, seq).and_then(|_| self.store.ack_pending(channel, from, seq)) {
+        if let Err(e) = self
+            .store
+            .add_pending(channel, to, seq)
+            .and_then(|_| self.store.ack_pending(channel, from, seq))
+        {
             self.log(Level::Error, format!("Unable to move pending message: {e}"));
         }
         if let Some(at) = arm {

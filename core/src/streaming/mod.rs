@@ -35,7 +35,9 @@ pub struct Config {
 }
 
 #[cfg(all(feature = "planted-bugs", not(debug_assertions)))]
-compile_error!("the planted-bugs feature is a simulator self-test and must not reach a release build");
+compile_error!(
+    "the planted-bugs feature is a simulator self-test and must not reach a release build"
+);
 
 /// Faults the simulator must catch; see the `planted-bugs` feature.
 #[cfg(feature = "planted-bugs")]

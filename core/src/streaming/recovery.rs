@@ -13,14 +13,28 @@ use crate::time::{Instant, Now};
 
 impl Streaming {
     /// Re-registers recovered clients and re-attaches their subscriptions.
-    pub(crate) fn restore(&mut self, now: Now, clients: Vec<ClientInfo>, channels: Vec<RecoveredChannel>) {
+    pub(crate) fn restore(
+        &mut self,
+        now: Now,
+        clients: Vec<ClientInfo>,
+        channels: Vec<RecoveredChannel>,
+    ) {
         for info in clients {
             let id = info.id.clone();
             if !info.conn_id.is_empty() {
                 self.conn_ids.insert(info.conn_id.clone(), id.clone());
             }
             let hb_at = now.mono + self.cfg.hb_interval;
-            self.clients.insert(id.clone(), Client { info, subs: Vec::new(), hb_fails: 0, hb_at: Some(hb_at), hb_wait: None });
+            self.clients.insert(
+                id.clone(),
+                Client {
+                    info,
+                    subs: Vec::new(),
+                    hb_fails: 0,
+                    hb_at: Some(hb_at),
+                    hb_wait: None,
+                },
+            );
             self.arm(hb_at, Timer::Heartbeat(id));
         }
         for rc in channels {
@@ -39,9 +53,15 @@ impl Streaming {
         }
         self.channels.insert(name.clone(), ch);
         // Limits apply to what was recovered, silently (no "reached limits" warning).
-        self.channels.get_mut(&name).expect("just inserted").limits_warned = true;
+        self.channels
+            .get_mut(&name)
+            .expect("just inserted")
+            .limits_warned = true;
         self.enforce_recovered_limits(now, &name);
-        self.channels.get_mut(&name).expect("just inserted").limits_warned = false;
+        self.channels
+            .get_mut(&name)
+            .expect("just inserted")
+            .limits_warned = false;
 
         let mut subs = rc.subs;
         subs.sort_by_key(|s| s.state.id);
@@ -100,7 +120,13 @@ impl Streaming {
             let id = sub.id;
             let ch = self.channels.get_mut(&name).expect("just inserted");
             if is_queue {
-                let g = ch.groups.entry(st.q_group.clone()).or_insert_with(|| QueueGroup { is_durable: st.is_durable, ..QueueGroup::default() });
+                let g = ch
+                    .groups
+                    .entry(st.q_group.clone())
+                    .or_insert_with(|| QueueGroup {
+                        is_durable: st.is_durable,
+                        ..QueueGroup::default()
+                    });
                 g.last_sent = g.last_sent.max(sub.last_sent);
                 g.hold_new |= sub.hold_new;
                 if is_shadow {
@@ -114,13 +140,17 @@ impl Streaming {
                         ch.subs.remove(&prev);
                     }
                     let ch = self.channels.get_mut(&name).expect("just inserted");
-                    ch.groups.get_mut(&st.q_group).expect("created above").shadow = Some(id);
+                    ch.groups
+                        .get_mut(&st.q_group)
+                        .expect("created above")
+                        .shadow = Some(id);
                     shadows.insert(st.q_group.clone(), id);
                 } else {
                     g.members.push(id);
                 }
             } else if st.is_durable {
-                ch.durables.insert(durable_key(&st.client_id, &name, &st.durable_name), id);
+                ch.durables
+                    .insert(durable_key(&st.client_id, &name, &st.durable_name), id);
             }
             let ch = self.channels.get_mut(&name).expect("just inserted");
             ch.subs.insert(id, sub);
@@ -132,7 +162,10 @@ impl Streaming {
                 sub.ack_sid = ack_sid;
                 let subject = sub.ack_inbox.clone();
                 self.ack_sids.insert(ack_sid, (name.as_str().into(), id));
-                self.actions.push_back(Action::Subscribe { sid: ack_sid, subject });
+                self.actions.push_back(Action::Subscribe {
+                    sid: ack_sid,
+                    subject,
+                });
                 if let Some(c) = self.clients.get_mut(&st.client_id) {
                     c.subs.push((name.clone(), id));
                 }
@@ -150,7 +183,8 @@ impl Streaming {
         loop {
             let st = self.store.msgs_state(name);
             let over = st.count > 1
-                && ((limits.max_msgs > 0 && st.count as i64 > limits.max_msgs) || (limits.max_bytes > 0 && st.bytes as i64 > limits.max_bytes));
+                && ((limits.max_msgs > 0 && st.count as i64 > limits.max_msgs)
+                    || (limits.max_bytes > 0 && st.bytes as i64 > limits.max_bytes));
             let expired = limits.max_age > 0
                 && st.count > 0
                 && matches!(self.store.timestamp(name, st.first), Ok(Some(ts)) if now.wall_ns.saturating_sub(ts) >= limits.max_age);
@@ -158,7 +192,10 @@ impl Streaming {
                 break;
             }
             if let Err(e) = self.store.remove_oldest(name) {
-                self.log(Level::Error, format!("Unable to apply limits to {name:?}: {e}"));
+                self.log(
+                    Level::Error,
+                    format!("Unable to apply limits to {name:?}: {e}"),
+                );
                 break;
             }
         }
@@ -171,11 +208,19 @@ impl Streaming {
     pub(crate) fn startup_redelivery(&mut self, now: Now) {
         let names: Vec<String> = self.channels.keys().cloned().collect();
         for name in names {
-            let ids: Vec<u64> = self.channels[&name].subs.iter().filter(|(_, s)| !s.is_offline && !s.pending.is_empty()).map(|(id, _)| *id).collect();
+            let ids: Vec<u64> = self.channels[&name]
+                .subs
+                .iter()
+                .filter(|(_, s)| !s.is_offline && !s.pending.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
             for id in ids {
                 let (seqs, ack_wait) = {
                     let sub = &self.channels[&name].subs[&id];
-                    (sub.pending.keys().copied().collect::<Vec<_>>(), sub.ack_wait())
+                    (
+                        sub.pending.keys().copied().collect::<Vec<_>>(),
+                        sub.ack_wait(),
+                    )
                 };
                 let mut next: Option<Instant> = None;
                 for seq in seqs {
@@ -183,30 +228,59 @@ impl Streaming {
                         self.ack_gone(&name, id, seq);
                         continue;
                     };
-                    let wait = u64::try_from(ts.saturating_add(ack_wait.as_nanos() as i64).saturating_sub(now.wall_ns)).unwrap_or(0);
+                    let wait = u64::try_from(
+                        ts.saturating_add(ack_wait.as_nanos() as i64)
+                            .saturating_sub(now.wall_ns),
+                    )
+                    .unwrap_or(0);
                     let exp = now.mono + Duration::from_nanos(wait);
                     if exp <= now.mono + Duration::from_millis(15) {
                         if !self.redeliver(&name, id, seq) {
                             self.ack_gone(&name, id, seq);
                             continue;
                         }
-                        let sub = self.channels.get_mut(&name).expect("exists").subs.get_mut(&id).expect("exists");
+                        let sub = self
+                            .channels
+                            .get_mut(&name)
+                            .expect("exists")
+                            .subs
+                            .get_mut(&id)
+                            .expect("exists");
                         sub.pending.insert(seq, Some(exp + ack_wait));
-                        next = Some(next.map_or(exp + ack_wait, |n: Instant| n.min(exp + ack_wait)));
+                        next =
+                            Some(next.map_or(exp + ack_wait, |n: Instant| n.min(exp + ack_wait)));
                     } else {
-                        let sub = self.channels.get_mut(&name).expect("exists").subs.get_mut(&id).expect("exists");
+                        let sub = self
+                            .channels
+                            .get_mut(&name)
+                            .expect("exists")
+                            .subs
+                            .get_mut(&id)
+                            .expect("exists");
                         sub.pending.insert(seq, Some(exp));
                         next = Some(next.map_or(exp, |n: Instant| n.min(exp)));
                     }
                 }
-                let sub = self.channels.get_mut(&name).expect("exists").subs.get_mut(&id).expect("exists");
+                let sub = self
+                    .channels
+                    .get_mut(&name)
+                    .expect("exists")
+                    .subs
+                    .get_mut(&id)
+                    .expect("exists");
                 sub.hold_new = false;
                 if let (Some(at), false) = (next, sub.pending.is_empty()) {
                     sub.ack_timer = Some(at);
                     self.arm(at, Timer::AckWait(name.clone(), id));
                 }
             }
-            for g in self.channels.get_mut(&name).expect("exists").groups.values_mut() {
+            for g in self
+                .channels
+                .get_mut(&name)
+                .expect("exists")
+                .groups
+                .values_mut()
+            {
                 g.hold_new = false;
             }
             self.deliver_channel(now, &name);

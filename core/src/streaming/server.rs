@@ -21,11 +21,20 @@ use crate::time::{Instant, Now};
 /// What the streaming server asks of its NATS connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Subscribe { sid: u64, subject: String },
-    Unsubscribe { sid: u64 },
+    Subscribe {
+        sid: u64,
+        subject: String,
+    },
+    Unsubscribe {
+        sid: u64,
+    },
     /// A publish; when `reply` is set and nobody receives it, the caller reports it back
     /// with [`Streaming::handle_no_responders`].
-    Publish { subject: Arc<str>, reply: Option<String>, payload: Vec<u8> },
+    Publish {
+        subject: Arc<str>,
+        reply: Option<String>,
+        payload: Vec<u8>,
+    },
     Log(LogLine),
 }
 
@@ -57,10 +66,16 @@ pub(crate) enum Timer {
 /// A request this server sent and whose answer it waits for.
 #[derive(Debug)]
 pub(crate) enum Outstanding {
-    Heartbeat { client_id: String },
+    Heartbeat {
+        client_id: String,
+    },
     /// A connect for an ID already in use: the old holder's heartbeat inbox was asked
     /// whether it is still alive.
-    Probe { old_client: String, request: ConnectRequest, reply: String },
+    Probe {
+        old_client: String,
+        request: ConnectRequest,
+        reply: String,
+    },
 }
 
 /// The last stored message in its delivery encoding.
@@ -114,7 +129,8 @@ pub struct Streaming {
 /// Protocol version of the Go server this one presents itself as.
 pub const VERSION: &str = "0.25.6";
 
-const INVALID_CLIENT_ID: &str = "stan: invalid clientID: only alphanumeric and `-` or `_` characters allowed";
+const INVALID_CLIENT_ID: &str =
+    "stan: invalid clientID: only alphanumeric and `-` or `_` characters allowed";
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Streaming {
@@ -183,7 +199,10 @@ impl Streaming {
     /// The lines logged before the NATS server's banner.
     pub fn banner(&self) -> Vec<String> {
         vec![
-            format!("Starting nats-streaming-server[{}] version {VERSION}", self.cfg.cluster_id),
+            format!(
+                "Starting nats-streaming-server[{}] version {VERSION}",
+                self.cfg.cluster_id
+            ),
             format!("ServerID: {}", self.server_id),
             "Go version: rust".to_string(),
             "Git commit: [not set]".to_string(),
@@ -199,12 +218,17 @@ impl Streaming {
         match recovered.server_info {
             Some(info) => {
                 if info.cluster_id != cid {
-                    return Err(format!("cluster ID {cid:?} does not match recovered value of {:?}", info.cluster_id));
+                    return Err(format!(
+                        "cluster ID {cid:?} does not match recovered value of {:?}",
+                        info.cluster_id
+                    ));
                 }
                 self.info = info;
                 if self.info.sub_close.is_empty() {
                     self.info.sub_close = format!("_STAN.subclose.{cid}");
-                    self.store.init_server_info(&self.info).map_err(|e| e.to_string())?;
+                    self.store
+                        .init_server_info(&self.info)
+                        .map_err(|e| e.to_string())?;
                 }
             }
             None => {
@@ -225,11 +249,16 @@ impl Streaming {
                     acks_subs: format!("_STAN.ack.{cid}"),
                     node_id: String::new(),
                 };
-                self.store.init_server_info(&self.info).map_err(|e| e.to_string())?;
+                self.store
+                    .init_server_info(&self.info)
+                    .map_err(|e| e.to_string())?;
             }
         }
         if had_state {
-            self.log(Level::Info, format!("Recovered {} channel(s)", recovered.channels.len()));
+            self.log(
+                Level::Info,
+                format!("Recovered {} channel(s)", recovered.channels.len()),
+            );
         } else {
             self.log(Level::Info, "No recovered state".into());
         }
@@ -254,7 +283,10 @@ impl Streaming {
         self.debug(|| format!("Subscription Close subject: {}", info.sub_close));
         self.debug(|| format!("Unsubscribe subject:        {}", info.unsubscribe));
         self.debug(|| format!("Close subject:              {}", info.close));
-        self.log(Level::Info, format!("Message store is {}", self.store.kind()));
+        self.log(
+            Level::Info,
+            format!("Message store is {}", self.store.kind()),
+        );
         for line in self.limits.table() {
             self.log(Level::Info, line);
         }
@@ -265,10 +297,23 @@ impl Streaming {
     }
 
     /// A message arrived on one of this server's subscriptions.
-    pub fn handle_msg(&mut self, now: Now, sid: u64, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
+    pub fn handle_msg(
+        &mut self,
+        now: Now,
+        sid: u64,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        payload: &[u8],
+    ) {
         // Publishes and acks are the hot path: they borrow, everything else owns.
         match sid {
-            sid::PUBLISH => return self.on_publish(now, reply.and_then(|r| std::str::from_utf8(r).ok()), payload),
+            sid::PUBLISH => {
+                return self.on_publish(
+                    now,
+                    reply.and_then(|r| std::str::from_utf8(r).ok()),
+                    payload,
+                )
+            }
             sid::REPLIES => return self.on_reply(now, subject),
             sid::DISCOVER..=sid::PINGS => {}
             ack => return self.on_ack(now, ack, payload),
@@ -300,7 +345,9 @@ impl Streaming {
             let (at, timer) = self.timers.pop_first().expect("checked above");
             match timer {
                 Timer::Heartbeat(client) => self.send_heartbeat(now, at, &client),
-                Timer::HeartbeatTimeout(_, token) | Timer::Probe(token) => self.request_failed(now, token),
+                Timer::HeartbeatTimeout(_, token) | Timer::Probe(token) => {
+                    self.request_failed(now, token)
+                }
                 Timer::AckWait(channel, sub) => self.ack_timer_fired(now, at, &channel, sub),
                 Timer::MaxAge(channel) => self.max_age_fired(now, at, &channel),
                 Timer::Inactivity(channel) => self.inactivity_fired(now, at, &channel),
@@ -328,7 +375,11 @@ impl Streaming {
     }
 
     pub(crate) fn publish(&mut self, subject: impl Into<Arc<str>>, payload: Vec<u8>) {
-        self.actions.push_back(Action::Publish { subject: subject.into(), reply: None, payload });
+        self.actions.push_back(Action::Publish {
+            subject: subject.into(),
+            reply: None,
+            payload,
+        });
     }
 
     /// Answers a request; requests without a reply subject get no answer.
@@ -351,17 +402,27 @@ impl Streaming {
         self.next_token += 1;
         self.outstanding.insert(token, what);
         let reply = format!("{}.{token}", self.reply_prefix);
-        self.actions.push_back(Action::Publish { subject: subject.into(), reply: Some(reply), payload });
+        self.actions.push_back(Action::Publish {
+            subject: subject.into(),
+            reply: Some(reply),
+            payload,
+        });
         token
     }
 
     fn token_of(&self, reply: &[u8]) -> Option<u64> {
-        let rest = reply.strip_prefix(self.reply_prefix.as_bytes())?.strip_prefix(b".")?;
+        let rest = reply
+            .strip_prefix(self.reply_prefix.as_bytes())?
+            .strip_prefix(b".")?;
         std::str::from_utf8(rest).ok()?.parse().ok()
     }
 
     pub(crate) fn log(&mut self, level: Level, text: String) {
-        self.actions.push_back(Action::Log(LogLine { origin: Origin::Stream, level, text }));
+        self.actions.push_back(Action::Log(LogLine {
+            origin: Origin::Stream,
+            level,
+            text,
+        }));
     }
 
     pub(crate) fn debug(&mut self, text: impl FnOnce() -> String) {
@@ -397,7 +458,15 @@ impl Streaming {
         let old_client = req.client_id.clone();
         self.probing.insert(old_client.clone());
         let Some(reply) = reply else { return };
-        let token = self.request(&hb_inbox, Vec::new(), Outstanding::Probe { old_client, request: req, reply });
+        let token = self.request(
+            &hb_inbox,
+            Vec::new(),
+            Outstanding::Probe {
+                old_client,
+                request: req,
+                reply,
+            },
+        );
         self.arm(now.mono + PROBE_TIMEOUT, Timer::Probe(token));
     }
 
@@ -418,7 +487,16 @@ impl Streaming {
         }
         let id = info.id.clone();
         let hb_at = now.mono + self.cfg.hb_interval;
-        self.clients.insert(id.clone(), Client { info, subs: Vec::new(), hb_fails: 0, hb_at: Some(hb_at), hb_wait: None });
+        self.clients.insert(
+            id.clone(),
+            Client {
+                info,
+                subs: Vec::new(),
+                hb_fails: 0,
+                hb_at: Some(hb_at),
+                hb_wait: None,
+            },
+        );
         self.arm(hb_at, Timer::Heartbeat(id.clone()));
         self.debug(|| format!("[Client:{id}] Connected (Inbox={})", req.heartbeat_inbox));
         let mut resp = ConnectResponse {
@@ -440,11 +518,24 @@ impl Streaming {
 
     fn on_close(&mut self, now: Now, reply: Option<String>, payload: &[u8]) {
         let Ok(req) = pb::CloseRequest::decode(payload) else {
-            return self.respond(&reply, &pb::CloseResponse { error: "stan: invalid close request".into() });
+            return self.respond(
+                &reply,
+                &pb::CloseResponse {
+                    error: "stan: invalid close request".into(),
+                },
+            );
         };
         if !self.clients.contains_key(&req.client_id) {
-            self.log(Level::Error, format!("Unknown client {:?} in close request", req.client_id));
-            return self.respond(&reply, &pb::CloseResponse { error: "stan: unknown clientID".into() });
+            self.log(
+                Level::Error,
+                format!("Unknown client {:?} in close request", req.client_id),
+            );
+            return self.respond(
+                &reply,
+                &pb::CloseResponse {
+                    error: "stan: unknown clientID".into(),
+                },
+            );
         }
         let id = req.client_id.clone();
         let inbox = self.clients[&id].info.hb_inbox.clone();
@@ -455,9 +546,14 @@ impl Streaming {
 
     /// Unregisters a client; each subscription goes as by a sub-close.
     pub(crate) fn close_client(&mut self, now: Now, client_id: &str) {
-        let Some(client) = self.clients.remove(client_id) else { return };
+        let Some(client) = self.clients.remove(client_id) else {
+            return;
+        };
         if let Err(e) = self.store.delete_client(client_id) {
-            self.log(Level::Error, format!("[Client:{client_id}] Error deleting client: {e}"));
+            self.log(
+                Level::Error,
+                format!("[Client:{client_id}] Error deleting client: {e}"),
+            );
         }
         if !client.info.conn_id.is_empty() {
             self.conn_ids.remove(&client.info.conn_id);
@@ -471,7 +567,9 @@ impl Streaming {
         if payload.is_empty() {
             return;
         }
-        let Ok(ping) = pb::Ping::decode(payload) else { return };
+        let Ok(ping) = pb::Ping::decode(payload) else {
+            return;
+        };
         let Some(client_id) = self.conn_ids.get(&ping.conn_id).cloned() else {
             let err = "client has been replaced or is no longer registered";
             return self.respond(&reply, &pb::PingResponse { error: err.into() });
@@ -488,36 +586,58 @@ impl Streaming {
     }
 
     fn send_heartbeat(&mut self, now: Now, at: Instant, client_id: &str) {
-        let Some(c) = self.clients.get_mut(client_id) else { return };
+        let Some(c) = self.clients.get_mut(client_id) else {
+            return;
+        };
         if c.hb_at != Some(at) || c.hb_wait.is_some() {
             return;
         }
         c.hb_at = None;
         let inbox = c.info.hb_inbox.clone();
-        let token = self.request(&inbox, Vec::new(), Outstanding::Heartbeat { client_id: client_id.to_string() });
+        let token = self.request(
+            &inbox,
+            Vec::new(),
+            Outstanding::Heartbeat {
+                client_id: client_id.to_string(),
+            },
+        );
         let deadline = now.mono + self.cfg.hb_timeout;
         if let Some(c) = self.clients.get_mut(client_id) {
             c.hb_wait = Some((token, deadline));
         }
-        self.arm(deadline, Timer::HeartbeatTimeout(client_id.to_string(), token));
+        self.arm(
+            deadline,
+            Timer::HeartbeatTimeout(client_id.to_string(), token),
+        );
     }
 
     /// An answer arrived on the reply inbox.
     fn on_reply(&mut self, now: Now, subject: &[u8]) {
-        let Some(token) = self.token_of(subject) else { return };
+        let Some(token) = self.token_of(subject) else {
+            return;
+        };
         match self.outstanding.remove(&token) {
-            Some(Outstanding::Heartbeat { client_id }) => self.heartbeat_answered(now, &client_id, token),
-            Some(Outstanding::Probe { old_client, reply, .. }) => {
+            Some(Outstanding::Heartbeat { client_id }) => {
+                self.heartbeat_answered(now, &client_id, token)
+            }
+            Some(Outstanding::Probe {
+                old_client, reply, ..
+            }) => {
                 self.probing.remove(&old_client);
                 self.debug(|| format!("[Client:{old_client}] Connect failed; already connected"));
-                self.respond(&Some(reply), &connect_error("stan: clientID already registered"));
+                self.respond(
+                    &Some(reply),
+                    &connect_error("stan: clientID already registered"),
+                );
             }
             None => {}
         }
     }
 
     fn heartbeat_answered(&mut self, now: Now, client_id: &str, token: u64) {
-        let Some(c) = self.clients.get_mut(client_id) else { return };
+        let Some(c) = self.clients.get_mut(client_id) else {
+            return;
+        };
         if c.hb_wait.map(|w| w.0) != Some(token) {
             return;
         }
@@ -535,8 +655,14 @@ impl Streaming {
     /// A request timed out or had no responders.
     fn request_failed(&mut self, now: Now, token: u64) {
         match self.outstanding.remove(&token) {
-            Some(Outstanding::Heartbeat { client_id }) => self.heartbeat_missed(now, &client_id, token),
-            Some(Outstanding::Probe { old_client, request, reply }) => {
+            Some(Outstanding::Heartbeat { client_id }) => {
+                self.heartbeat_missed(now, &client_id, token)
+            }
+            Some(Outstanding::Probe {
+                old_client,
+                request,
+                reply,
+            }) => {
                 self.probing.remove(&old_client);
                 let id = request.client_id.clone();
                 let inbox = request.heartbeat_inbox.clone();
@@ -549,19 +675,25 @@ impl Streaming {
     }
 
     fn heartbeat_missed(&mut self, now: Now, client_id: &str, token: u64) {
-        let Some(c) = self.clients.get_mut(client_id) else { return };
+        let Some(c) = self.clients.get_mut(client_id) else {
+            return;
+        };
         if c.hb_wait.map(|w| w.0) != Some(token) {
             return;
         }
         c.hb_wait = None;
         c.hb_fails += 1;
         #[cfg(feature = "planted-bugs")]
-        if super::planted(super::PlantedBug::HeartbeatCount) && c.hb_fails == self.cfg.hb_fail_count {
+        if super::planted(super::PlantedBug::HeartbeatCount) && c.hb_fails == self.cfg.hb_fail_count
+        {
             c.hb_fails += 1;
         }
         let fails = c.hb_fails;
         if fails > self.cfg.hb_fail_count {
-            self.log(Level::Error, format!("[Client:{client_id}] Timed out on heartbeats"));
+            self.log(
+                Level::Error,
+                format!("[Client:{client_id}] Timed out on heartbeats"),
+            );
             self.stats.heartbeat_closes += 1;
             self.close_client(now, client_id);
             return;
@@ -577,16 +709,26 @@ impl Streaming {
     }
 
     fn set_failed_heartbeat(&mut self, now: Now, client_id: &str, failed: bool) {
-        let Some(c) = self.clients.get(client_id) else { return };
+        let Some(c) = self.clients.get(client_id) else {
+            return;
+        };
         let subs = c.subs.clone();
         for (channel, id) in subs {
-            if let Some(sub) = self.channels.get_mut(&channel).and_then(|ch| ch.subs.get_mut(&id)) {
+            if let Some(sub) = self
+                .channels
+                .get_mut(&channel)
+                .and_then(|ch| ch.subs.get_mut(&id))
+            {
                 sub.failed_hb = failed;
             }
         }
         if !failed {
             // Queue members that were skipped may now take messages again.
-            let channels: BTreeSet<String> = self.clients[client_id].subs.iter().map(|s| s.0.clone()).collect();
+            let channels: BTreeSet<String> = self.clients[client_id]
+                .subs
+                .iter()
+                .map(|s| s.0.clone())
+                .collect();
             for ch in channels {
                 self.deliver_channel(now, &ch);
             }
@@ -600,10 +742,16 @@ impl Streaming {
 }
 
 fn connect_error(text: &str) -> ConnectResponse {
-    ConnectResponse { error: text.to_string(), ..ConnectResponse::default() }
+    ConnectResponse {
+        error: text.to_string(),
+        ..ConnectResponse::default()
+    }
 }
 
 /// Client IDs must match `^[a-zA-Z0-9_-]+$`.
 pub(crate) fn is_valid_client_id(id: &str) -> bool {
-    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !id.is_empty()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -74,7 +74,11 @@ impl Sub {
     pub fn state(&self) -> SubState {
         SubState {
             id: self.id,
-            client_id: if self.is_queue() && self.is_offline { String::new() } else { self.client_id.clone() },
+            client_id: if self.is_queue() && self.is_offline {
+                String::new()
+            } else {
+                self.client_id.clone()
+            },
             q_group: self.q_group.clone(),
             inbox: self.inbox.to_string(),
             ack_inbox: self.ack_inbox.clone(),

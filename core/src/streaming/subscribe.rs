@@ -13,7 +13,10 @@ use crate::log::Level;
 use crate::time::Now;
 
 fn sub_error(text: &str) -> SubscriptionResponse {
-    SubscriptionResponse { ack_inbox: String::new(), error: text.to_string() }
+    SubscriptionResponse {
+        ack_inbox: String::new(),
+        error: text.to_string(),
+    }
 }
 
 /// How a subscribe request attaches to the channel.
@@ -32,7 +35,9 @@ impl Streaming {
     pub(crate) fn on_subscribe(&mut self, now: Now, reply: Option<String>, payload: &[u8]) {
         let req = match SubscriptionRequest::decode(payload) {
             Ok(r) => r,
-            Err(_) => return self.respond(&reply, &sub_error("stan: invalid subscription request")),
+            Err(_) => {
+                return self.respond(&reply, &sub_error("stan: invalid subscription request"))
+            }
         };
         let check = if req.client_id.is_empty() {
             Some("stan: clientID missing")
@@ -77,7 +82,10 @@ impl Streaming {
             }
         }
         if is_durable && is_queue && req.durable_name.contains(':') {
-            return Err("stan: durable name of a durable queue subscriber can't contain the character ':'".into());
+            return Err(
+                "stan: durable name of a durable queue subscriber can't contain the character ':'"
+                    .into(),
+            );
         }
         let group_key = match (is_queue, is_durable) {
             (true, true) => format!("{}:{}", req.durable_name, req.q_group),
@@ -93,7 +101,9 @@ impl Streaming {
             }
         } else if is_durable {
             match ch.durables.get(&dkey) {
-                Some(id) if !ch.subs[id].is_offline => return Err("stan: duplicate durable registration".into()),
+                Some(id) if !ch.subs[id].is_offline => {
+                    return Err("stan: duplicate durable registration".into())
+                }
                 Some(id) => Attach::ResumeDurable(*id),
                 None => Attach::New,
             }
@@ -125,7 +135,9 @@ impl Streaming {
                     g.members.push(id);
                 }
                 let state = sub.state();
-                self.store.update_sub(&channel, &state).map_err(|e| e.to_string())?;
+                self.store
+                    .update_sub(&channel, &state)
+                    .map_err(|e| e.to_string())?;
                 id
             }
             Attach::New | Attach::JoinGroup => {
@@ -148,7 +160,11 @@ impl Streaming {
                     inbox: req.inbox.as_str().into(),
                     ack_inbox,
                     ack_sid,
-                    durable_name: if is_queue { String::new() } else { req.durable_name.clone() },
+                    durable_name: if is_queue {
+                        String::new()
+                    } else {
+                        req.durable_name.clone()
+                    },
                     q_group: group_key.clone(),
                     is_durable,
                     is_offline: false,
@@ -164,15 +180,20 @@ impl Streaming {
                     ack_timer: None,
                 };
                 let state = sub.state();
-                self.store.create_sub(&channel, &state).map_err(|e| e.to_string())?;
+                self.store
+                    .create_sub(&channel, &state)
+                    .map_err(|e| e.to_string())?;
                 let ch = self.channels.get_mut(&channel).expect("created above");
                 ch.subs.insert(id, sub);
                 if is_queue {
-                    let g = ch.groups.entry(group_key.clone()).or_insert_with(|| QueueGroup {
-                        last_sent: cursor,
-                        is_durable,
-                        ..QueueGroup::default()
-                    });
+                    let g = ch
+                        .groups
+                        .entry(group_key.clone())
+                        .or_insert_with(|| QueueGroup {
+                            last_sent: cursor,
+                            is_durable,
+                            ..QueueGroup::default()
+                        });
                     g.members.push(id);
                 } else if is_durable {
                     ch.durables.insert(dkey, id);
@@ -190,7 +211,10 @@ impl Streaming {
         }
         self.ack_sids.insert(ack_sid, (channel.as_str().into(), id));
         let ack_subject = self.channels[&channel].subs[&id].ack_inbox.clone();
-        self.actions.push_back(super::server::Action::Subscribe { sid: ack_sid, subject: ack_subject });
+        self.actions.push_back(super::server::Action::Subscribe {
+            sid: ack_sid,
+            subject: ack_subject,
+        });
         if let Some(c) = self.clients.get_mut(&req.client_id) {
             c.subs.push((channel.clone(), id));
         }
@@ -202,11 +226,23 @@ impl Streaming {
     fn subscribed(&mut self, now: Now, channel: &str, id: SubId, reply: Option<String>) {
         let (ack_inbox, failed_hb) = {
             let sub = &self.channels[channel].subs[&id];
-            let failed = self.clients.get(&sub.client_id).is_some_and(|c| c.hb_fails > 0);
+            let failed = self
+                .clients
+                .get(&sub.client_id)
+                .is_some_and(|c| c.hb_fails > 0);
             (sub.ack_inbox.clone(), failed)
         };
-        self.respond(&reply, &SubscriptionResponse { ack_inbox, error: String::new() });
-        let ch = self.channels.get_mut(channel).expect("subscribed channel exists");
+        self.respond(
+            &reply,
+            &SubscriptionResponse {
+                ack_inbox,
+                error: String::new(),
+            },
+        );
+        let ch = self
+            .channels
+            .get_mut(channel)
+            .expect("subscribed channel exists");
         ch.inactivity_at = None;
         let sub = ch.subs.get_mut(&id).expect("just attached");
         sub.initialized = true;
@@ -219,7 +255,12 @@ impl Streaming {
 
     /// The cursor of a new subscription (or group) from its start position (§3.3.2), and
     /// the words of the "sending ..." part of its log line.
-    fn start_cursor(&mut self, now: Now, channel: &str, req: &SubscriptionRequest) -> (u64, String) {
+    fn start_cursor(
+        &mut self,
+        now: Now,
+        channel: &str,
+        req: &SubscriptionRequest,
+    ) -> (u64, String) {
         let st = self.store.msgs_state(channel);
         let (first, last) = (st.first, st.last);
         match StartPosition::try_from(req.start_position).unwrap_or(StartPosition::NewOnly) {
@@ -230,9 +271,20 @@ impl Streaming {
             }
             StartPosition::TimeDeltaStart => {
                 let t = now.wall_ns.saturating_sub(req.start_time_delta);
-                let s = if last == 0 { 0 } else { self.first_seq_at_or_after(channel, first.max(1), last, t) };
+                let s = if last == 0 {
+                    0
+                } else {
+                    self.first_seq_at_or_after(channel, first.max(1), last, t)
+                };
                 let c = s.saturating_sub(1);
-                (c, format!("from time time='{}' seq={}", crate::timefmt::rfc3339_nanos(t, 0), c + 1))
+                (
+                    c,
+                    format!(
+                        "from time time='{}' seq={}",
+                        crate::timefmt::rfc3339_nanos(t, 0),
+                        c + 1
+                    ),
+                )
             }
             StartPosition::SequenceStart => {
                 let asked = req.start_sequence;
@@ -245,7 +297,10 @@ impl Streaming {
                 } else {
                     0
                 };
-                (c, format!("from sequence, asked_seq={asked} actual_seq={}", c + 1))
+                (
+                    c,
+                    format!("from sequence, asked_seq={asked} actual_seq={}", c + 1),
+                )
             }
             StartPosition::First => {
                 let c = first.saturating_sub(1);
@@ -267,7 +322,13 @@ impl Streaming {
         lo
     }
 
-    pub(crate) fn on_unsubscribe(&mut self, now: Now, reply: Option<String>, payload: &[u8], close: bool) {
+    pub(crate) fn on_unsubscribe(
+        &mut self,
+        now: Now,
+        reply: Option<String>,
+        payload: &[u8],
+        close: bool,
+    ) {
         let Ok(req) = UnsubscribeRequest::decode(payload) else {
             return self.respond(&reply, &sub_error("stan: invalid unsubscribe request"));
         };
@@ -276,12 +337,17 @@ impl Streaming {
         };
         // Offline durables and shadows have no indexed inboxes.
         let online = || ch.subs.values().filter(|s| !s.is_offline);
-        let found = online().find(|s| s.ack_inbox == req.inbox).or_else(|| online().find(|s| *s.inbox == *req.inbox));
+        let found = online()
+            .find(|s| s.ack_inbox == req.inbox)
+            .or_else(|| online().find(|s| *s.inbox == *req.inbox));
         let Some(sub) = found else {
             return self.respond(&reply, &sub_error("stan: invalid subscription"));
         };
         let id = sub.id;
-        let owned = self.clients.get(&req.client_id).is_some_and(|c| c.subs.iter().any(|(n, s)| n == &req.subject && *s == id));
+        let owned = self
+            .clients
+            .get(&req.client_id)
+            .is_some_and(|c| c.subs.iter().any(|(n, s)| n == &req.subject && *s == id));
         if !owned {
             return self.respond(&reply, &sub_error("stan: unknown clientID"));
         }
@@ -295,11 +361,16 @@ impl Streaming {
     /// Removes a subscription from service: `unsubscribe` forgets durable state, a close
     /// (or the client going away) keeps it offline (BEHAVIOUR §5.2).
     pub(crate) fn remove_sub(&mut self, now: Now, channel: &str, id: SubId, unsubscribe: bool) {
-        let Some(ch) = self.channels.get_mut(channel) else { return };
-        let Some(sub) = ch.subs.get_mut(&id) else { return };
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return;
+        };
+        let Some(sub) = ch.subs.get_mut(&id) else {
+            return;
+        };
         if sub.ack_sid != 0 {
             self.ack_sids.remove(&sub.ack_sid);
-            self.actions.push_back(super::server::Action::Unsubscribe { sid: sub.ack_sid });
+            self.actions
+                .push_back(super::server::Action::Unsubscribe { sid: sub.ack_sid });
             sub.ack_sid = 0;
         }
         if let Some(c) = self.clients.get_mut(&sub.client_id) {
@@ -373,7 +444,8 @@ impl Streaming {
         }
         // Pending messages go round-robin to the others, already expired, so that they
         // are redelivered shortly.
-        let mut order: Vec<(Option<crate::Instant>, u64)> = sub.pending.iter().map(|(s, e)| (*e, *s)).collect();
+        let mut order: Vec<(Option<crate::Instant>, u64)> =
+            sub.pending.iter().map(|(s, e)| (*e, *s)).collect();
         order.sort();
         #[cfg(feature = "planted-bugs")]
         if super::planted(super::PlantedBug::QueueRedelivery) {
@@ -392,7 +464,10 @@ impl Streaming {
                 t.stalled = true;
             }
             if let Err(e) = self.store.add_pending(channel, target, seq) {
-                self.log(Level::Error, format!("Unable to store pending message: {e}"));
+                self.log(
+                    Level::Error,
+                    format!("Unable to store pending message: {e}"),
+                );
             }
             if !touched.contains(&target) {
                 touched.push(target);
@@ -423,7 +498,11 @@ impl Streaming {
         if !self.cfg.verbosity.debug {
             return;
         }
-        let action = if sub.is_queue() { "Removed member from" } else { "Removed" };
+        let action = if sub.is_queue() {
+            "Removed member from"
+        } else {
+            "Removed"
+        };
         let line = sub_line(channel, sub, action, None);
         self.log(Level::Debug, line);
     }
@@ -446,7 +525,9 @@ fn sub_line(channel: &str, sub: &Sub, action: &str, sending: Option<String>) -> 
     } else {
         String::new()
     };
-    let sending = sending.map(|s| format!(", sending {s}")).unwrap_or_default();
+    let sending = sending
+        .map(|s| format!(", sending {s}"))
+        .unwrap_or_default();
     format!(
         "[Client:{}] {action} {}subscription, subject={channel}, inbox={},{extra} subid={}{sending}",
         sub.client_id,

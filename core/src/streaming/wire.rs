@@ -202,7 +202,16 @@ fn put_bytes(out: &mut Vec<u8>, number: u8, b: &[u8]) {
 
 /// Appends the `MsgProto` encoding of a message (proto3: defaults omitted).
 #[allow(clippy::too_many_arguments)]
-pub fn encode_msg(out: &mut Vec<u8>, sequence: u64, subject: &str, reply: &str, data: &[u8], timestamp: i64, redelivered: bool, redelivery_count: u32) {
+pub fn encode_msg(
+    out: &mut Vec<u8>,
+    sequence: u64,
+    subject: &str,
+    reply: &str,
+    data: &[u8],
+    timestamp: i64,
+    redelivered: bool,
+    redelivery_count: u32,
+) {
     out.reserve(subject.len() + reply.len() + data.len() + 32);
     if sequence != 0 {
         out.push(1 << 3);
@@ -235,8 +244,8 @@ pub fn encode_pub_ack(out: &mut Vec<u8>, guid: &str, error: &str) {
 mod tests {
     use super::*;
     use crate::streaming::pb::{Ack, MsgProto, PubAck, PubMsg};
-    use prost::Message;
     use proptest::prelude::*;
+    use prost::Message;
 
     proptest! {
         #[test]
