@@ -396,18 +396,9 @@ fn find_server_pid() -> Result<i32, String> {
 
 /// Prints a line decided by the core.
 pub fn log_core_line(log: &Logger, line: &stan_core::log::LogLine) {
-    use stan_core::log::{Level as L, Origin as O};
     let origin = match line.origin {
-        O::Nats => Origin::Nats,
-        O::Stream => Origin::Stream,
+        stan_core::log::Origin::Nats => Origin::Nats,
+        stan_core::log::Origin::Stream => Origin::Stream,
     };
-    let level = match line.level {
-        L::Fatal => Level::Fatal,
-        L::Error => Level::Error,
-        L::Warn => Level::Warn,
-        L::Info => Level::Info,
-        L::Debug => Level::Debug,
-        L::Trace => Level::Trace,
-    };
-    log.log(origin, level, &line.text);
+    log.log(origin, level_of(line.level), &line.text);
 }
