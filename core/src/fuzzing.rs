@@ -1,7 +1,7 @@
 //! Entry points shared by the fuzz targets in `fuzz/` and the tests that replay their
 //! corpora on the stable toolchain. Each takes arbitrary bytes and must never panic.
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 use std::time::Duration;
 
 use crate::nats::proto::{self, Limits};

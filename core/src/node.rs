@@ -2,8 +2,8 @@
 //! attached to it in-process, as one more NATS client whose messages never touch a
 //! socket.
 
+use core::net::SocketAddr;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 
 use crate::log::{Level, LogLine, Origin};
 use crate::nats::{self, ConnId, Input, Output, Server};

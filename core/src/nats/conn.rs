@@ -1,7 +1,7 @@
 //! Per-connection state of the embedded NATS server and the JSON it exchanges on
 //! connect (`INFO` out, `CONNECT` in).
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
 //! The embedded NATS server as a state machine: client connections, authentication,
 //! keepalive, routing, and the limits that protect other clients from a bad one.
 
+use core::net::SocketAddr;
 use std::collections::{BTreeSet, VecDeque};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
