@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gofmt;
 pub mod log;
 pub mod nats;
 pub mod node;

@@ -14,6 +14,7 @@
 //! [`CliExit::stderr`] and exits with [`CliExit::code`], or prints [`USAGE`],
 //! [`VERSION_LINE`] or [`TLS_USAGE`] for the informational commands.
 
+use stan_core::gofmt::go_quote;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -874,38 +875,6 @@ fn size_shown(text: &str) -> String {
         "false" | "no" | "off" => "false".to_string(),
         _ => trimmed.to_string(),
     }
-}
-
-/// A string quoted like Go's `%q`, for error messages that show user input.
-fn go_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x80 && (c.is_ascii_control()) => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c if c.is_control() || (c != ' ' && c.is_whitespace()) => {
-                if (c as u32) <= 0xFFFF {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

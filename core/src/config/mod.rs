@@ -21,6 +21,7 @@ pub use parse::{parse, parse_str, EnvFn, IncludeFn, Included};
 pub use streaming::StreamingFileOptions;
 pub use value::{Datetime, Entry, Map, Pos, Value};
 
+pub(crate) use crate::gofmt::go_quote;
 use std::fmt;
 
 /// Why a configuration file is refused: `<file>:<line>: <reason>`, the way operators
@@ -61,33 +62,4 @@ fn not_supported(entry: &Entry, path: &str) -> ConfigError {
         entry,
         format!("parameter \"{path}\" is not supported yet by stan-server"),
     )
-}
-
-/// Go's `%q`, as the Go servers quote names and addresses in their errors.
-fn go_quote(text: &str) -> String {
-    let mut out = String::from('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() || (c != ' ' && c.is_whitespace()) => {
-                if (c as u32) <= 0xFFFF {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
