@@ -13,47 +13,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{Datelike, Local, NaiveDateTime, Timelike, Utc};
 
-/// Which layer of the server a line comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// The embedded NATS server: no prefix, gated by `-D`/`-V`.
-    Nats,
-    /// The streaming layer: `STREAM: ` prefix, gated by `-SD`/`-SV`.
-    Stream,
-}
+pub use stan_core::log::{Level, Origin};
 
-/// Severity of a line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Fatal,
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-impl Level {
-    fn label(self) -> &'static str {
-        match self {
-            Level::Fatal => "FTL",
-            Level::Error => "ERR",
-            Level::Warn => "WRN",
-            Level::Info => "INF",
-            Level::Debug => "DBG",
-            Level::Trace => "TRC",
-        }
-    }
-
-    /// ANSI SGR parameters of the label on a terminal.
-    fn color(self) -> &'static str {
-        match self {
-            Level::Fatal | Level::Error => "31",
-            Level::Warn => "0;93",
-            Level::Info => "32",
-            Level::Debug => "36",
-            Level::Trace => "33",
-        }
+/// ANSI SGR parameters of a level's tag on a terminal.
+fn color(level: Level) -> &'static str {
+    match level {
+        Level::Fatal | Level::Error => "31",
+        Level::Warn => "0;93",
+        Level::Info => "32",
+        Level::Debug => "36",
+        Level::Trace => "33",
     }
 }
 
@@ -255,9 +224,9 @@ pub fn format_line(
         );
     }
     if colored {
-        let _ = write!(line, "[\x1b[{}m{}\x1b[0m] ", level.color(), level.label());
+        let _ = write!(line, "[\x1b[{}m{}\x1b[0m] ", color(level), level.tag());
     } else {
-        let _ = write!(line, "[{}] ", level.label());
+        let _ = write!(line, "[{}] ", level.tag());
     }
     if origin == Origin::Stream {
         line.push_str("STREAM: ");

@@ -106,7 +106,7 @@ fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn 
     let mut store = FileStore::open(dir, opts.file.clone()).map_err(|e| e.to_string())?;
     let sink = log.clone();
     store.set_log_sink(Arc::new(move |level, text: &str| {
-        sink.log(Origin::Stream, level_of(level), text)
+        sink.log(Origin::Stream, level, text)
     }));
     let origin = std::time::Instant::now();
     store.set_clock(Arc::new(move || origin.elapsed()));
@@ -121,18 +121,6 @@ fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn 
         }));
     }
     Ok(Box::new(store))
-}
-
-fn level_of(level: stan_core::log::Level) -> Level {
-    use stan_core::log::Level as L;
-    match level {
-        L::Fatal => Level::Fatal,
-        L::Error => Level::Error,
-        L::Warn => Level::Warn,
-        L::Info => Level::Info,
-        L::Debug => Level::Debug,
-        L::Trace => Level::Trace,
-    }
 }
 
 /// Runs the server until SIGINT (exit 0) or SIGTERM (exit 143).
@@ -212,7 +200,7 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     let mut driver = Driver::new(
         node,
         wall,
-        Box::new(move |line| log_core_line(&log_for_driver, &line)),
+        Box::new(move |line| log_for_driver.log(line.origin, line.level, &line.text)),
     );
     let handle = driver.handle();
     let mut http_task = None;
@@ -392,13 +380,4 @@ fn find_server_pid() -> Result<i32, String> {
                 .join("\n")
         )),
     }
-}
-
-/// Prints a line decided by the core.
-pub fn log_core_line(log: &Logger, line: &stan_core::log::LogLine) {
-    let origin = match line.origin {
-        stan_core::log::Origin::Nats => Origin::Nats,
-        stan_core::log::Origin::Stream => Origin::Stream,
-    };
-    log.log(origin, level_of(line.level), &line.text);
 }
