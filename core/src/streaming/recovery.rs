@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::server::{Action, Streaming, Timer};
-use super::state::{durable_key, Channel, Client, QueueGroup, Sub};
+use super::state::{durable_key, Channel, QueueGroup, Sub};
 use crate::log::Level;
 use crate::store::RecoveredChannel;
 use crate::streaming::pb::ClientInfo;
@@ -20,22 +20,7 @@ impl Streaming {
         channels: Vec<RecoveredChannel>,
     ) {
         for info in clients {
-            let id = info.id.clone();
-            if !info.conn_id.is_empty() {
-                self.conn_ids.insert(info.conn_id.clone(), id.clone());
-            }
-            let hb_at = now.mono + self.cfg.hb_interval;
-            self.clients.insert(
-                id.clone(),
-                Client {
-                    info,
-                    subs: Vec::new(),
-                    hb_fails: 0,
-                    hb_at: Some(hb_at),
-                    hb_wait: None,
-                },
-            );
-            self.arm(hb_at, Timer::Heartbeat(id));
+            self.add_client(now, info);
         }
         for rc in channels {
             self.restore_channel(now, rc);

@@ -482,22 +482,8 @@ impl Streaming {
         if let Err(e) = self.store.add_client(&info) {
             return self.respond(&reply, &connect_error(&e.to_string()));
         }
-        if !info.conn_id.is_empty() {
-            self.conn_ids.insert(info.conn_id.clone(), info.id.clone());
-        }
         let id = info.id.clone();
-        let hb_at = now.mono + self.cfg.hb_interval;
-        self.clients.insert(
-            id.clone(),
-            Client {
-                info,
-                subs: Vec::new(),
-                hb_fails: 0,
-                hb_at: Some(hb_at),
-                hb_wait: None,
-            },
-        );
-        self.arm(hb_at, Timer::Heartbeat(id.clone()));
+        self.add_client(now, info);
         self.debug(|| format!("[Client:{id}] Connected (Inbox={})", req.heartbeat_inbox));
         let mut resp = ConnectResponse {
             pub_prefix: self.info.publish.clone(),
@@ -514,6 +500,24 @@ impl Streaming {
             resp.ping_max_out = req.ping_max_out;
         }
         self.respond(&reply, &resp);
+    }
+
+    /// Registers a client (new or recovered) and arms its first heartbeat.
+    pub(crate) fn add_client(&mut self, now: Now, info: ClientInfo) {
+        if !info.conn_id.is_empty() {
+            self.conn_ids.insert(info.conn_id.clone(), info.id.clone());
+        }
+        let id = info.id.clone();
+        let hb_at = now.mono + self.cfg.hb_interval;
+        let client = Client {
+            info,
+            subs: Vec::new(),
+            hb_fails: 0,
+            hb_at: Some(hb_at),
+            hb_wait: None,
+        };
+        self.clients.insert(id.clone(), client);
+        self.arm(hb_at, Timer::Heartbeat(id));
     }
 
     fn on_close(&mut self, now: Now, reply: Option<String>, payload: &[u8]) {
