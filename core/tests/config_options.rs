@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use stan_core::config::{parse_str, NatsFileOptions, StreamingFileOptions};
+use stan_core::config::{parse_str, FileSetting, NatsFileOptions, StreamingFileOptions};
 use stan_core::streaming::limits::ChannelLimits;
 
 const S: i64 = 1_000_000_000;
@@ -265,8 +265,7 @@ fn streaming_block_takes_precedence_over_top_level() {
     );
 }
 
-/// OPERATIONS.md §2.5, whose FILE store is refused, and the same without the FILE
-/// store keys.
+/// OPERATIONS.md §2.5 as written, FILE store included.
 #[test]
 fn operations_example() {
     let example = r#"# NATS part
@@ -294,26 +293,22 @@ streaming {
   file { sync: true, slice_max_bytes: 256MB, auto_sync: "30s" }
 }
 "#;
-    assert_eq!(
-        streaming_error(example),
-        "s.conf:7: store type FILE is not supported yet by stan-server"
-    );
     let n = nats(example);
     assert_eq!(n.addr.as_deref(), Some("0.0.0.0"));
     assert_eq!(n.port, Some(4222));
     assert_eq!(n.http_port, Some(8222));
     assert_eq!(n.http_host, None);
 
-    let memory = example
-        .replace("  store: file\n", "")
-        .replace("  dir: \"/data/stan\"\n", "")
-        .replace(
-            "  file { sync: true, slice_max_bytes: 256MB, auto_sync: \"30s\" }\n",
-            "",
-        );
-    let o = streaming(&memory);
+    let o = streaming(example);
     let want = StreamingFileOptions {
         cluster_id: Some("prod".into()),
+        store: Some("FILE".into()),
+        dir: Some("/data/stan".into()),
+        file: vec![
+            ("file_sync", FileSetting::Bool(true)),
+            ("file_slice_max_bytes", FileSetting::Int(256 << 20)),
+            ("file_auto_sync", FileSetting::Nanos(30 * S)),
+        ],
         hb_interval: Some(10 * S),
         hb_timeout: Some(2 * S),
         hb_fail_count: Some(3),
@@ -351,20 +346,124 @@ streaming {
         ..Default::default()
     };
     assert_eq!(o, want);
-    // The other unsupported keys of the example are refused by name.
-    let with_dir = example.replace("  store: file\n", "");
+}
+
+/// Every key of the `file { }` section and its aliases, under the flag it stands for.
+#[test]
+fn file_section_keys() {
+    use FileSetting::{Bool, Int, Nanos, Str};
+    let cases: &[(&str, &str, FileSetting)] = &[
+        ("compact: false", "file_compact_enabled", Bool(false)),
+        ("Compact_Enabled: true", "file_compact_enabled", Bool(true)),
+        ("compact_frag: 30", "file_compact_frag", Int(30)),
+        ("compact_fragmentation: 40", "file_compact_frag", Int(40)),
+        ("compact_interval: 60", "file_compact_interval", Int(60)),
+        (
+            "compact_min_size: 1MB",
+            "file_compact_min_size",
+            Int(1 << 20),
+        ),
+        ("buffer_size: 64KB", "file_buffer_size", Int(64 << 10)),
+        ("crc: false", "file_crc", Bool(false)),
+        ("do_crc: true", "file_crc", Bool(true)),
+        ("crc_poly: 2197175160", "file_crc_poly", Int(0x82f6_3b78)),
+        ("sync: false", "file_sync", Bool(false)),
+        ("do_sync: true", "file_sync", Bool(true)),
+        ("sync_on_flush: false", "file_sync", Bool(false)),
+        ("slice_max_msgs: 10", "file_slice_max_msgs", Int(10)),
+        ("slice_max_count: 11", "file_slice_max_msgs", Int(11)),
+        ("slice_msgs: 12", "file_slice_max_msgs", Int(12)),
+        ("slice_count: 13", "file_slice_max_msgs", Int(13)),
+        ("slice_max_bytes: 1KB", "file_slice_max_bytes", Int(1024)),
+        ("slice_max_size: 2KB", "file_slice_max_bytes", Int(2048)),
+        ("slice_bytes: 3", "file_slice_max_bytes", Int(3)),
+        ("slice_size: 4", "file_slice_max_bytes", Int(4)),
+        (
+            "slice_max_age: \"1h\"",
+            "file_slice_max_age",
+            Nanos(3600 * S),
+        ),
+        ("slice_age: \"2s\"", "file_slice_max_age", Nanos(2 * S)),
+        ("slice_max_time: \"3s\"", "file_slice_max_age", Nanos(3 * S)),
+        (
+            "slice_time_limit: \"4s\"",
+            "file_slice_max_age",
+            Nanos(4 * S),
+        ),
+        (
+            "slice_archive_script: \"/bin/a\"",
+            "file_slice_archive_script",
+            Str("/bin/a".into()),
+        ),
+        (
+            "slice_archive: \"/bin/b\"",
+            "file_slice_archive_script",
+            Str("/bin/b".into()),
+        ),
+        (
+            "slice_script: \"/bin/c\"",
+            "file_slice_archive_script",
+            Str("/bin/c".into()),
+        ),
+        ("file_descriptors_limit: 50", "file_fds_limit", Int(50)),
+        ("fds_limit: 60", "file_fds_limit", Int(60)),
+        ("parallel_recovery: 4", "file_parallel_recovery", Int(4)),
+        (
+            "file_read_buffer_size: 1KB",
+            "file_read_buffer_size",
+            Int(1024),
+        ),
+        ("read_buffer_size: 0", "file_read_buffer_size", Int(0)),
+        ("file_auto_sync: \"5s\"", "file_auto_sync", Nanos(5 * S)),
+        ("auto_sync: \"-1s\"", "file_auto_sync", Nanos(-S)),
+    ];
+    for (line, flag, value) in cases {
+        for section in ["file", "file_options", "FILE"] {
+            let o = streaming(&format!("{section} {{\n  {line}\n}}\n"));
+            assert_eq!(o.file, vec![(*flag, value.clone())], "{section} {line}");
+        }
+    }
+    // Command line only, and an old key that was never read.
     assert_eq!(
-        streaming_error(&with_dir),
-        "s.conf:7: parameter \"dir\" is not supported yet by stan-server"
+        streaming("file { truncate_bad_eof: true, cache: true }\n").file,
+        vec![]
     );
-    let with_file = memory.replace(
-        "  hb_fail_count: 3\n",
-        "  hb_fail_count: 3\n  file { sync: true }\n",
-    );
-    assert_eq!(
-        streaming_error(&with_file),
-        "s.conf:10: parameter \"file\" is not supported yet by stan-server"
-    );
+    for dir in ["dir", "datastore", "DIR"] {
+        assert_eq!(
+            streaming(&format!("{dir}: \"/d\"\n")).dir.as_deref(),
+            Some("/d")
+        );
+    }
+}
+
+#[test]
+fn file_section_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "file: 5\n",
+            "s.conf:1: expected file options to be a map/struct, got 5",
+        ),
+        (
+            "file {\n  sync: 1\n}\n",
+            r#"s.conf:2: parameter "sync" value is expected to be bool, got int64"#,
+        ),
+        (
+            "file { compact_frag: \"x\" }\n",
+            r#"s.conf:1: parameter "compact_frag" value is expected to be int64, got string"#,
+        ),
+        (
+            "file { slice_max_age: 5 }\n",
+            r#"s.conf:1: parameter "slice_max_age" value is expected to be string, got int64"#,
+        ),
+        (
+            "dir: 5\n",
+            r#"s.conf:1: parameter "dir" value is expected to be string, got int64"#,
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(streaming_error(text), *want, "{text:?}");
+    }
+    assert!(streaming_error("file { auto_sync: \"1x\" }\n").starts_with("s.conf:1: "));
 }
 
 #[test]
@@ -496,10 +595,8 @@ fn sections_that_are_not_maps() {
 
 #[test]
 fn store_types() {
-    assert_eq!(
-        streaming_error("store: File\n"),
-        "s.conf:1: store type FILE is not supported yet by stan-server"
-    );
+    assert_eq!(streaming("store: File\n").store.as_deref(), Some("FILE"));
+    assert_eq!(streaming("st: memory\n").store.as_deref(), Some("MEMORY"));
     assert_eq!(
         streaming_error("st: sql\n"),
         "s.conf:1: store type SQL is not supported yet by stan-server"
@@ -525,8 +622,6 @@ fn invalid_channel_names() {
 #[test]
 fn unsupported_streaming_keys_are_refused_by_name() {
     for key in [
-        "dir",
-        "datastore",
         "ns",
         "nats_server",
         "nats_server_url",
@@ -547,14 +642,7 @@ fn unsupported_streaming_keys_are_refused_by_name() {
             format!("s.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
         );
     }
-    for key in [
-        "tls",
-        "file",
-        "file_options",
-        "sql",
-        "sql_options",
-        "cluster",
-    ] {
+    for key in ["tls", "sql", "sql_options", "cluster"] {
         assert_eq!(
             streaming_error(&format!("{key} {{ }}\n")),
             format!("s.conf:1: parameter \"{key}\" is not supported yet by stan-server"),

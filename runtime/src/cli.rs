@@ -14,6 +14,7 @@
 //! [`CliExit::stderr`] and exits with [`CliExit::code`], or prints [`USAGE`],
 //! [`VERSION_LINE`] or [`TLS_USAGE`] for the informational commands.
 
+use stan_core::config::FileSetting;
 use stan_core::gofmt::go_quote;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -565,6 +566,22 @@ pub fn parse_flags(args: &[String]) -> Result<Command, CliExit> {
 }
 
 impl Options {
+    /// Applies a configuration file's `file { }` setting unless the command line set
+    /// that flag; it is not recorded as explicit.
+    pub(crate) fn set_from_file(&mut self, canonical: &'static str, setting: FileSetting) {
+        if self.explicit.contains(canonical) {
+            return;
+        }
+        let value = match setting {
+            FileSetting::Bool(v) => Value::Bool(v),
+            FileSetting::Int(v) => Value::Int(v),
+            FileSetting::Nanos(v) => Value::Nanos(v),
+            FileSetting::Str(v) => Value::Str(v),
+        };
+        self.set(canonical, value);
+        self.explicit.remove(canonical);
+    }
+
     /// Stores a value of a supported flag and records it as explicit.
     fn set(&mut self, canonical: &'static str, value: Value) {
         // An empty string means "not set" to the Go server.

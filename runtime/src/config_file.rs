@@ -229,6 +229,12 @@ fn apply_streaming(opts: &mut Options, file: StreamingFileOptions) {
     if let Some(v) = file.store.filter(|_| free(opts, "store")) {
         opts.store = v;
     }
+    if let Some(v) = file.dir.filter(|_| free(opts, "dir")) {
+        opts.dir = Some(v).filter(|d| !d.is_empty());
+    }
+    for (flag, setting) in file.file {
+        opts.set_from_file(flag, setting);
+    }
     if let Some(v) = file.stan_debug.filter(|_| free(opts, "stan_debug")) {
         opts.stan_debug = v;
     }

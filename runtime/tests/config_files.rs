@@ -11,6 +11,7 @@ use stan_core::streaming::limits::ChannelLimits;
 use stan_runtime::cli::{parse, parse_flags, CliExit, Command, Options};
 use stan_runtime::config_file::{apply_with, include_path};
 use stan_runtime::server::node_config;
+use stan_runtime::store::FileStoreOptions;
 
 const S: i64 = 1_000_000_000;
 
@@ -97,7 +98,7 @@ fn every_supported_key_reaches_the_options() {
         pass: Some("pw".into()),
         auth: None,
         cluster_id: "fixture-cluster".into(),
-        store: "MEMORY".into(),
+        store: "FILE".into(),
         stan_config_file: None,
         max_channels: 50,
         max_subs: 20,
@@ -111,8 +112,26 @@ fn every_supported_key_reaches_the_options() {
         stan_debug: true,
         stan_trace: true,
         replace_durable: true,
-        dir: None,
-        file: Default::default(),
+        dir: Some("/tmp/stan-rs-fixture-store".into()),
+        file: FileStoreOptions {
+            compact_enabled: false,
+            compact_frag: 40,
+            compact_interval: 120,
+            compact_min_size: 2 << 20,
+            buffer_size: 1 << 20,
+            crc: true,
+            crc_poly: 2_197_175_160,
+            sync: false,
+            slice_max_msgs: 5000,
+            slice_max_bytes: 16 << 20,
+            slice_max_age: Duration::from_secs(3600),
+            slice_archive_script: "/usr/local/bin/archive.sh".into(),
+            fds_limit: 64,
+            parallel_recovery: 2,
+            truncate_bad_eof: false,
+            read_buffer_size: 512 << 10,
+            auto_sync: Duration::from_secs(30),
+        },
         discover_prefix: "_FIX.discover".into(),
         per_channel: per_channel(&[
             (
@@ -258,6 +277,24 @@ fn command_line_flags_win_over_files() {
     assert_eq!(o.hb_timeout, Duration::from_millis(1500));
     assert!(o.trace);
     assert_eq!(o.per_channel.len(), 3);
+    // `file { }` settings yield to their `--file_*` flags, and `dir` to `--dir`.
+    let o = run(&[
+        "-c",
+        &fixture("all_keys.conf"),
+        "--file_sync=true",
+        "--file_slice_max_msgs",
+        "9",
+        "--dir",
+        "/flag/dir",
+        "-st",
+        "memory",
+    ]);
+    assert!(o.file.sync);
+    assert_eq!(o.file.slice_max_msgs, 9);
+    assert_eq!(o.file.fds_limit, 64);
+    assert_eq!(o.dir.as_deref(), Some("/flag/dir"));
+    assert_eq!(o.store, "MEMORY");
+    assert!(!o.explicit.contains("file_fds_limit"));
     // Flags set to their default values win too.
     let o = run(&["--max_msgs=1000000", "-c", &fixture("all_keys.conf")]);
     assert_eq!(o.max_msgs, 1_000_000);
@@ -314,7 +351,10 @@ fn malformed_files_name_file_line_and_key() {
         ("limits { channels: x }\n", "1: expected per channel limits to be a map/struct, got x"),
         ("limits {\n channels {\n  a: 5\n }\n}\n", "3: expected channel limits to be a map/struct, got 5"),
         ("store: disk\n", "1: unknown store type: disk"),
-        ("streaming {\n  store: file\n}\n", "2: store type FILE is not supported yet by stan-server"),
+        ("streaming {\n  store: sql\n}\n", "2: store type SQL is not supported yet by stan-server"),
+        ("file {\n  sync: \"yes\"\n}\n", "2: parameter \"sync\" value is expected to be bool, got string"),
+        ("file: [1]\n", "1: expected file options to be a map/struct, got [1]"),
+        ("dir: 1\n", "1: parameter \"dir\" value is expected to be string, got int64"),
         ("x: 1\nft_group: \"ft\"\n", "2: parameter \"ft_group\" is not supported yet by stan-server"),
         ("tls {\n  cert_file: x\n}\n", "1: parameter \"tls\" is not supported yet by stan-server"),
         ("cluster {\n  listen: 0.0.0.0:6222\n}\n", "1: parameter \"cluster\" is not supported yet by stan-server"),

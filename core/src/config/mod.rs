@@ -18,7 +18,7 @@ mod value;
 pub use duration::parse_go_duration;
 pub use nats::NatsFileOptions;
 pub use parse::{parse, parse_str, EnvFn, IncludeFn, Included};
-pub use streaming::StreamingFileOptions;
+pub use streaming::{FileSetting, StreamingFileOptions};
 pub use value::{Datetime, Entry, Map, Pos, Value};
 
 pub(crate) use crate::gofmt::go_quote;

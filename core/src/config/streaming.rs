@@ -11,13 +11,29 @@ use crate::streaming::limits::{is_valid_channel_pattern, ChannelLimits, LimitsEr
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
+/// The value of one `file { }` setting, typed as its command-line flag is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileSetting {
+    Bool(bool),
+    Int(i64),
+    /// A duration in nanoseconds.
+    Nanos(i64),
+    Str(String),
+}
+
 /// The streaming options a file sets; `None` (or an empty map) where it says nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamingFileOptions {
     pub cluster_id: Option<String>,
     pub discover_prefix: Option<String>,
-    /// Upper-cased; only `MEMORY` gets this far, the other store types are refused.
+    /// Upper-cased: `MEMORY` or `FILE`; `SQL` is refused.
     pub store: Option<String>,
+    /// `dir`, `datastore`: the FILE store's root directory.
+    pub dir: Option<String>,
+    /// The `file { }` section, in file order, each setting under the name of the
+    /// command-line flag it stands for (`sync` → `file_sync`), so that one table
+    /// applies flags and file alike.
+    pub file: Vec<(&'static str, FileSetting)>,
     pub stan_debug: Option<bool>,
     pub stan_trace: Option<bool>,
     /// Nanoseconds, never negative.
@@ -77,8 +93,8 @@ impl StreamingFileOptions {
             "st" | "store_type" | "store" | "storetype" => {
                 let text = string(e)?;
                 match text.to_uppercase().as_str() {
-                    "MEMORY" => self.store = Some("MEMORY".into()),
-                    kind @ ("FILE" | "SQL") => {
+                    kind @ ("MEMORY" | "FILE") => self.store = Some(kind.into()),
+                    kind @ "SQL" => {
                         return Err(ConfigError::at(
                             e,
                             format!("store type {kind} is not supported yet by stan-server"),
@@ -109,15 +125,56 @@ impl StreamingFileOptions {
             "token" => self.token = Some(string(e)?),
             "limits" | "store_limits" | "storelimits" => self.store_limits(e)?,
             "tls" => refuse_section(e, "TLS")?,
-            "file" | "file_options" => refuse_section(e, "file options")?,
+            "dir" | "datastore" => self.dir = Some(string(e)?),
+            "file" | "file_options" => self.file_options(e)?,
             "sql" | "sql_options" => refuse_section(e, "SQL options")?,
             "cluster" => refuse_section(e, "cluster")?,
-            "dir" | "datastore" | "ns" | "nats_server" | "nats_server_url" | "credentials"
-            | "secure" | "ft_group" | "ft_group_name" | "partitioning" | "syslog_name"
-            | "encrypt" | "encryption_cipher" | "encryption_key" | "nkey_seed_file" => {
+            "ns" | "nats_server" | "nats_server_url" | "credentials" | "secure" | "ft_group"
+            | "ft_group_name" | "partitioning" | "syslog_name" | "encrypt"
+            | "encryption_cipher" | "encryption_key" | "nkey_seed_file" => {
                 return Err(not_supported(e, &e.key));
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    fn file_options(&mut self, e: &Entry) -> Result<()> {
+        use FileSetting::{Bool, Int, Nanos, Str};
+        for entry in section(e, "file options")? {
+            let setting = match entry.key.to_lowercase().as_str() {
+                "compact" | "compact_enabled" => ("file_compact_enabled", Bool(boolean(entry)?)),
+                "compact_frag" | "compact_fragmentation" => {
+                    ("file_compact_frag", Int(integer(entry)?))
+                }
+                "compact_interval" => ("file_compact_interval", Int(integer(entry)?)),
+                "compact_min_size" => ("file_compact_min_size", Int(integer(entry)?)),
+                "buffer_size" => ("file_buffer_size", Int(integer(entry)?)),
+                "crc" | "do_crc" => ("file_crc", Bool(boolean(entry)?)),
+                "crc_poly" => ("file_crc_poly", Int(integer(entry)?)),
+                "sync" | "do_sync" | "sync_on_flush" => ("file_sync", Bool(boolean(entry)?)),
+                "slice_max_msgs" | "slice_max_count" | "slice_msgs" | "slice_count" => {
+                    ("file_slice_max_msgs", Int(integer(entry)?))
+                }
+                "slice_max_bytes" | "slice_max_size" | "slice_bytes" | "slice_size" => {
+                    ("file_slice_max_bytes", Int(integer(entry)?))
+                }
+                "slice_max_age" | "slice_age" | "slice_max_time" | "slice_time_limit" => {
+                    ("file_slice_max_age", Nanos(duration(entry)?))
+                }
+                "slice_archive_script" | "slice_archive" | "slice_script" => {
+                    ("file_slice_archive_script", Str(string(entry)?))
+                }
+                "file_descriptors_limit" | "fds_limit" => ("file_fds_limit", Int(integer(entry)?)),
+                "parallel_recovery" => ("file_parallel_recovery", Int(integer(entry)?)),
+                "file_read_buffer_size" | "read_buffer_size" => {
+                    ("file_read_buffer_size", Int(integer(entry)?))
+                }
+                "file_auto_sync" | "auto_sync" => ("file_auto_sync", Nanos(duration(entry)?)),
+                // `truncate_bad_eof` is command-line only; unknown keys are ignored.
+                _ => continue,
+            };
+            self.file.push(setting);
         }
         Ok(())
     }
