@@ -48,6 +48,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             trace: opts.stan_trace,
         },
         rng_seed: seed.rotate_left(17),
+        store_location: opts.dir.clone(),
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
         (Some(user), pass, _) => Auth::UserPass {

@@ -741,7 +741,10 @@ fn clients_file_is_compacted() {
         parse_dat(&read(dir.join("clients.dat")), true, IEEE),
         [(1, encode(&client("c")))]
     );
-    assert_eq!(ls(dir.path()), ["clients.dat", "server.dat"]);
+    assert_eq!(
+        ls(dir.path()),
+        [".rootdir.lck", "clients.dat", "server.dat"]
+    );
     // Appends go to the new file.
     s.add_client(&client("d")).unwrap();
     // Not again before the compaction interval.
@@ -792,7 +795,10 @@ fn subs_file_is_compacted() {
             (5, encode(&SubStateUpdate { id: 1, seqno: 3 })),
         ]
     );
-    assert_eq!(ls(dir.path()), ["clients.dat", "foo", "server.dat"]);
+    assert_eq!(
+        ls(dir.path()),
+        [".rootdir.lck", "clients.dat", "foo", "server.dat"]
+    );
     s.add_pending("foo", 1, 4).unwrap();
     s.flush().unwrap();
     drop(s);
@@ -854,11 +860,9 @@ fn parallel_recovery_recovers_every_channel() {
 }
 
 #[test]
-fn the_ft_lock_is_exclusive_between_processes() {
+fn the_store_lock_is_exclusive_between_processes() {
     let dir = TempDir::new("ft-lock");
-    let mut s = open(&dir, FileStoreOptions::default());
-    assert!(s.lock_root().unwrap());
-    assert!(s.lock_root().unwrap());
+    let s = open(&dir, FileStoreOptions::default());
     assert!(dir.join(".rootdir.lck").exists());
     // Another process cannot take it while we hold it.
     let probe = "import fcntl,sys\nf=open(sys.argv[1],'a')\ntry:\n fcntl.lockf(f, fcntl.LOCK_EX|fcntl.LOCK_NB)\n print('locked')\nexcept OSError:\n print('busy')\n";

@@ -32,6 +32,8 @@ pub struct Config {
     pub replace_durable: bool,
     pub verbosity: Verbosity,
     pub rng_seed: u64,
+    /// `--dir` as given, for the startup line naming it (printed whatever the store).
+    pub store_location: Option<String>,
 }
 
 #[cfg(all(feature = "planted-bugs", not(debug_assertions)))]
@@ -81,6 +83,7 @@ impl Default for Config {
             replace_durable: false,
             verbosity: Verbosity::default(),
             rng_seed: 0,
+            store_location: None,
         }
     }
 }

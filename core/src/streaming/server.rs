@@ -287,6 +287,9 @@ impl Streaming {
             Level::Info,
             format!("Message store is {}", self.store.kind()),
         );
+        if let Some(dir) = &self.cfg.store_location {
+            self.log(Level::Info, format!("Store location: {dir}"));
+        }
         for line in self.limits.table() {
             self.log(Level::Info, line);
         }

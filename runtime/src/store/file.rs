@@ -94,6 +94,21 @@ impl FileStore {
                 os_error("mkdir", &root, &e)
             ));
         }
+        // Two servers appending to the same files would corrupt them, so the lock a
+        // fault-tolerant group uses is taken by every server, before anything on
+        // disk is touched.
+        let lock_path = root.join(LOCK_FILE);
+        let root_lock = match fs.lock(&lock_path) {
+            Ok(Some(lock)) => lock,
+            Ok(None) => {
+                return err(format!(
+                    "the store in {:?} is in use by another server (lock on {:?} is held)",
+                    dir.display().to_string(),
+                    lock_path.display().to_string()
+                ))
+            }
+            Err(e) => return err(os_error("open", &lock_path, &e)),
+        };
         let witness = root.join(TRUNCATE_WITNESS);
         if opts.truncate_bad_eof {
             // Refusing a second start with the option forces the operator to look at
@@ -123,7 +138,7 @@ impl FileStore {
             channels: BTreeMap::new(),
             dirty: Vec::new(),
             recovered: false,
-            root_lock: None,
+            root_lock: Some(root_lock),
             last_housekeeping: now,
             last_shrink: now,
             last_auto_sync: now,
@@ -170,22 +185,6 @@ impl FileStore {
     /// included, so that new subscriptions can avoid reusing an ID.
     pub fn max_sub_id(&self, channel: &str) -> u64 {
         self.channels.get(channel).map_or(0, |c| c.subs.max_id())
-    }
-
-    /// Takes the FT lock `<dir>/.rootdir.lck`; false while another process holds it.
-    pub fn lock_root(&mut self) -> Result<bool> {
-        if self.root_lock.is_some() {
-            return Ok(true);
-        }
-        let path = self.sh.root.join(LOCK_FILE);
-        match self.sh.fs.lock(&path) {
-            Ok(Some(lock)) => {
-                self.root_lock = Some(lock);
-                Ok(true)
-            }
-            Ok(None) => Ok(false),
-            Err(e) => err(os_error("open", &path, &e)),
-        }
     }
 
     /// Writes out and fsyncs every channel with unsynced writes, whatever
