@@ -122,6 +122,13 @@ impl Node {
         self.nats.wants_backpressure()
     }
 
+    /// Applies a reloaded NATS configuration; see [`Server::reload`].
+    pub fn reload_nats(&mut self, now: Now, cfg: nats::Config) -> Result<Vec<String>, String> {
+        let lines = self.nats.reload(cfg)?;
+        self.pump(now);
+        Ok(lines)
+    }
+
     /// The embedded NATS server, for monitoring.
     pub fn nats(&self) -> &Server {
         &self.nats

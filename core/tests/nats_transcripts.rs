@@ -374,3 +374,108 @@ fn slow_consumer_is_closed() {
     assert!(closed);
     assert_eq!(w.node.nats().stats().slow_consumers, 1);
 }
+
+/// SIGHUP: a new authorization closes the clients it refuses, a lower connection
+/// limit closes the newest clients, and the listening address cannot change.
+#[test]
+fn reload() {
+    let mut w = with_auth(Auth::UserPass {
+        user: "alice".into(),
+        pass: "old".into(),
+    });
+    let alice = w.accept();
+    let bob = w.accept();
+    let carol = w.accept();
+    w.send(alice, b"CONNECT {\"user\":\"alice\",\"pass\":\"old\"}\r\n");
+    w.send(bob, b"CONNECT {\"user\":\"bob\",\"pass\":\"new\"}\r\n");
+    w.send(carol, b"CONNECT {\"user\":\"alice\",\"pass\":\"new\"}\r\n");
+    assert_eq!(w.closed, vec![bob, carol]);
+    w.closed.clear();
+    let carol = w.accept();
+    w.send(carol, b"CONNECT {\"user\":\"alice\",\"pass\":\"old\"}\r\n");
+    let dave = w.accept();
+    w.send(dave, b"CONNECT {\"user\":\"alice\",\"pass\":\"old\"}\r\n");
+
+    let current = w.node.nats().config().clone();
+    let moved = nats::Config {
+        port: 5222,
+        ..current.clone()
+    };
+    assert_eq!(
+        w.node.reload_nats(w.now, moved),
+        Err("config reload not supported for Port: old=4222, new=5222".into())
+    );
+    assert!(w.closed.is_empty());
+
+    w.note("the password changes and only one connection is allowed");
+    let new = nats::Config {
+        auth: Auth::UserPass {
+            user: "alice".into(),
+            pass: "new".into(),
+        },
+        max_connections: 1,
+        max_payload: 512,
+        verbosity: stan_core::log::Verbosity {
+            debug: true,
+            trace: false,
+        },
+        ..current
+    };
+    let lines = w.node.reload_nats(w.now, new).unwrap();
+    w.drain();
+    assert_eq!(
+        lines,
+        [
+            "Reloaded: debug = true",
+            "Reloaded: authorization password",
+            "Reloaded: max_connections = 1",
+            "Reloaded: max_payload = 512",
+        ]
+    );
+    // Everyone held the old password: all three are closed as unauthorized.
+    assert_eq!(w.closed.len(), 3);
+    for c in [alice, carol, dave] {
+        assert!(w.take(c).ends_with("-ERR 'Authorization Violation'\r\n"));
+    }
+    w.note("a client with the new password gets the new limits");
+    let eve = w.accept();
+    let info = w.take(eve);
+    assert!(info.contains("\"max_payload\":512"), "{info}");
+    w.send(
+        eve,
+        b"CONNECT {\"user\":\"alice\",\"pass\":\"new\"}\r\nPING\r\n",
+    );
+    assert!(w.take(eve).ends_with("PONG\r\n"));
+    let frank = w.accept();
+    assert!(w
+        .take(frank)
+        .ends_with("-ERR 'maximum connections exceeded'\r\n"));
+    snapshot!("nats_reload", w.transcript);
+}
+
+#[test]
+fn reload_lowering_max_connections_closes_the_newest() {
+    let mut w = world();
+    let conns: Vec<_> = (0..4).map(|_| w.accept()).collect();
+    for &c in &conns {
+        w.send(c, CONNECT);
+    }
+    let new = nats::Config {
+        max_connections: 2,
+        ..w.node.nats().config().clone()
+    };
+    let lines = w.node.reload_nats(w.now, new).unwrap();
+    w.drain();
+    assert_eq!(
+        lines,
+        [
+            "Closed 2 connections to fall within max_connections",
+            "Reloaded: max_connections = 2"
+        ]
+    );
+    w.closed.sort();
+    assert_eq!(w.closed, conns[2..].to_vec());
+    assert!(w
+        .take(conns[3])
+        .ends_with("-ERR 'maximum connections exceeded'\r\n"));
+}

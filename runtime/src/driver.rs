@@ -50,14 +50,14 @@ pub fn system_wall_clock() -> WallClock {
     })
 }
 
-/// A request to look at the node from outside the driver (monitoring).
-pub type Inspect = Box<dyn FnOnce(&Node, Now) + Send>;
+/// Work on the node from outside the driver: monitoring, a configuration reload.
+type Job = Box<dyn FnOnce(&mut Node, Now) + Send>;
 
 enum Event {
     Accepted(Box<dyn FnOnce(ConnId) -> Spawned + Send>, SocketAddr),
     Flushed(ConnId, usize),
     Closed(ConnId),
-    Inspect(Inspect),
+    Job(Job),
 }
 
 struct Spawned {
@@ -85,11 +85,20 @@ impl DriverHandle {
         &self,
         f: impl FnOnce(&Node, Now) -> T + Send + 'static,
     ) -> Option<T> {
+        self.update(move |node: &mut Node, now| f(node, now)).await
+    }
+
+    /// Runs `f` on the driver's task with the node to change; what it outputs leaves
+    /// with the batch it joins.
+    pub async fn update<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node, Now) -> T + Send + 'static,
+    ) -> Option<T> {
         let (tx, rx) = oneshot::channel();
-        let job: Inspect = Box::new(move |node, now| {
+        let job: Job = Box::new(move |node, now| {
             let _ = tx.send(f(node, now));
         });
-        self.tx.send(Event::Inspect(job)).ok()?;
+        self.tx.send(Event::Job(job)).ok()?;
         rx.await.ok()
     }
 }
@@ -294,7 +303,7 @@ impl Driver {
                 }
                 self.node.handle_input(now, Input::Closed { conn: id });
             }
-            Event::Inspect(f) => f(&self.node, now),
+            Event::Job(f) => f(&mut self.node, now),
         }
     }
 

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{Datelike, Local, NaiveDateTime, Timelike, Utc};
@@ -66,8 +67,9 @@ pub struct Logger {
 }
 
 struct Inner {
-    config: LogConfig,
-    colored: bool,
+    /// Read on every line, replaced on a configuration reload.
+    config: std::sync::RwLock<LogConfig>,
+    colored: std::sync::atomic::AtomicBool,
     pid: u32,
     sink: Mutex<Sink>,
 }
@@ -81,8 +83,8 @@ enum Sink {
 impl std::fmt::Debug for Logger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Logger")
-            .field("config", &self.inner.config)
-            .field("colored", &self.inner.colored)
+            .field("config", &*self.config())
+            .field("colored", &self.inner.colored.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -99,11 +101,7 @@ impl Logger {
                 },
                 false,
             ),
-            // SAFETY: isatty only inspects the descriptor and has no memory effects.
-            None => (
-                Sink::Stderr,
-                unsafe { libc::isatty(libc::STDERR_FILENO) } == 1,
-            ),
+            None => (Sink::Stderr, stderr_is_terminal()),
         };
         Ok(Logger::with_sink(config, sink, colored))
     }
@@ -117,8 +115,8 @@ impl Logger {
     fn with_sink(config: LogConfig, sink: Sink, colored: bool) -> Logger {
         Logger {
             inner: Arc::new(Inner {
-                config,
-                colored,
+                config: std::sync::RwLock::new(config),
+                colored: colored.into(),
                 pid: std::process::id(),
                 sink: Mutex::new(sink),
             }),
@@ -127,7 +125,7 @@ impl Logger {
 
     /// Whether a line would be written; lets callers skip building costly messages.
     pub fn enabled(&self, origin: Origin, level: Level) -> bool {
-        let c = &self.inner.config;
+        let c = self.config();
         match (origin, level) {
             (Origin::Nats, Level::Debug) => c.debug,
             (Origin::Nats, Level::Trace) => c.trace,
@@ -144,14 +142,16 @@ impl Logger {
             return;
         }
         let inner = &*self.inner;
-        let time = inner.config.logtime.then(|| {
-            if inner.config.logtime_utc {
+        let config = self.config();
+        let time = config.logtime.then(|| {
+            if config.logtime_utc {
                 Utc::now().naive_utc()
             } else {
                 Local::now().naive_local()
             }
         });
-        let line = format_line(inner.pid, time, inner.colored, origin, level, message);
+        let colored = inner.colored.load(Ordering::Relaxed);
+        let line = format_line(inner.pid, time, colored, origin, level, message);
         let mut sink = inner.sink.lock().unwrap_or_else(PoisonError::into_inner);
         // A log line that cannot be written has nowhere else to be reported.
         let _ = match &mut *sink {
@@ -161,6 +161,42 @@ impl Logger {
                 .write_all(line.as_bytes())
                 .and_then(|()| writer.flush()),
         };
+    }
+
+    fn config(&self) -> std::sync::RwLockReadGuard<'_, LogConfig> {
+        self.inner
+            .config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Switches to a reloaded configuration: levels and timestamps at once, and the
+    /// log file when it changed. On error nothing changes.
+    pub fn reconfigure(&self, new: LogConfig) -> io::Result<()> {
+        if new.file != self.config().file {
+            let (sink, colored) = match &new.file {
+                Some(path) => (
+                    Sink::File {
+                        file: open_log_file(path)?,
+                        path: path.clone(),
+                    },
+                    false,
+                ),
+                None => (Sink::Stderr, stderr_is_terminal()),
+            };
+            *self
+                .inner
+                .sink
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = sink;
+            self.inner.colored.store(colored, Ordering::Relaxed);
+        }
+        *self
+            .inner
+            .config
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = new;
+        Ok(())
     }
 
     /// Logs at `FTL` and ends the process with exit code 1, as the Go server does.
@@ -185,6 +221,11 @@ impl Logger {
             Sink::Stderr | Sink::Writer(_) => Ok(false),
         }
     }
+}
+
+fn stderr_is_terminal() -> bool {
+    // SAFETY: isatty only inspects the descriptor and has no memory effects.
+    unsafe { libc::isatty(libc::STDERR_FILENO) == 1 }
 }
 
 fn open_log_file(path: &std::path::Path) -> io::Result<File> {

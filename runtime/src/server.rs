@@ -124,8 +124,9 @@ fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn 
     Ok(Box::new(store))
 }
 
-/// Runs the server until SIGINT (exit 0) or SIGTERM (exit 143).
-pub async fn run(opts: Options, log: Logger) -> ExitCode {
+/// Runs the server until SIGINT (exit 0) or SIGTERM (exit 143). `args`, the command
+/// line `opts` came from, is parsed again on SIGHUP to reload the configuration.
+pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     crate::process::mark_start();
     let wall = system_wall_clock();
     let start_wall_ns = wall();
@@ -261,9 +262,15 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     }
     let (code_tx, code_rx) = tokio::sync::oneshot::channel::<ExitCode>();
     let signals = {
-        let log = log.clone();
+        let mut reload = Reload {
+            args,
+            current: opts.clone(),
+            port: shown.port(),
+            driver: handle.clone(),
+            log: log.clone(),
+        };
         tokio::spawn(async move {
-            let code = wait_for_exit_signal(&log).await;
+            let code = wait_for_exit_signal(&mut reload).await;
             let _ = code_tx.send(code);
         })
     };
@@ -285,8 +292,81 @@ pub async fn run(opts: Options, log: Logger) -> ExitCode {
     code
 }
 
-/// Waits for SIGINT or SIGTERM, reopening the log file on SIGUSR1 meanwhile.
-async fn wait_for_exit_signal(log: &Logger) -> ExitCode {
+/// What SIGHUP needs: the command line to read again, the options in force and the
+/// port actually bound (`-p -1` picks one).
+struct Reload {
+    args: Vec<String>,
+    current: Options,
+    port: u16,
+    driver: crate::driver::DriverHandle,
+    log: Logger,
+}
+
+impl Reload {
+    /// Reloads the embedded NATS server's configuration, as the Go server does on
+    /// SIGHUP: the files and flags are read again; the streaming options stay.
+    async fn run(&mut self) {
+        let log = self.log.clone();
+        let fail = |e: &str| log.log(Origin::Stream, Level::Error, &format!("Reload: {e}"));
+        if self.current.config_file.is_none() && self.current.stan_config_file.is_none() {
+            return fail("Can only reload config when a file is provided using -c or --config");
+        }
+        let new = match crate::cli::parse(&self.args) {
+            Ok(crate::cli::Command::Run(new)) => *new,
+            Ok(_) => return fail("the command line no longer starts a server"),
+            Err(exit) => return fail(exit.stderr.trim_end()),
+        };
+        let mut nats = node_config(&new, 0).nats;
+        if new.port == self.current.port {
+            nats.port = self.port;
+        }
+        let result = self
+            .driver
+            .update(move |node, now| node.reload_nats(now, nats))
+            .await;
+        let mut lines = match result {
+            Some(Ok(lines)) => lines,
+            Some(Err(e)) => return fail(&e),
+            None => return,
+        };
+        let old = &self.current;
+        if old.logtime != new.logtime {
+            lines.push(format!("Reloaded: logtime = {}", new.logtime));
+        }
+        if old.log_file != new.log_file {
+            lines.push(format!(
+                "Reloaded: log_file = {}",
+                new.log_file.as_deref().unwrap_or_default()
+            ));
+        }
+        for line in &lines {
+            log.log(Origin::Nats, Level::Info, line);
+        }
+        let config = crate::logger::LogConfig {
+            file: new.log_file.clone().map(Into::into),
+            logtime: new.logtime,
+            logtime_utc: new.logtime_utc,
+            debug: new.debug,
+            trace: new.trace,
+            stan_debug: old.stan_debug,
+            stan_trace: old.stan_trace,
+        };
+        if let Err(e) = log.reconfigure(config) {
+            log.log(
+                Origin::Nats,
+                Level::Error,
+                &format!("Unable to open the new log file: {e}"),
+            );
+        }
+        log.log(Origin::Nats, Level::Info, "Reloaded server configuration");
+        self.current = new;
+    }
+}
+
+/// Waits for SIGINT or SIGTERM, reopening the log file on SIGUSR1 and reloading the
+/// configuration on SIGHUP meanwhile.
+async fn wait_for_exit_signal(reload: &mut Reload) -> ExitCode {
+    let log = reload.log.clone();
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut usr1), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -313,9 +393,7 @@ async fn wait_for_exit_signal(log: &Logger) -> ExitCode {
                     Err(e) => log.log(Origin::Stream, Level::Error, &format!("Unable to re-open log file: {e}")),
                 }
             }
-            _ = hup.recv() => {
-                log.log(Origin::Stream, Level::Warn, "Reload supported only for embedded NATS Server's configuration");
-            }
+            _ = hup.recv() => reload.run().await,
         }
     }
 }

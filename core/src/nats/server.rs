@@ -73,6 +73,15 @@ impl Default for Config {
     }
 }
 
+/// The user, password and token of an authorization, for naming what a reload changed.
+fn auth_parts(auth: &Auth) -> (Option<&str>, Option<&str>, Option<&str>) {
+    match auth {
+        Auth::None => (None, None, None),
+        Auth::UserPass { user, pass } => (Some(user), Some(pass), None),
+        Auth::Token(t) => (None, None, Some(t)),
+    }
+}
+
 /// The NATS server version this server presents itself as.
 pub const NATS_VERSION: &str = "2.9.24";
 
@@ -170,6 +179,132 @@ impl Server {
 
     pub fn server_name(&self) -> &str {
         &self.server_name
+    }
+
+    /// Applies a reloaded configuration (SIGHUP), as the NATS server does: the
+    /// listening address and the name cannot change; everything else takes effect
+    /// now. Clients the new authorization refuses and clients above a lowered
+    /// connection limit are closed. Returns the `Reloaded: ...` lines, in the NATS
+    /// server's order, for the caller to log with its own.
+    pub fn reload(&mut self, new: Config) -> Result<Vec<String>, String> {
+        fn fixed<T: std::fmt::Display + PartialEq>(
+            name: &str,
+            old: &T,
+            new: &T,
+        ) -> Result<(), String> {
+            if old == new {
+                Ok(())
+            } else {
+                Err(format!(
+                    "config reload not supported for {name}: old={old}, new={new}"
+                ))
+            }
+        }
+        let old = &self.cfg;
+        fixed(
+            "ServerName",
+            &old.server_name.clone().unwrap_or_default(),
+            &new.server_name.clone().unwrap_or_default(),
+        )?;
+        fixed("Host", &old.host, &new.host)?;
+        fixed("Port", &old.port, &new.port)?;
+        let mut lines = Vec::new();
+        if old.verbosity.trace != new.verbosity.trace {
+            lines.push(format!("Reloaded: trace = {}", new.verbosity.trace));
+        }
+        if old.verbosity.debug != new.verbosity.debug {
+            lines.push(format!("Reloaded: debug = {}", new.verbosity.debug));
+        }
+        let (old_user, old_pass, old_token) = auth_parts(&old.auth);
+        let (new_user, new_pass, new_token) = auth_parts(&new.auth);
+        if old_user != new_user {
+            lines.push("Reloaded: authorization username".into());
+        }
+        if old_pass != new_pass {
+            lines.push("Reloaded: authorization password".into());
+        }
+        if old_token != new_token {
+            lines.push("Reloaded: authorization token".into());
+        }
+        if old.auth_timeout != new.auth_timeout {
+            lines.push(format!(
+                "Reloaded: authorization timeout = {}",
+                // Go's `%v` of the seconds as a float64, which Rust's `{}` matches.
+                new.auth_timeout.as_secs_f64()
+            ));
+        }
+        if old.max_connections != new.max_connections {
+            lines.push(format!(
+                "Reloaded: max_connections = {}",
+                new.max_connections
+            ));
+        }
+        if old.ping_interval != new.ping_interval {
+            lines.push(format!(
+                "Reloaded: ping_interval = {}",
+                crate::timefmt::go_duration(
+                    i64::try_from(new.ping_interval.as_nanos()).unwrap_or(i64::MAX)
+                )
+            ));
+        }
+        if old.ping_max != new.ping_max {
+            lines.push(format!("Reloaded: ping_max = {}", new.ping_max));
+        }
+        if old.max_control_line != new.max_control_line {
+            lines.push(format!(
+                "Reloaded: max_control_line = {}",
+                new.max_control_line
+            ));
+        }
+        if old.max_payload != new.max_payload {
+            lines.push(format!("Reloaded: max_payload = {}", new.max_payload));
+        }
+        if old.max_pending != new.max_pending {
+            lines.push(format!("Reloaded: max_pending = {}", new.max_pending));
+        }
+        let auth_changed = old.auth != new.auth;
+        let keep = (self.cfg.server_id.clone(), self.cfg.rng_seed);
+        self.cfg = Config {
+            server_id: keep.0,
+            rng_seed: keep.1,
+            ..new
+        };
+        let mut clients: Vec<ConnId> = self
+            .conns
+            .values()
+            .filter(|c| !c.internal && c.phase != Phase::Closing)
+            .map(|c| c.id)
+            .collect();
+        clients.sort_unstable();
+        if auth_changed {
+            for &id in &clients {
+                let c = &self.conns[&id];
+                if c.connect_received && !self.authorized(&c.opts) {
+                    self.auth_violation(id);
+                }
+            }
+            clients.retain(|id| {
+                self.conns
+                    .get(id)
+                    .is_some_and(|c| c.phase != Phase::Closing)
+            });
+        }
+        if clients.len() > self.cfg.max_connections {
+            // The most recent connections go, so long-lived clients keep working.
+            let excess = clients.len() - self.cfg.max_connections;
+            for &id in clients.iter().rev().take(excess) {
+                self.send_err(id, "maximum connections exceeded");
+                self.close(id, CloseReason::MaxConnectionsExceeded);
+            }
+            lines.insert(
+                lines
+                    .iter()
+                    .position(|l| l.starts_with("Reloaded: max_connections"))
+                    .unwrap_or(lines.len()),
+                format!("Closed {excess} connections to fall within max_connections"),
+            );
+        }
+        Ok(lines)
     }
 
     /// Registers a newly accepted connection and queues its `INFO`.
@@ -418,14 +553,7 @@ impl Server {
                 return false;
             }
         };
-        let authorized = match &self.cfg.auth {
-            Auth::None => true,
-            Auth::UserPass { user, pass } => {
-                opts.user.as_deref() == Some(user) && opts.pass.as_deref() == Some(pass)
-            }
-            Auth::Token(t) => opts.auth_token.as_deref() == Some(t),
-        };
-        if !authorized {
+        if !self.authorized(&opts) {
             self.auth_violation(id);
             return false;
         }
@@ -447,6 +575,16 @@ impl Server {
         }
         self.mark_dirty(id);
         true
+    }
+
+    fn authorized(&self, opts: &ConnectOptions) -> bool {
+        match &self.cfg.auth {
+            Auth::None => true,
+            Auth::UserPass { user, pass } => {
+                opts.user.as_deref() == Some(user) && opts.pass.as_deref() == Some(pass)
+            }
+            Auth::Token(t) => opts.auth_token.as_deref() == Some(t),
+        }
     }
 
     fn auth_violation(&mut self, id: ConnId) {

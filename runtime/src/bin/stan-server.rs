@@ -53,7 +53,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
-    let code = runtime.block_on(stan_runtime::server::run(*opts, log));
+    let code = runtime.block_on(stan_runtime::server::run(*opts, log, args));
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);
 }
