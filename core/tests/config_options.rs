@@ -666,6 +666,7 @@ max_payload: 512KB
 max_pending: 10MB
 max_connections: 50
 max_control_line: 2KB
+max_subs: 100
 ping_interval: "30s"
 ping_max: 4
 debug: true
@@ -690,6 +691,7 @@ pid_file: "/tmp/stan.pid"
         max_pending: Some(10 << 20),
         max_connections: Some(50),
         max_control_line: Some(2048),
+        max_subscriptions: Some(100),
         ping_interval: Some(30 * S),
         ping_max: Some(4),
         debug: Some(true),
@@ -876,8 +878,6 @@ fn unsupported_nats_keys_are_refused_by_name() {
         "log_size_limit",
         "syslog",
         "remote_syslog",
-        "max_subscriptions",
-        "max_subs",
         "tls",
         "write_deadline",
         "lame_duck_duration",

@@ -479,3 +479,28 @@ fn reload_lowering_max_connections_closes_the_newest() {
         .take(conns[3])
         .ends_with("-ERR 'maximum connections exceeded'\r\n"));
 }
+
+#[test]
+fn max_subscriptions_refuses_the_extra_one_and_keeps_the_client() {
+    let mut w = World::new(NodeConfig {
+        nats: nats::Config {
+            rng_seed: 1,
+            max_subscriptions: 2,
+            ..nats::Config::default()
+        },
+        streaming: None,
+    });
+    let c = w.accept();
+    let p = w.accept();
+    w.send(c, CONNECT);
+    w.send(p, CONNECT);
+    w.send(c, b"SUB a 1\r\nSUB b 2\r\nSUB c 3\r\nSUB a 1\r\nPING\r\n");
+    assert!(w
+        .take(c)
+        .ends_with("-ERR 'maximum subscriptions exceeded'\r\nPONG\r\n"));
+    w.send(p, b"PUB b 1\r\nx\r\nPUB c 1\r\ny\r\n");
+    assert_eq!(w.take(c), "MSG b 2 1\r\nx\r\n");
+    assert!(w.closed.is_empty());
+    w.send(c, b"UNSUB 1\r\nSUB c 3\r\nPING\r\n");
+    assert_eq!(w.take(c), "PONG\r\n");
+}

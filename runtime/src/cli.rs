@@ -182,6 +182,8 @@ pub struct Options {
     pub max_pending: i64,
     pub max_connections: i64,
     pub max_control_line: i64,
+    /// Subscriptions one client may hold (0 = unlimited); configuration file only.
+    pub max_subscriptions: i64,
     pub ping_interval: Duration,
     /// Pings a client may leave unanswered.
     pub ping_max: i64,
@@ -232,6 +234,7 @@ impl Default for Options {
             max_pending: 64 * 1024 * 1024,
             max_connections: 64 * 1024,
             max_control_line: 4096,
+            max_subscriptions: 0,
             ping_interval: Duration::from_secs(120),
             ping_max: 2,
             auth_timeout: Duration::from_secs(2),

@@ -201,6 +201,9 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     if let Some(v) = positive(file.max_control_line) {
         opts.max_control_line = v;
     }
+    if let Some(v) = positive(file.max_subscriptions) {
+        opts.max_subscriptions = v;
+    }
     if let Some(v) = positive(file.ping_max) {
         opts.ping_max = v;
     }

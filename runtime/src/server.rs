@@ -68,6 +68,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             max_pending: usize::try_from(opts.max_pending).unwrap_or(usize::MAX),
             max_connections: usize::try_from(opts.max_connections).unwrap_or(usize::MAX),
             max_control_line: usize::try_from(opts.max_control_line).unwrap_or(usize::MAX),
+            max_subscriptions: usize::try_from(opts.max_subscriptions).unwrap_or(0),
             ping_interval: opts.ping_interval,
             ping_max: u32::try_from(opts.ping_max).unwrap_or(u32::MAX),
             auth_timeout: opts.auth_timeout,

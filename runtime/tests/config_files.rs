@@ -161,6 +161,7 @@ fn every_supported_key_reaches_the_options() {
         max_pending: 32 << 20,
         max_connections: 100,
         max_control_line: 8192,
+        max_subscriptions: 50,
         ping_interval: Duration::from_secs(45),
         ping_max: 5,
         auth_timeout: Duration::from_secs(3),
@@ -184,6 +185,7 @@ fn every_supported_key_reaches_the_options() {
     assert_eq!(cfg.nats.max_pending, 32 << 20);
     assert_eq!(cfg.nats.max_connections, 100);
     assert_eq!(cfg.nats.max_control_line, 8192);
+    assert_eq!(cfg.nats.max_subscriptions, 50);
     assert_eq!(cfg.nats.ping_interval, Duration::from_secs(45));
     assert_eq!(cfg.nats.ping_max, 5);
     assert_eq!(cfg.nats.auth_timeout, Duration::from_secs(3));

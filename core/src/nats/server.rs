@@ -44,6 +44,8 @@ pub struct Config {
     /// Bytes that may wait toward one client before it is closed as a slow consumer.
     pub max_pending: usize,
     pub max_connections: usize,
+    /// Subscriptions one client may hold; 0 = unlimited.
+    pub max_subscriptions: usize,
     pub ping_interval: Duration,
     pub ping_max: u32,
     pub auth: Auth,
@@ -63,6 +65,7 @@ impl Default for Config {
             max_control_line: proto::MAX_CONTROL_LINE,
             max_pending: 64 * 1024 * 1024,
             max_connections: 64 * 1024,
+            max_subscriptions: 0,
             ping_interval: Duration::from_secs(120),
             ping_max: 2,
             auth: Auth::None,
@@ -208,6 +211,7 @@ impl Server {
         )?;
         fixed("Host", &old.host, &new.host)?;
         fixed("Port", &old.port, &new.port)?;
+        fixed("MaxSubs", &old.max_subscriptions, &new.max_subscriptions)?;
         let mut lines = Vec::new();
         if old.verbosity.trace != new.verbosity.trace {
             lines.push(format!("Reloaded: trace = {}", new.verbosity.trace));
@@ -602,6 +606,14 @@ impl Server {
     fn subscribe(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) {
         let c = self.conns.get_mut(&id).expect("caller checked");
         let verbose = c.opts.verbose;
+        let limit = self.cfg.max_subscriptions;
+        if limit > 0 && !c.internal && c.subs.len() >= limit && !c.subs.contains_key(sid) {
+            // The client keeps its connection and the subscriptions it has.
+            self.error(id, format_args!("maximum subscriptions exceeded"));
+            self.send_err(id, "maximum subscriptions exceeded");
+            return;
+        }
+        let c = self.conns.get_mut(&id).expect("caller checked");
         // A second SUB with a known sid keeps the first, as the NATS server does.
         if !c.subs.contains_key(sid) {
             let key = match self.free_subs.pop() {
