@@ -13,6 +13,8 @@ use stan_core::streaming::pb::*;
 struct Recovering {
     inner: MemStore,
     recovered: Option<Recovered>,
+    /// IDs of the subscriptions created since the start.
+    created: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
 }
 
 impl Store for Recovering {
@@ -53,6 +55,7 @@ impl Store for Recovering {
         self.inner.remove_oldest(channel)
     }
     fn create_sub(&mut self, channel: &str, state: &SubState) -> Result<()> {
+        self.created.lock().unwrap().push(state.id);
         self.inner.create_sub(channel, state)
     }
     fn update_sub(&mut self, channel: &str, state: &SubState) -> Result<()> {
@@ -133,6 +136,7 @@ fn recovered_subscriptions_redeliver_pending_then_resume() {
         channels: vec![RecoveredChannel {
             name: "foo".into(),
             msgs: inner.msgs_state("foo"),
+            max_sub_id: 9,
             subs: vec![
                 RecoveredSub {
                     state: SubState {
@@ -157,6 +161,7 @@ fn recovered_subscriptions_redeliver_pending_then_resume() {
         Box::new(Recovering {
             inner,
             recovered: Some(recovered),
+            created: Default::default(),
         }),
     );
     let info = w.node.streaming().unwrap().server_info().clone();
@@ -215,4 +220,35 @@ fn recovered_subscriptions_redeliver_pending_then_resume() {
         w.msgs(c, &d).iter().map(|m| m.sequence).collect::<Vec<_>>(),
         vec![2, 3, 4]
     );
+}
+
+/// A subscription deleted before the restart left only its ID behind: new
+/// subscriptions must not take it again.
+#[test]
+fn new_subscriptions_never_reuse_a_stored_id() {
+    let mut inner = MemStore::new();
+    inner.create_channel("foo").unwrap();
+    let recovered = Recovered {
+        server_info: None,
+        clients: vec![],
+        channels: vec![RecoveredChannel {
+            name: "foo".into(),
+            msgs: inner.msgs_state("foo"),
+            subs: vec![],
+            max_sub_id: 9,
+        }],
+    };
+    let created = std::sync::Arc::default();
+    let mut w = StanWorld::with_store(
+        stan_config(),
+        Box::new(Recovering {
+            inner,
+            recovered: Some(recovered),
+            created: std::sync::Arc::clone(&created),
+        }),
+    );
+    let c = w.connect("me");
+    let s = w.subscribe(c, common::stan::sub_req("foo"));
+    assert_eq!(s.error, "");
+    assert_eq!(*created.lock().unwrap(), vec![10]);
 }

@@ -217,7 +217,7 @@ fn a_go_directory_is_recovered() {
     assert_eq!(ch.subs.len(), 1);
     assert_eq!(ch.subs[0].state, durable);
     assert_eq!(ch.subs[0].pending, vec![2]);
-    assert_eq!(s.max_sub_id("foo"), 7);
+    assert_eq!(ch.max_sub_id, 7);
     assert_eq!(s.lookup("foo", 1).unwrap(), Some(vector_msg()));
     assert_eq!(s.lookup("foo", 2).unwrap(), Some(second));
     assert_eq!(s.timestamp("foo", 1).unwrap(), Some(VECTOR_TS));

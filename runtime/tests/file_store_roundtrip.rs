@@ -147,7 +147,7 @@ fn everything_comes_back_after_a_restart() {
             },
         ]
     );
-    assert_eq!(s.max_sub_id("foo"), 3);
+    assert_eq!(rfoo.max_sub_id, 3);
     assert_eq!(
         r.channels[0].msgs,
         MsgsState {

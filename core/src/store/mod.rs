@@ -43,6 +43,10 @@ pub struct RecoveredChannel {
     pub name: String,
     pub msgs: MsgsState,
     pub subs: Vec<RecoveredSub>,
+    /// The highest subscription ID the channel ever stored, deleted subscriptions
+    /// included, so that a new subscription never takes the ID of an old one whose
+    /// records may still be in the store.
+    pub max_sub_id: u64,
 }
 
 /// Everything a store held at startup.

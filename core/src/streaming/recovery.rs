@@ -48,6 +48,8 @@ impl Streaming {
             .expect("just inserted")
             .limits_warned = false;
 
+        let ch = self.channels.get_mut(&name).expect("just inserted");
+        ch.next_sub_id = ch.next_sub_id.max(rc.max_sub_id + 1);
         let mut subs = rc.subs;
         subs.sort_by_key(|s| s.state.id);
         let mut shadows: BTreeMap<String, u64> = BTreeMap::new();

@@ -181,12 +181,6 @@ impl FileStore {
         &self.sh.opts
     }
 
-    /// The highest subscription ID ever written for the channel, deleted ones
-    /// included, so that new subscriptions can avoid reusing an ID.
-    pub fn max_sub_id(&self, channel: &str) -> u64 {
-        self.channels.get(channel).map_or(0, |c| c.subs.max_id())
-    }
-
     /// Writes out and fsyncs every channel with unsynced writes, whatever
     /// `--file_sync` says; the driver calls it every `--file_auto_sync` (flushes also
     /// run it when that much time has passed).
@@ -401,6 +395,7 @@ impl Store for FileStore {
                 name: name.clone(),
                 msgs: ch.msgs.state(),
                 subs: ch.subs.recovered(),
+                max_sub_id: ch.subs.max_id(),
             });
             self.channels.insert(name, ch);
         }
