@@ -674,6 +674,7 @@ trace: false
 logtime: false
 logtime_utc: true
 log_file: "/tmp/stan.log"
+logfile_size_limit: 1MB
 pid_file: "/tmp/stan.pid"
 "#,
     );
@@ -699,6 +700,7 @@ pid_file: "/tmp/stan.pid"
         logtime: Some(false),
         logtime_utc: Some(true),
         log_file: Some("/tmp/stan.log".into()),
+        log_size_limit: Some(1 << 20),
         pid_file: Some("/tmp/stan.pid".into()),
     };
     assert_eq!(o, want);
@@ -875,7 +877,6 @@ fn unsupported_nats_keys_are_refused_by_name() {
         "gateway",
         "leafnodes",
         "jetstream",
-        "log_size_limit",
         "syslog",
         "remote_syslog",
         "tls",

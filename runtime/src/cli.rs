@@ -122,6 +122,8 @@ pub struct Options {
     pub config_file: Option<String>,
     /// `-l`, `--log`: log file instead of stderr.
     pub log_file: Option<String>,
+    /// `--log_size_limit`: bytes after which the log file is rotated (≤ 0 = never).
+    pub log_size_limit: i64,
     /// `-T`, `--logtime`: timestamps in log lines.
     pub logtime: bool,
     /// `--logtime_utc`: timestamps in UTC instead of local time.
@@ -204,6 +206,7 @@ impl Default for Options {
             http_port: 0,
             config_file: None,
             log_file: None,
+            log_size_limit: 0,
             logtime: true,
             logtime_utc: false,
             debug: false,
@@ -389,7 +392,7 @@ static FLAGS: &[Flag] = &[
     f(&["profile"], "profile", Int, "0", NO),
     // Logging.
     f(&["l", "log"], "log_file", Str, "", YES),
-    f(&["log_size_limit"], "log_size_limit", Int, "0", NO),
+    f(&["log_size_limit"], "log_size_limit", Int, "0", YES),
     f(&["T", "logtime"], "logtime", Bool, "true", YES),
     f(&["logtime_utc"], "logtime_utc", Bool, "false", YES),
     f(&["s", "syslog"], "syslog", Bool, "false", NO),
@@ -597,6 +600,7 @@ impl Options {
             ("http_port", Value::Int(v)) => self.http_port = v,
             ("config_file", Value::Str(v)) => self.config_file = text(v),
             ("log_file", Value::Str(v)) => self.log_file = text(v),
+            ("log_size_limit", Value::Int(v)) => self.log_size_limit = v,
             ("logtime", Value::Bool(v)) => self.logtime = v,
             ("logtime_utc", Value::Bool(v)) => self.logtime_utc = v,
             ("debug", Value::Bool(v)) => self.debug = v,

@@ -184,6 +184,9 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     if let Some(v) = file.log_file.filter(|_| free(opts, "log_file")) {
         opts.log_file = text(v);
     }
+    if let Some(v) = file.log_size_limit.filter(|_| free(opts, "log_size_limit")) {
+        opts.log_size_limit = v;
+    }
     if let Some(v) = file.pid_file.filter(|_| free(opts, "pid_file")) {
         opts.pid_file = text(v);
     }

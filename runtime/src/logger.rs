@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{Datelike, Local, NaiveDateTime, Timelike, Utc};
+use stan_core::gofmt::go_quote;
 
 pub use stan_core::log::{Level, Origin};
 
@@ -32,6 +33,9 @@ fn color(level: Level) -> &'static str {
 pub struct LogConfig {
     /// `-l`: append to this file instead of writing to stderr.
     pub file: Option<PathBuf>,
+    /// `--log_size_limit`: once the file grows past this many bytes it is renamed
+    /// with a timestamp suffix and a new one started (0 = never).
+    pub size_limit: u64,
     /// `-T`: timestamps on each line.
     pub logtime: bool,
     /// `--logtime_utc`: timestamps in UTC rather than local time.
@@ -50,6 +54,7 @@ impl Default for LogConfig {
     fn default() -> LogConfig {
         LogConfig {
             file: None,
+            size_limit: 0,
             logtime: true,
             logtime_utc: false,
             debug: false,
@@ -76,7 +81,12 @@ struct Inner {
 
 enum Sink {
     Stderr,
-    File { path: PathBuf, file: File },
+    File {
+        path: PathBuf,
+        file: File,
+        /// Bytes in the file, for the size limit.
+        size: u64,
+    },
     Writer(Box<dyn Write + Send>),
 }
 
@@ -94,13 +104,7 @@ impl Logger {
     /// Stderr output is colored when it is a terminal.
     pub fn new(config: LogConfig) -> io::Result<Logger> {
         let (sink, colored) = match &config.file {
-            Some(path) => (
-                Sink::File {
-                    file: open_log_file(path)?,
-                    path: path.clone(),
-                },
-                false,
-            ),
+            Some(path) => (file_sink(path)?, false),
             None => (Sink::Stderr, stderr_is_terminal()),
         };
         Ok(Logger::with_sink(config, sink, colored))
@@ -152,11 +156,20 @@ impl Logger {
         });
         let colored = inner.colored.load(Ordering::Relaxed);
         let line = format_line(inner.pid, time, colored, origin, level, message);
+        let size_limit = config.size_limit;
+        drop(config);
         let mut sink = inner.sink.lock().unwrap_or_else(PoisonError::into_inner);
         // A log line that cannot be written has nowhere else to be reported.
         let _ = match &mut *sink {
             Sink::Stderr => io::stderr().write_all(line.as_bytes()),
-            Sink::File { file, .. } => file.write_all(line.as_bytes()),
+            Sink::File { file, size, path } => {
+                let written = file.write_all(line.as_bytes());
+                *size += line.len() as u64;
+                if size_limit > 0 && *size > size_limit {
+                    self.rotate(path, file, size, time.is_some());
+                }
+                written
+            }
             Sink::Writer(writer) => writer
                 .write_all(line.as_bytes())
                 .and_then(|()| writer.flush()),
@@ -175,13 +188,7 @@ impl Logger {
     pub fn reconfigure(&self, new: LogConfig) -> io::Result<()> {
         if new.file != self.config().file {
             let (sink, colored) = match &new.file {
-                Some(path) => (
-                    Sink::File {
-                        file: open_log_file(path)?,
-                        path: path.clone(),
-                    },
-                    false,
-                ),
+                Some(path) => (file_sink(path)?, false),
                 None => (Sink::Stderr, stderr_is_terminal()),
             };
             *self
@@ -214,13 +221,56 @@ impl Logger {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match &mut *sink {
-            Sink::File { path, file } => {
+            Sink::File { path, file, size } => {
                 *file = open_log_file(path)?;
+                *size = file.metadata().map_or(0, |m| m.len());
                 Ok(true)
             }
             Sink::Stderr | Sink::Writer(_) => Ok(false),
         }
     }
+}
+
+impl Logger {
+    /// Renames the full log file to `<file>.<local time to the nanosecond>` and
+    /// starts a new one whose first line names the backup, as the NATS server does.
+    /// On failure the current file stays in use.
+    fn rotate(&self, path: &std::path::Path, file: &mut File, size: &mut u64, stamped: bool) {
+        let now = Local::now();
+        let backup = format!(
+            "{}.{}.{:09}",
+            path.display(),
+            now.format("%Y.%m.%d.%H.%M.%S"),
+            now.nanosecond() % 1_000_000_000
+        );
+        if std::fs::rename(path, &backup).is_err() {
+            return;
+        }
+        let Ok(fresh) = open_log_file(path) else {
+            return;
+        };
+        *file = fresh;
+        let line = format_line(
+            self.inner.pid,
+            stamped.then(|| now.naive_local()),
+            false,
+            Origin::Nats,
+            Level::Info,
+            &format!("Rotated log, backup saved as {}", go_quote(&backup)),
+        );
+        let _ = file.write_all(line.as_bytes());
+        *size = line.len() as u64;
+    }
+}
+
+fn file_sink(path: &std::path::Path) -> io::Result<Sink> {
+    let file = open_log_file(path)?;
+    let size = file.metadata().map_or(0, |m| m.len());
+    Ok(Sink::File {
+        path: path.to_path_buf(),
+        file,
+        size,
+    })
 }
 
 fn stderr_is_terminal() -> bool {
@@ -464,6 +514,58 @@ mod tests {
         assert_eq!(text.lines().count(), 1600);
         let prefix = format!("[{}] [INF] STREAM: thread ", std::process::id());
         assert!(text.lines().all(|l| l.starts_with(&prefix)));
+    }
+
+    #[test]
+    fn file_logger_rotates_past_its_size_limit() {
+        let dir = std::env::temp_dir().join(format!(
+            "stan-logger-rotate-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.log");
+        std::fs::write(&path, "x".repeat(350)).unwrap();
+        let log = Logger::new(LogConfig {
+            file: Some(path.clone()),
+            logtime: false,
+            size_limit: 400,
+            ..LogConfig::default()
+        })
+        .unwrap();
+        let pid = std::process::id();
+        // 350 bytes already there: the first line stays, the second passes 400.
+        log.log(Origin::Nats, Level::Info, "one");
+        log.log(Origin::Nats, Level::Info, "two, a little longer than one");
+        log.log(Origin::Nats, Level::Info, "three");
+        let mut backups: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .filter(|n| n != "server.log")
+            .collect();
+        backups.sort();
+        assert_eq!(backups.len(), 1, "{backups:?}");
+        let backup = &backups[0];
+        let suffix = backup.strip_prefix("server.log.").unwrap();
+        let shape: String = suffix
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "9999.99.99.99.99.99.999999999");
+        assert_eq!(
+            std::fs::read_to_string(dir.join(backup)).unwrap(),
+            format!(
+                "{}[{pid}] [INF] one\n[{pid}] [INF] two, a little longer than one\n",
+                "x".repeat(350)
+            )
+        );
+        let full = dir.join(backup).display().to_string();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("[{pid}] [INF] Rotated log, backup saved as {full:?}\n[{pid}] [INF] three\n")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -345,6 +345,7 @@ impl Reload {
         }
         let config = crate::logger::LogConfig {
             file: new.log_file.clone().map(Into::into),
+            size_limit: u64::try_from(new.log_size_limit).unwrap_or(0),
             logtime: new.logtime,
             logtime_utc: new.logtime_utc,
             debug: new.debug,

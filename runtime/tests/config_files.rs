@@ -90,6 +90,7 @@ fn every_supported_key_reaches_the_options() {
         http_port: 8333,
         config_file: Some(fixture("all_keys.conf")),
         log_file: Some("/tmp/stan-rs-fixture.log".into()),
+        log_size_limit: 10 << 20,
         logtime: false,
         logtime_utc: true,
         debug: true,

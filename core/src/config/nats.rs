@@ -40,6 +40,7 @@ pub struct NatsFileOptions {
     pub logtime: Option<bool>,
     pub logtime_utc: Option<bool>,
     pub log_file: Option<String>,
+    pub log_size_limit: Option<i64>,
     pub pid_file: Option<String>,
 }
 
@@ -61,8 +62,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "store_dir",
     "storedir",
     "jetstream",
-    "logfile_size_limit",
-    "log_size_limit",
     "syslog",
     "remote_syslog",
     "ports_file_dir",
@@ -162,6 +161,7 @@ impl NatsFileOptions {
             "logtime" => self.logtime = Some(boolean(e)?),
             "logtime_utc" => self.logtime_utc = Some(boolean(e)?),
             "logfile" | "log_file" => self.log_file = Some(string(e)?),
+            "logfile_size_limit" | "log_size_limit" => self.log_size_limit = Some(integer(e)?),
             "pidfile" | "pid_file" => self.pid_file = Some(string(e)?),
             n if NOT_SUPPORTED.contains(&n) => return Err(not_supported(e, &e.key)),
             _ => {}

@@ -36,6 +36,7 @@ fn main() {
     };
     let log = match Logger::new(LogConfig {
         file: opts.log_file.clone().map(Into::into),
+        size_limit: u64::try_from(opts.log_size_limit).unwrap_or(0),
         logtime: opts.logtime,
         logtime_utc: opts.logtime_utc,
         debug: opts.debug,
