@@ -669,6 +669,7 @@ max_control_line: 2KB
 max_subs: 100
 ping_interval: "30s"
 ping_max: 4
+write_deadline: 3
 debug: true
 trace: false
 logtime: false
@@ -695,6 +696,7 @@ pid_file: "/tmp/stan.pid"
         max_subscriptions: Some(100),
         ping_interval: Some(30 * S),
         ping_max: Some(4),
+        write_deadline: Some(3 * S),
         debug: Some(true),
         trace: Some(false),
         logtime: Some(false),
@@ -880,7 +882,6 @@ fn unsupported_nats_keys_are_refused_by_name() {
         "syslog",
         "remote_syslog",
         "tls",
-        "write_deadline",
         "lame_duck_duration",
         "operator",
         "resolver",

@@ -189,6 +189,9 @@ pub struct Options {
     pub ping_interval: Duration,
     /// Pings a client may leave unanswered.
     pub ping_max: i64,
+    /// How long a write to a client may block before the client is closed as a slow
+    /// consumer (zero = no limit); configuration file only.
+    pub write_deadline: Duration,
     /// Time a client has to authenticate.
     pub auth_timeout: Duration,
     /// Names of the fields above that the command line set. Configuration files are
@@ -240,6 +243,7 @@ impl Default for Options {
             max_subscriptions: 0,
             ping_interval: Duration::from_secs(120),
             ping_max: 2,
+            write_deadline: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(2),
             explicit: BTreeSet::new(),
         }

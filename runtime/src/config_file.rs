@@ -207,6 +207,9 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     if let Some(v) = positive(file.max_subscriptions) {
         opts.max_subscriptions = v;
     }
+    if let Some(v) = positive(file.write_deadline) {
+        opts.write_deadline = Duration::from_nanos(v as u64);
+    }
     if let Some(v) = positive(file.ping_max) {
         opts.ping_max = v;
     }

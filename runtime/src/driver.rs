@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +59,13 @@ enum Event {
     Flushed(ConnId, usize),
     Closed(ConnId),
     Job(Job),
+    /// A write to the client blocked past the write deadline.
+    WriteDeadline {
+        id: ConnId,
+        peer: SocketAddr,
+        limit: Duration,
+        bytes: usize,
+    },
 }
 
 struct Spawned {
@@ -77,9 +85,18 @@ enum Data {
 #[derive(Clone)]
 pub struct DriverHandle {
     tx: mpsc::UnboundedSender<Event>,
+    write_deadline: Arc<AtomicU64>,
 }
 
 impl DriverHandle {
+    /// How long one write to a client may block before the client is closed as a
+    /// slow consumer (`write_deadline`); zero waits forever. Applies to the next
+    /// write of every connection.
+    pub fn set_write_deadline(&self, deadline: Duration) {
+        let nanos = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX);
+        self.write_deadline.store(nanos, Ordering::Relaxed);
+    }
+
     /// Runs `f` on the driver's task with the node and the current time.
     pub async fn inspect<T: Send + 'static>(
         &self,
@@ -124,6 +141,8 @@ pub struct Driver {
     data_tx: mpsc::Sender<Data>,
     conns: HashMap<ConnId, Spawned>,
     log: Box<dyn FnMut(LogLine) + Send>,
+    /// Nanoseconds; shared with the connection tasks, which read it per write.
+    write_deadline: Arc<AtomicU64>,
 }
 
 impl Driver {
@@ -140,12 +159,15 @@ impl Driver {
             data_tx,
             conns: HashMap::new(),
             log,
+            // Off until the embedder sets it: the server takes it from its options.
+            write_deadline: Arc::new(AtomicU64::new(0)),
         }
     }
 
     pub fn handle(&self) -> DriverHandle {
         DriverHandle {
             tx: self.tx.clone(),
+            write_deadline: self.write_deadline.clone(),
         }
     }
 
@@ -168,12 +190,16 @@ impl Driver {
     pub fn serve<L: Listener>(&self, mut listener: L) -> tokio::task::JoinHandle<()> {
         let tx = self.tx.clone();
         let data_tx = self.data_tx.clone();
+        let deadline = self.write_deadline.clone();
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         let (events, data) = (tx.clone(), data_tx.clone());
-                        let spawn = Box::new(move |id| spawn_connection(id, stream, events, data));
+                        let deadline = deadline.clone();
+                        let spawn = Box::new(move |id| {
+                            spawn_connection(id, peer, stream, events, data, deadline)
+                        });
                         if tx.send(Event::Accepted(spawn, peer)).is_err() {
                             return;
                         }
@@ -304,6 +330,23 @@ impl Driver {
                 self.node.handle_input(now, Input::Closed { conn: id });
             }
             Event::Job(f) => f(&mut self.node, now),
+            Event::WriteDeadline {
+                id,
+                peer,
+                limit,
+                bytes,
+            } => {
+                (self.log)(LogLine {
+                    origin: stan_core::log::Origin::Nats,
+                    level: stan_core::log::Level::Info,
+                    text: format!(
+                        "{peer} - cid:{} - Slow Consumer Detected: WriteDeadline of {} exceeded with 1 chunks of {bytes} total bytes.",
+                        id.0,
+                        stan_core::timefmt::go_duration(limit.as_nanos() as i64)
+                    ),
+                });
+                self.apply(now, Event::Closed(id));
+            }
         }
     }
 
@@ -336,9 +379,11 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 fn spawn_connection<S>(
     id: ConnId,
+    peer: SocketAddr,
     stream: S,
     events: mpsc::UnboundedSender<Event>,
     data: mpsc::Sender<Data>,
+    deadline: Arc<AtomicU64>,
 ) -> Spawned
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -356,9 +401,27 @@ where
                 }
             }
             let n = chunk.len();
-            if wr.write_all(&chunk).await.is_err() {
-                let _ = flushed.send(Event::Closed(id));
-                return;
+            let limit = Duration::from_nanos(deadline.load(Ordering::Relaxed));
+            let written = if limit.is_zero() {
+                Ok(wr.write_all(&chunk).await)
+            } else {
+                tokio::time::timeout(limit, wr.write_all(&chunk)).await
+            };
+            match written {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    let _ = flushed.send(Event::Closed(id));
+                    return;
+                }
+                Err(_) => {
+                    let _ = flushed.send(Event::WriteDeadline {
+                        id,
+                        peer,
+                        limit,
+                        bytes: n,
+                    });
+                    return;
+                }
             }
             if flushed.send(Event::Flushed(id, n)).is_err() {
                 return;

@@ -206,6 +206,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         Box::new(move |line| log_for_driver.log(line.origin, line.level, &line.text)),
     );
     let handle = driver.handle();
+    handle.set_write_deadline(opts.write_deadline);
     let mut http_task = None;
     if opts.http_port != 0 {
         let port = u16::try_from(opts.http_port).unwrap_or(0);
@@ -331,6 +332,13 @@ impl Reload {
             None => return,
         };
         let old = &self.current;
+        if old.write_deadline != new.write_deadline {
+            self.driver.set_write_deadline(new.write_deadline);
+            lines.push(format!(
+                "Reloaded: write_deadline = {}",
+                stan_core::timefmt::go_duration(new.write_deadline.as_nanos() as i64)
+            ));
+        }
         if old.logtime != new.logtime {
             lines.push(format!("Reloaded: logtime = {}", new.logtime));
         }

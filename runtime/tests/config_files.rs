@@ -165,6 +165,7 @@ fn every_supported_key_reaches_the_options() {
         max_subscriptions: 50,
         ping_interval: Duration::from_secs(45),
         ping_max: 5,
+        write_deadline: Duration::from_secs(5),
         auth_timeout: Duration::from_secs(3),
         explicit: ["config_file"].into(),
     };

@@ -35,6 +35,9 @@ pub struct NatsFileOptions {
     /// Nanoseconds.
     pub ping_interval: Option<i64>,
     pub ping_max: Option<i64>,
+    /// Nanoseconds a write to a client may block before it is closed as a slow
+    /// consumer.
+    pub write_deadline: Option<i64>,
     pub debug: Option<bool>,
     pub trace: Option<bool>,
     pub logtime: Option<bool>,
@@ -73,7 +76,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "ocsp",
     "ocsp_cache",
     "allow_non_tls",
-    "write_deadline",
     "lame_duck_duration",
     "lame_duck_grace_period",
     "operator",
@@ -153,7 +155,10 @@ impl NatsFileOptions {
             "max_pending" => self.max_pending = Some(non_negative(e)?),
             "max_connections" | "max_conn" => self.max_connections = Some(non_negative(e)?),
             "ping_max" => self.ping_max = Some(non_negative(e)?),
-            "ping_interval" => self.ping_interval = Some(ping_interval(e)?),
+            "ping_interval" => self.ping_interval = Some(seconds_or_duration(e, "ping_interval")?),
+            "write_deadline" => {
+                self.write_deadline = Some(seconds_or_duration(e, "write_deadline")?);
+            }
             "debug" => self.debug = Some(boolean(e)?),
             "trace" => self.trace = Some(boolean(e)?),
             // Verbose tracing is tracing here, as `-VV` is.
@@ -295,18 +300,18 @@ fn int32(e: &Entry) -> Result<i64> {
 }
 
 /// A duration string, or for older files a number of seconds.
-fn ping_interval(e: &Entry) -> Result<i64> {
+fn seconds_or_duration(e: &Entry, name: &str) -> Result<i64> {
     let nanos = match &e.value {
         Value::String(s) => parse_go_duration(s)
-            .map_err(|err| ConfigError::at(e, format!("error parsing ping_interval: {err}")))?,
-        _ => integer(e)?
-            .checked_mul(1_000_000_000)
-            .ok_or_else(|| ConfigError::at(e, "error parsing ping_interval: value out of range"))?,
+            .map_err(|err| ConfigError::at(e, format!("error parsing {name}: {err}")))?,
+        _ => integer(e)?.checked_mul(1_000_000_000).ok_or_else(|| {
+            ConfigError::at(e, format!("error parsing {name}: value out of range"))
+        })?,
     };
     if nanos < 0 {
         return Err(ConfigError::at(
             e,
-            "ping_interval value can not be negative",
+            format!("{name} value can not be negative"),
         ));
     }
     Ok(nanos)
