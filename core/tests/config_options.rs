@@ -670,6 +670,8 @@ max_subs: 100
 ping_interval: "30s"
 ping_max: 4
 write_deadline: 3
+lame_duck_duration: "30s"
+lame_duck_grace_period: "5s"
 debug: true
 trace: false
 logtime: false
@@ -882,7 +884,6 @@ fn unsupported_nats_keys_are_refused_by_name() {
         "syslog",
         "remote_syslog",
         "tls",
-        "lame_duck_duration",
         "operator",
         "resolver",
         "system_account",

@@ -76,8 +76,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "ocsp",
     "ocsp_cache",
     "allow_non_tls",
-    "lame_duck_duration",
-    "lame_duck_grace_period",
     "operator",
     "operators",
     "roots",
@@ -156,6 +154,10 @@ impl NatsFileOptions {
             "max_connections" | "max_conn" => self.max_connections = Some(non_negative(e)?),
             "ping_max" => self.ping_max = Some(non_negative(e)?),
             "ping_interval" => self.ping_interval = Some(seconds_or_duration(e, "ping_interval")?),
+            // Read and checked, then unused: lame duck mode starts on SIGUSR2, which
+            // the streaming server leaves unhandled (it ends the process), so with
+            // the Go server too these settings never take effect.
+            "lame_duck_duration" | "lame_duck_grace_period" => lame_duck(e, &name)?,
             "write_deadline" => {
                 self.write_deadline = Some(seconds_or_duration(e, "write_deadline")?);
             }
@@ -300,6 +302,26 @@ fn int32(e: &Entry) -> Result<i64> {
 }
 
 /// A duration string, or for older files a number of seconds.
+/// Lame duck settings are checked as the NATS server checks them.
+fn lame_duck(e: &Entry, name: &str) -> Result<()> {
+    let text = string(e)?;
+    let nanos = parse_go_duration(&text)
+        .map_err(|err| ConfigError::at(e, format!("error parsing {name}: {err}")))?;
+    if name == "lame_duck_duration" && nanos < 30_000_000_000 {
+        return Err(ConfigError::at(
+            e,
+            format!("invalid lame_duck_duration of {text}, minimum is 30 seconds"),
+        ));
+    }
+    if nanos < 0 {
+        return Err(ConfigError::at(
+            e,
+            format!("invalid {name}, needs to be positive"),
+        ));
+    }
+    Ok(())
+}
+
 fn seconds_or_duration(e: &Entry, name: &str) -> Result<i64> {
     let nanos = match &e.value {
         Value::String(s) => parse_go_duration(s)
