@@ -466,3 +466,112 @@ fn a_custom_polynomial_is_used_for_every_checksum() {
     let mut s = FileStore::open(dir.path(), opts).unwrap();
     assert_eq!(s.recover().unwrap().server_info, Some(server_info()));
 }
+
+/// The hand-built directory served by the real binary: its messages reach a new
+/// subscriber, the durable resumes where the directory left it, and publishing
+/// continues the sequence.
+#[test]
+fn stan_server_serves_a_go_directory() {
+    use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
+    use std::time::{Duration, Instant};
+
+    let dir = TempDir::new("go-dir-serve");
+    go_directory(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stan-server"))
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-st",
+            "FILE",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kill = Kill(&mut child);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let conn = loop {
+            match StanConn::connect(&addr, "test-cluster", "reader", StanOptions::default()).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no connect: {e:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let mut all = conn
+            .subscribe(
+                "foo",
+                SubscribeOptions {
+                    start: StartAt::First,
+                    ..SubscribeOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let first = next(&mut all).await;
+        assert_eq!((first.sequence, first.data.as_slice()), (1, &b"hello"[..]));
+        assert_eq!(first.timestamp, VECTOR_TS);
+        let second = next(&mut all).await;
+        assert_eq!(
+            (second.sequence, second.data.as_slice()),
+            (2, &[0, 1, 2, 255][..])
+        );
+        conn.publish("foo", b"after").await.unwrap();
+        let third = next(&mut all).await;
+        assert_eq!((third.sequence, third.data.as_slice()), (3, &b"after"[..]));
+
+        // The durable of client "b" (closed, cursor at 0, 2 pending) resumes under
+        // a client of that name: its pending 2 comes again, which moves the cursor
+        // past it as the Go server does, then 3.
+        let b = StanConn::connect(&addr, "test-cluster", "b", StanOptions::default())
+            .await
+            .unwrap();
+        let mut dur = b
+            .subscribe(
+                "foo",
+                SubscribeOptions {
+                    durable_name: Some("dur".into()),
+                    start: StartAt::First,
+                    ..SubscribeOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        let again = next(&mut dur).await;
+        assert_eq!((again.sequence, again.redelivered), (2, true));
+        let new = next(&mut dur).await;
+        assert_eq!((new.sequence, new.redelivered), (3, false));
+    });
+}
+
+async fn next(
+    sub: &mut stan_runtime::stan_client::StanSubscription,
+) -> stan_runtime::stan_client::Msg {
+    tokio::time::timeout(std::time::Duration::from_secs(10), sub.next())
+        .await
+        .expect("a message in time")
+        .expect("subscription open")
+}
