@@ -29,12 +29,14 @@
 //! `cargo run -p stan-sim -- --seed N --trace` replays a run; `--seeds A..B` soaks.
 
 mod actor;
+mod filestore;
 pub mod journal;
 pub mod oracle;
 pub mod plan;
 mod run;
 pub mod scenarios;
 pub mod server;
+pub mod simfs;
 
 pub use plan::Options;
 pub use run::{run, run_with, soak, Report};
