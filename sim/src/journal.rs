@@ -173,10 +173,33 @@ pub enum Ev {
     ServerFinal {
         client_ids: Vec<String>,
     },
-    /// The server process died; its memory store went with it.
+    /// The server process died; its memory store went with it, and with the FILE store
+    /// whatever was not synced to disk.
     ServerDown,
-    /// The server process started again, empty.
+    /// The server process started again.
     ServerUp,
+    /// A crash left `kept` of the `unsynced` bytes last appended to `file` (under the
+    /// data directory) on disk.
+    Torn {
+        file: String,
+        kept: u64,
+        unsynced: u64,
+    },
+    /// The FILE store synced the disk (journaled only without `--file_sync`, where it
+    /// bounds what a crash may lose).
+    DiskSynced,
+    /// The FILE store refused to start.
+    StoreRefused {
+        error: String,
+    },
+    /// What the FILE store recovered of one channel at a start: its sequence range and
+    /// the payload of every message it could read back (`None`: the lookup failed).
+    StoreRecovered {
+        channel: String,
+        first: u64,
+        last: u64,
+        msgs: Vec<(u64, Option<String>)>,
+    },
     /// A warning or error line of the server.
     ServerLog {
         line: String,
@@ -234,6 +257,21 @@ impl fmt::Display for Ev {
             Ev::ServerFinal { client_ids } => write!(f, "server final clients {client_ids:?}"),
             Ev::ServerDown => f.write_str("server down"),
             Ev::ServerUp => f.write_str("server up"),
+            Ev::Torn { file, kept, unsynced } => {
+                write!(f, "disk kept {kept} of {unsynced} unsynced bytes of {file}")
+            }
+            Ev::DiskSynced => f.write_str("disk synced"),
+            Ev::StoreRefused { error } => write!(f, "store refused to start: {error}"),
+            Ev::StoreRecovered { channel, first, last, msgs } => {
+                write!(f, "store recovered {channel} first={first} last={last}:")?;
+                for (seq, payload) in msgs {
+                    match payload {
+                        Some(p) => write!(f, " {seq}={p}")?,
+                        None => write!(f, " {seq}=?")?,
+                    }
+                }
+                Ok(())
+            }
             Ev::ServerLog { line } => write!(f, "server log {line}"),
             Ev::Panic { message } => write!(f, "PANIC {message}"),
         }

@@ -9,9 +9,11 @@ use stan_sim::{run_with, soak, Options, Scenario};
 
 const USAGE: &str = "usage: stan-sim --seed N [--scenario NAME] [--trace] [--server-log]
        stan-sim --seeds A..B [--scenario NAME]
-       (built with --features planted-bugs, both take --plant heartbeat-count|ack-wait|queue-redelivery)
+       (built with --features planted-bugs, both take
+        --plant heartbeat-count|ack-wait|queue-redelivery|file-sync)
 scenarios: heartbeat-timeout duplicate-client-id ack-redelivery queue-member-death
-           durable-resume limits mixed (a soak without --scenario gives each seed one)";
+           durable-resume limits mixed server-restart file-restart file-restart-nosync
+           (a soak without --scenario gives each seed one)";
 
 struct Args {
     seed: Option<u64>,

@@ -164,9 +164,10 @@ pub enum FaultKind {
     Release,
     Partition,
     Repair,
-    /// The server host dies (`actor` unused).
+    /// The server host dies as in a power loss (`actor` unused).
     Crash,
-    /// The server host starts again with an empty memory store (`actor` unused).
+    /// The server host starts again (`actor` unused): with an empty memory store, or
+    /// recovering its FILE store from the simulated disk.
     Restart,
 }
 
@@ -183,10 +184,29 @@ pub struct Limits {
     pub max_msgs: i64,
 }
 
+/// Where the server keeps its state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The core's memory store: a restart starts empty.
+    #[default]
+    Memory,
+    /// The FILE store on the server host's simulated disk, with or without
+    /// `--file_sync`; a restart recovers it.
+    File { sync: bool },
+}
+
+/// How often the FILE store syncs on its own without `--file_sync`
+/// (`--file_auto_sync`), short enough that runs see several syncs.
+pub const AUTO_SYNC: Duration = Duration::from_millis(1500);
+
+/// Chance in percent that a crash leaves part of the last unsynced append on disk.
+pub const TEAR_PERCENT: usize = 60;
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub scenario: &'static str,
     pub seed: u64,
+    pub store: StoreKind,
     pub limits: Limits,
     pub actors: Vec<ActorPlan>,
     /// Sorted by time.
@@ -227,7 +247,7 @@ impl Options {
 
 /// The deliberate faults by the name the command line takes.
 #[cfg(feature = "planted-bugs")]
-pub const PLANTED: [(&str, stan_core::streaming::PlantedBug); 3] = [
+pub const PLANTED: [(&str, stan_core::streaming::PlantedBug); 4] = [
     (
         "heartbeat-count",
         stan_core::streaming::PlantedBug::HeartbeatCount,
@@ -239,6 +259,10 @@ pub const PLANTED: [(&str, stan_core::streaming::PlantedBug); 3] = [
     (
         "queue-redelivery",
         stan_core::streaming::PlantedBug::QueueRedelivery,
+    ),
+    (
+        "file-sync",
+        stan_core::streaming::PlantedBug::FileSyncSkipped,
     ),
 ];
 

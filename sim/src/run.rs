@@ -9,9 +9,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::actor::Actor;
 use crate::journal::{trace_hash, Entry, Ev, Journal, Silence};
 use crate::oracle;
-use crate::plan::{FaultKind, Options, Plan, TIMING};
+use crate::plan::{FaultKind, Options, Plan, StoreKind, TEAR_PERCENT, TIMING};
 use crate::scenarios::Scenario;
-use crate::server::{self, EPOCH_NS, SERVER_HOST};
+use crate::server::{self, sim_now, EPOCH_NS, SERVER_HOST};
+use crate::simfs::Disk;
 
 /// The outcome of one run.
 #[derive(Debug, Clone)]
@@ -124,10 +125,25 @@ fn simulate(plan: &Arc<Plan>, journal: &Journal) -> turmoil::Result {
     // The server's list is read a little before the clients leave, so that their
     // departure cannot blur it.
     let final_at = plan.end.saturating_sub(Duration::from_millis(50));
+    let disk = Disk::default();
+    if plan.store == (StoreKind::File { sync: false }) {
+        let journal = journal.clone();
+        disk.on_sync(Arc::new(move || journal.record(sim_now(), Ev::DiskSynced)));
+    }
+    // Which crashes tear a write, and where.
+    let mut tears = stan_core::Rng::new(plan.seed ^ 0x7465_6172);
     {
-        let (plan, journal) = (plan.clone(), journal.clone());
+        let (plan, journal, disk) = (plan.clone(), journal.clone(), disk.clone());
+        let starts = std::cell::Cell::new(0);
         sim.host(SERVER_HOST, move || {
-            server::serve(plan.clone(), journal.clone(), final_at)
+            let process = starts.replace(starts.get() + 1);
+            server::serve(
+                plan.clone(),
+                process,
+                journal.clone(),
+                disk.clone(),
+                final_at,
+            )
         });
     }
     for a in &plan.actors {
@@ -177,6 +193,16 @@ fn simulate(plan: &Arc<Plan>, journal: &Journal) -> turmoil::Result {
                     for a in &plan.actors {
                         sim.partition(SERVER_HOST, host_name(a.id).as_str());
                     }
+                    if let Some(t) = disk.power_cut(&mut tears, TEAR_PERCENT) {
+                        journal.record(
+                            at,
+                            Ev::Torn {
+                                file: t.file,
+                                kept: t.kept,
+                                unsynced: t.unsynced,
+                            },
+                        );
+                    }
                     sim.crash(SERVER_HOST);
                     for a in &plan.actors {
                         sim.repair(SERVER_HOST, host_name(a.id).as_str());
@@ -190,8 +216,12 @@ fn simulate(plan: &Arc<Plan>, journal: &Journal) -> turmoil::Result {
             };
             journal.record(at, ev);
         }
-        if sim.step()? {
-            return Ok(());
+        let done = sim.step();
+        if !matches!(done, Ok(false)) {
+            // The simulation is over and about to drop the host: the store's shutdown
+            // path must not run on a disk that is no longer reachable.
+            disk.power_off();
+            return done.map(|_| ());
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The server host: the production driver and node, on a simulated listener and a
-//! virtual wall clock.
+//! virtual wall clock, over the memory store or the FILE store on the host's simulated
+//! disk.
 
 use std::future::Future;
 use std::io;
@@ -10,12 +11,14 @@ use std::time::Duration;
 use stan_core::log::{Level, LogLine, Verbosity};
 use stan_core::nats;
 use stan_core::node::{Node, NodeConfig};
-use stan_core::store::MemStore;
+use stan_core::store::{MemStore, Store};
 use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
 use stan_runtime::driver::{Driver, Listener, WallClock};
 
+use crate::filestore;
 use crate::journal::{Ev, Journal, Unregister};
-use crate::plan::{Plan, TIMING};
+use crate::plan::{Plan, StoreKind, TIMING};
+use crate::simfs::Disk;
 
 pub const SERVER_HOST: &str = "server";
 pub const PORT: u16 = 4222;
@@ -46,7 +49,12 @@ impl Listener for SimListener {
     }
 }
 
-fn node_config(plan: &Plan) -> NodeConfig {
+/// The node's settings for the `process`-th start of the server host (from 0). Each
+/// process draws its IDs and inboxes from a generator of its own, as a real restart
+/// does: a recovered subscription keeps the inboxes of the process that made it, which
+/// a new subscription must not be given again.
+fn node_config(plan: &Plan, process: u64) -> NodeConfig {
+    let reseed = process.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let streaming = streaming::Config {
         cluster_id: CLUSTER_ID.into(),
         hb_interval: TIMING.hb_interval,
@@ -65,13 +73,13 @@ fn node_config(plan: &Plan) -> NodeConfig {
             debug: true,
             trace: plan.options.server_log,
         },
-        rng_seed: plan.seed ^ 0x7374_616e,
+        rng_seed: plan.seed ^ 0x7374_616e ^ reseed,
         ..streaming::Config::default()
     };
     NodeConfig {
         nats: nats::Config {
             port: PORT,
-            rng_seed: plan.seed ^ 0x6e61_7473,
+            rng_seed: plan.seed ^ 0x6e61_7473 ^ reseed,
             ..nats::Config::default()
         },
         streaming: Some(streaming),
@@ -119,18 +127,58 @@ fn registration_event(text: &str) -> Option<Ev> {
     }
 }
 
+/// Builds the node over the plan's store and starts it, which recovers a FILE store.
+/// A FILE store that refuses to start without `--file_sync` is opened again with
+/// `--file_truncate_bad_eof`, as its log tells an operator to do after a torn write;
+/// with `--file_sync` a refusal ends the server (and fails the run).
+fn start(plan: &Plan, process: u64, journal: &Journal, disk: &Disk) -> Result<Driver, String> {
+    let fs = matches!(plan.store, StoreKind::File { .. }).then(|| disk.power_on());
+    let mut truncate_bad_eof = false;
+    loop {
+        let cfg = node_config(plan, process);
+        let store: Box<dyn Store> = match (plan.store, &fs) {
+            (StoreKind::File { sync }, Some(fs)) => {
+                filestore::open(fs.clone(), sync, truncate_bad_eof, &cfg, journal)?
+            }
+            _ => Box::new(MemStore::new()),
+        };
+        let node = Node::with_streaming(cfg, store)?;
+        let mut driver = Driver::new(
+            node,
+            virtual_wall_clock(),
+            log_sink(journal.clone(), plan.options.server_log),
+        );
+        match driver.start() {
+            Ok(()) => return Ok(driver),
+            Err(error) => {
+                journal.record(
+                    sim_now(),
+                    Ev::StoreRefused {
+                        error: error.clone(),
+                    },
+                );
+                if plan.store == (StoreKind::File { sync: false }) && !truncate_bad_eof {
+                    truncate_bad_eof = true;
+                    continue;
+                }
+                return Err(error);
+            }
+        }
+    }
+}
+
 /// The server host's software: bind, start the node, serve until the host stops. At
 /// `final_at` it records the registered client IDs, read from the node itself, so the
 /// oracle can cross-check what it learned from the log.
-pub async fn serve(plan: Arc<Plan>, journal: Journal, final_at: Duration) -> turmoil::Result {
+pub async fn serve(
+    plan: Arc<Plan>,
+    process: u64,
+    journal: Journal,
+    disk: Disk,
+    final_at: Duration,
+) -> turmoil::Result {
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
-    let node = Node::with_streaming(node_config(&plan), Box::new(MemStore::new()))?;
-    let mut driver = Driver::new(
-        node,
-        virtual_wall_clock(),
-        log_sink(journal.clone(), plan.options.server_log),
-    );
-    driver.start()?;
+    let driver = start(&plan, process, &journal, &disk)?;
     let handle = driver.handle();
     let _accept = driver.serve(SimListener(listener));
     tokio::spawn(async move {

@@ -1,6 +1,7 @@
-//! The oracle catches each deliberate fault of the core (feature `planted-bugs`), and
-//! the failing seed passes once the fault is gone: the simulator finds real mistakes in
-//! heartbeat counting, ack-wait redelivery and queue-group redelivery.
+//! The oracle catches each deliberate fault of the core and of the FILE store (feature
+//! `planted-bugs`), and the failing seed passes once the fault is gone: the simulator
+//! finds real mistakes in heartbeat counting, ack-wait redelivery, queue-group
+//! redelivery and the store's fsync.
 //!
 //! cargo test -p stan-sim --features planted-bugs --test planted
 #![cfg(feature = "planted-bugs")]
@@ -65,5 +66,14 @@ fn dropping_a_dead_members_pending_messages_is_caught() {
         PlantedBug::QueueRedelivery,
         Scenario::QueueMemberDeath,
         "never acknowledged",
+    );
+}
+
+#[test]
+fn acknowledging_without_fsync_is_caught() {
+    caught(
+        PlantedBug::FileSyncSkipped,
+        Scenario::FileRestart,
+        "the store lost",
     );
 }

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use stan_sim::{Options, Scenario};
 
-/// 504 seeds: 63 per scenario.
-const SEEDS: u64 = 504;
+/// 630 seeds: 63 per scenario.
+const SEEDS: u64 = 630;
 
 #[test]
 fn every_seed_passes_the_oracle() {

@@ -51,6 +51,9 @@ pub enum PlantedBug {
     AckWaitRedelivery,
     /// A leaving queue member's pending messages are not handed to the others.
     QueueRedelivery,
+    /// The FILE store (in the runtime) writes each batch out but never fsyncs it, even
+    /// with `--file_sync`: acknowledged messages live only in the page cache.
+    FileSyncSkipped,
 }
 
 #[cfg(feature = "planted-bugs")]
@@ -66,8 +69,9 @@ pub fn plant(bug: Option<PlantedBug>) {
     PLANTED.with(|p| p.set(bug));
 }
 
+/// True when servers on this thread run with `bug`; the runtime's stores ask too.
 #[cfg(feature = "planted-bugs")]
-pub(crate) fn planted(bug: PlantedBug) -> bool {
+pub fn planted(bug: PlantedBug) -> bool {
     PLANTED.with(|p| p.get()) == Some(bug)
 }
 

@@ -58,6 +58,15 @@ impl Shared {
         self.limits.as_ref().map(|f| f(channel)).unwrap_or_default()
     }
 
+    /// `--file_sync`: whether every flush ends with an fsync.
+    pub fn file_sync(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        if stan_core::streaming::planted(stan_core::streaming::PlantedBug::FileSyncSkipped) {
+            return false;
+        }
+        self.opts.sync
+    }
+
     /// The CRC to verify reads with, when `--file_crc` asks for it.
     pub fn verify_crc(&self) -> Option<&Crc> {
         self.opts.crc.then_some(&self.crc)

@@ -277,7 +277,7 @@ impl SubStore {
             self.out.flush(&*sh.fs)?;
             self.activity = false;
         }
-        if sh.opts.sync || force_sync {
+        if sh.file_sync() || force_sync {
             self.out.sync(&*sh.fs)?;
         }
         Ok(())

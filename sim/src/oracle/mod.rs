@@ -7,6 +7,7 @@
 
 mod delivery;
 mod heartbeat;
+mod store;
 #[cfg(test)]
 mod tests;
 
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::journal::{Entry, Ev, Inc, Silence, Unregister};
-use crate::plan::{Plan, TIMING};
+use crate::plan::{Plan, StoreKind, TIMING};
 
 /// How an incarnation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +82,18 @@ pub(crate) struct Model<'a> {
     /// When the server went down and came back.
     pub downs: Vec<Duration>,
     pub ups: Vec<Duration>,
+    /// What the FILE store recovered at the start of each server process (by epoch),
+    /// per channel.
+    pub recovered: BTreeMap<usize, BTreeMap<String, Recovery>>,
     pub violations: Vec<String>,
+}
+
+/// One channel as a FILE store recovered it.
+#[derive(Debug, Clone)]
+pub(crate) struct Recovery {
+    pub at: Duration,
+    pub last: u64,
+    pub msgs: Vec<(u64, Option<String>)>,
 }
 
 /// Checks every invariant; returns one line per violation, empty when the run is good.
@@ -94,6 +106,7 @@ pub fn check(plan: &Plan, entries: &[Entry]) -> Vec<String> {
     }
     heartbeat::check(&mut m);
     delivery::check(&mut m);
+    store::check(&mut m);
     m.violations
 }
 
@@ -111,6 +124,7 @@ impl<'a> Model<'a> {
         let mut regs: Vec<Registration> = Vec::new();
         let mut final_read = None;
         let (mut downs, mut ups) = (Vec::new(), Vec::new());
+        let mut recovered: BTreeMap<usize, BTreeMap<String, Recovery>> = BTreeMap::new();
         // Host-level silences: (actor, cause) → open since.
         let mut open: BTreeMap<(u32, u8), Duration> = BTreeMap::new();
         let mut host_quiet: BTreeMap<u32, Vec<(Duration, Option<Duration>, Silence)>> =
@@ -209,6 +223,23 @@ impl<'a> Model<'a> {
                     }
                 }
                 Ev::ServerUp => ups.push(t),
+                Ev::StoreRecovered {
+                    channel,
+                    last,
+                    msgs,
+                    ..
+                } => {
+                    // A start that failed after recovering is followed by another
+                    // recovery; the last one is what the server ran with.
+                    recovered.entry(downs.len()).or_default().insert(
+                        channel.clone(),
+                        Recovery {
+                            at: t,
+                            last: *last,
+                            msgs: msgs.clone(),
+                        },
+                    );
+                }
                 _ => {}
             }
         }
@@ -257,8 +288,44 @@ impl<'a> Model<'a> {
             final_read,
             downs,
             ups,
+            recovered,
             violations: Vec::new(),
         }
+    }
+
+    /// The FILE store without `--file_sync`: a crash may lose what was not synced.
+    pub fn lossy(&self) -> bool {
+        self.plan.store == (StoreKind::File { sync: false })
+    }
+
+    /// The name under which the oracle tracks a channel's messages and lineages at `t`.
+    /// A memory store starts empty after a restart, and a FILE store without
+    /// `--file_sync` may lose a tail whose sequences are then given again, so each
+    /// server process has a channel of its own there; with `--file_sync` the channel
+    /// lives on across restarts.
+    pub fn stored_channel(&self, channel: &str, t: Duration) -> String {
+        match (self.plan.store, self.epoch_at(t)) {
+            (StoreKind::File { sync: true }, _) | (_, 0) => channel.to_string(),
+            (_, n) => format!("{channel}@{n}"),
+        }
+    }
+
+    /// The server process that stored `seq` of `channel`, as seen by process `epoch`:
+    /// the latest one at whose start the store did not already hold that sequence.
+    pub fn era(&self, channel: &str, epoch: usize, seq: u64) -> usize {
+        let mut e = epoch;
+        while e > 0 && self.recovered_last(e, channel) >= seq {
+            e -= 1;
+        }
+        e
+    }
+
+    /// The newest sequence of `channel` the store recovered at the start of `epoch`.
+    pub fn recovered_last(&self, epoch: usize, channel: &str) -> u64 {
+        self.recovered
+            .get(&epoch)
+            .and_then(|m| m.get(channel))
+            .map_or(0, |r| r.last)
     }
 
     /// The merged silences of an incarnation.

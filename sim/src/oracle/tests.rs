@@ -17,6 +17,7 @@ fn plan() -> Plan {
     Plan {
         scenario: "test",
         seed: 0,
+        store: Default::default(),
         limits: Limits::default(),
         actors: Vec::new(),
         faults: Vec::new(),

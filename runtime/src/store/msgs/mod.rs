@@ -454,7 +454,7 @@ impl MsgStore {
         };
         let slice = self.slices.get_mut(&num).expect("write slice");
         write_out(sh, slice, &mut self.write)?;
-        if (sh.opts.sync || force_sync) && self.write.unsynced {
+        if (sh.file_sync() || force_sync) && self.write.unsynced {
             let f = slice.open(sh)?;
             f.dat.sync().map_err(|e| os_error("sync", f.dat_path, &e))?;
             f.idx.sync().map_err(|e| os_error("sync", f.idx_path, &e))?;
