@@ -182,6 +182,15 @@ impl Driver {
     pub fn start(&mut self) -> Result<(), String> {
         let now = self.now();
         let result = self.node.start(now);
+        // Startup redeliveries record pending messages: durable before they leave,
+        // like every batch.
+        if let Err(e) = self.node.flush_store() {
+            (self.log)(LogLine {
+                origin: stan_core::log::Origin::Stream,
+                level: stan_core::log::Level::Error,
+                text: format!("Error flushing store: {e}"),
+            });
+        }
         self.release();
         result
     }
