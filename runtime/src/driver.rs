@@ -17,7 +17,7 @@ use stan_core::nats::{ConnId, Input, Output};
 use stan_core::node::Node;
 use stan_core::{Instant, Now};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 /// Accepts connections; implemented for tokio's listener here and for simulated
@@ -63,13 +63,17 @@ enum Event {
 struct Spawned {
     writer: mpsc::UnboundedSender<Vec<u8>>,
     reader: AbortHandle,
+    /// Tells the writer the server closed the connection: what is still queued gets
+    /// [`CLOSE_FLUSH_DEADLINE`] to leave, then the socket is dropped.
+    closing: oneshot::Sender<()>,
 }
 
 /// Bytes read from a connection; kept apart from the other events so the driver can
 /// stop taking input while a reader is far behind and still see its writes complete.
 /// End of input travels the same way, after the connection's last bytes.
 enum Data {
-    Bytes(ConnId, Vec<u8>),
+    /// The permit holds the bytes' share of [`MAX_INPUT_IN_FLIGHT`] until they are fed.
+    Bytes(ConnId, Vec<u8>, OwnedSemaphorePermit),
     Eof(ConnId),
 }
 
@@ -94,7 +98,17 @@ impl DriverHandle {
     }
 }
 
+/// Largest read. A connection starts with [`MIN_READ_BUF`] and doubles while reads fill
+/// it, so thousands of idle connections do not each hold a large buffer.
 const READ_BUF: usize = 64 * 1024;
+const MIN_READ_BUF: usize = 4 * 1024;
+/// Bytes read from sockets and not yet fed to the node, over all connections. While the
+/// driver holds input back (a reader is behind) readers stop here instead of queueing
+/// without bound; the semaphore is fair, so one flooding connection cannot take all of it.
+const MAX_INPUT_IN_FLIGHT: usize = 8 * 1024 * 1024;
+/// How long bytes queued toward a connection the server has closed may take to leave
+/// (the NATS server's write deadline); a peer that does not read loses them.
+const CLOSE_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_BATCH: usize = 256;
 /// Input bytes taken into one batch: enough to amortise the store flush, small enough
 /// that acknowledgements of the batch's first messages are not held back for long.
@@ -113,6 +127,7 @@ pub struct Driver {
     tx: mpsc::UnboundedSender<Event>,
     data_rx: mpsc::Receiver<Data>,
     data_tx: mpsc::Sender<Data>,
+    input_budget: Arc<Semaphore>,
     conns: HashMap<ConnId, Spawned>,
     log: Box<dyn FnMut(LogLine) + Send>,
 }
@@ -129,6 +144,7 @@ impl Driver {
             tx,
             data_rx,
             data_tx,
+            input_budget: Arc::new(Semaphore::new(MAX_INPUT_IN_FLIGHT)),
             conns: HashMap::new(),
             log,
         }
@@ -159,12 +175,15 @@ impl Driver {
     pub fn serve<L: Listener>(&self, mut listener: L) -> tokio::task::JoinHandle<()> {
         let tx = self.tx.clone();
         let data_tx = self.data_tx.clone();
+        let budget = self.input_budget.clone();
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         let (events, data) = (tx.clone(), data_tx.clone());
-                        let spawn = Box::new(move |id| spawn_connection(id, stream, events, data));
+                        let budget = budget.clone();
+                        let spawn =
+                            Box::new(move |id| spawn_connection(id, stream, events, data, budget));
                         if tx.send(Event::Accepted(spawn, peer)).is_err() {
                             return;
                         }
@@ -262,7 +281,7 @@ impl Driver {
     /// Feeds one read to the node; returns its size.
     fn input(&mut self, now: Now, data: Data) -> usize {
         match data {
-            Data::Bytes(id, bytes) => {
+            Data::Bytes(id, bytes, _permit) => {
                 self.node.handle_input(
                     now,
                     Input::Received {
@@ -310,6 +329,7 @@ impl Driver {
                     // Dropping the writer's sender lets it finish what is queued, then close.
                     if let Some(c) = self.conns.remove(&conn) {
                         c.reader.abort();
+                        let _ = c.closing.send(());
                     }
                 }
                 Output::Log(line) => (self.log)(line),
@@ -330,15 +350,36 @@ fn spawn_connection<S>(
     stream: S,
     events: mpsc::UnboundedSender<Event>,
     data: mpsc::Sender<Data>,
+    budget: Arc<Semaphore>,
 ) -> Spawned
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (closing_tx, closing_rx) = oneshot::channel::<()>();
     let flushed = events.clone();
     tokio::spawn(async move {
-        while let Some(mut chunk) = wrx.recv().await {
+        // Resolves CLOSE_FLUSH_DEADLINE after the server closed the connection; a peer
+        // that never reads would otherwise keep this task, its socket and every byte
+        // queued for it forever.
+        let give_up = async {
+            if closing_rx.await.is_ok() {
+                tokio::time::sleep(CLOSE_FLUSH_DEADLINE).await;
+            } else {
+                // The driver ended without closing: keep writing as before.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(give_up);
+        loop {
+            let mut chunk = tokio::select! {
+                c = wrx.recv() => match c {
+                    Some(c) => c,
+                    None => break,
+                },
+                _ = &mut give_up => return,
+            };
             // Coalesce what is already queued into one write.
             while let Ok(more) = wrx.try_recv() {
                 chunk.extend_from_slice(&more);
@@ -347,7 +388,11 @@ where
                 }
             }
             let n = chunk.len();
-            if wr.write_all(&chunk).await.is_err() {
+            let written = tokio::select! {
+                w = wr.write_all(&chunk) => w.is_ok(),
+                _ = &mut give_up => return,
+            };
+            if !written {
                 let _ = flushed.send(Event::Closed(id));
                 return;
             }
@@ -355,18 +400,32 @@ where
                 return;
             }
         }
-        let _ = wr.shutdown().await;
+        tokio::select! {
+            _ = wr.shutdown() => {}
+            _ = &mut give_up => {}
+        }
     });
     let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; MIN_READ_BUF];
         loop {
-            let mut buf = Vec::with_capacity(READ_BUF);
-            match rd.read_buf(&mut buf).await {
+            match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => {
                     let _ = data.send(Data::Eof(id)).await;
                     return;
                 }
-                Ok(_) => {
-                    if data.send(Data::Bytes(id, buf)).await.is_err() {
+                Ok(n) => {
+                    let Ok(permit) = budget.clone().acquire_many_owned(n as u32).await else {
+                        return;
+                    };
+                    // Exactly the bytes read travel to the driver; the buffer stays
+                    // here, growing while reads fill it and shrinking when they do not.
+                    let bytes = buf[..n].to_vec();
+                    if n == buf.len() && buf.len() < READ_BUF {
+                        buf.resize(buf.len() * 2, 0);
+                    } else if n < buf.len() / 8 && buf.len() > MIN_READ_BUF {
+                        buf = vec![0u8; buf.len() / 2];
+                    }
+                    if data.send(Data::Bytes(id, bytes, permit)).await.is_err() {
                         return;
                     }
                 }
@@ -376,5 +435,6 @@ where
     Spawned {
         writer: wtx,
         reader: reader.abort_handle(),
+        closing: closing_tx,
     }
 }
