@@ -254,7 +254,7 @@ pub async fn run(st: &Settings) -> Result<Summary, String> {
     let mut rss: Vec<(f64, u64)> = Vec::new();
     let mut next_sample = Duration::ZERO;
     let mut next_line = st.interval;
-    let mut owed = 0.0f64;
+    let mut sent = 0u64;
     let mut last = (0u64, 0u64, 0u64);
     println!(
         "{:>7} {:>10} {:>10} {:>12} {:>7} {:>11}",
@@ -263,9 +263,10 @@ pub async fn run(st: &Settings) -> Result<Summary, String> {
     while begin.elapsed() < st.duration {
         tick.tick().await;
         let t = begin.elapsed();
-        owed += st.rate as f64 / 100.0;
-        while owed >= 1.0 {
-            owed -= 1.0;
+        // Owed from the time passed, so late ticks do not lower the rate.
+        let due = (st.rate as f64 * t.as_secs_f64()) as u64;
+        while sent < due {
+            sent += 1;
             let client = rng.below(conns.len());
             let channel = rng.below(st.channels);
             let n = next_number[channel].fetch_add(1, Ordering::Relaxed);
