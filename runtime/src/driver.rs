@@ -18,7 +18,7 @@ use stan_core::nats::{ConnId, Input, Output};
 use stan_core::node::Node;
 use stan_core::{Instant, Now};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 /// Accepts connections; implemented for tokio's listener here and for simulated
@@ -71,13 +71,17 @@ enum Event {
 struct Spawned {
     writer: mpsc::UnboundedSender<Vec<u8>>,
     reader: AbortHandle,
+    /// Tells the writer the server closed the connection: what is still queued gets
+    /// [`CLOSE_FLUSH_DEADLINE`] to leave, then the socket is dropped.
+    closing: oneshot::Sender<()>,
 }
 
 /// Bytes read from a connection; kept apart from the other events so the driver can
 /// stop taking input while a reader is far behind and still see its writes complete.
 /// End of input travels the same way, after the connection's last bytes.
 enum Data {
-    Bytes(ConnId, Vec<u8>),
+    /// The permit holds the bytes' share of [`MAX_INPUT_IN_FLIGHT`] until they are fed.
+    Bytes(ConnId, Vec<u8>, OwnedSemaphorePermit),
     Eof(ConnId),
 }
 
@@ -120,7 +124,17 @@ impl DriverHandle {
     }
 }
 
+/// Largest read. A connection starts with [`MIN_READ_BUF`] and doubles while reads fill
+/// it, so thousands of idle connections do not each hold a large buffer.
 const READ_BUF: usize = 64 * 1024;
+const MIN_READ_BUF: usize = 4 * 1024;
+/// Bytes read from sockets and not yet fed to the node, over all connections. While the
+/// driver holds input back (a reader is behind) readers stop here instead of queueing
+/// without bound; the semaphore is fair, so one flooding connection cannot take all of it.
+const MAX_INPUT_IN_FLIGHT: usize = 8 * 1024 * 1024;
+/// How long bytes queued toward a connection the server has closed may take to leave
+/// (the NATS server's write deadline); a peer that does not read loses them.
+const CLOSE_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_BATCH: usize = 256;
 /// Input bytes taken into one batch: enough to amortise the store flush, small enough
 /// that acknowledgements of the batch's first messages are not held back for long.
@@ -139,6 +153,7 @@ pub struct Driver {
     tx: mpsc::UnboundedSender<Event>,
     data_rx: mpsc::Receiver<Data>,
     data_tx: mpsc::Sender<Data>,
+    input_budget: Arc<Semaphore>,
     conns: HashMap<ConnId, Spawned>,
     log: Box<dyn FnMut(LogLine) + Send>,
     /// Nanoseconds; shared with the connection tasks, which read it per write.
@@ -157,6 +172,7 @@ impl Driver {
             tx,
             data_rx,
             data_tx,
+            input_budget: Arc::new(Semaphore::new(MAX_INPUT_IN_FLIGHT)),
             conns: HashMap::new(),
             log,
             // Off until the embedder sets it: the server takes it from its options.
@@ -200,14 +216,15 @@ impl Driver {
         let tx = self.tx.clone();
         let data_tx = self.data_tx.clone();
         let deadline = self.write_deadline.clone();
+        let budget = self.input_budget.clone();
         tokio::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         let (events, data) = (tx.clone(), data_tx.clone());
-                        let deadline = deadline.clone();
+                        let (deadline, budget) = (deadline.clone(), budget.clone());
                         let spawn = Box::new(move |id| {
-                            spawn_connection(id, peer, stream, events, data, deadline)
+                            spawn_connection(id, peer, stream, events, data, deadline, budget)
                         });
                         if tx.send(Event::Accepted(spawn, peer)).is_err() {
                             return;
@@ -306,7 +323,7 @@ impl Driver {
     /// Feeds one read to the node; returns its size.
     fn input(&mut self, now: Now, data: Data) -> usize {
         match data {
-            Data::Bytes(id, bytes) => {
+            Data::Bytes(id, bytes, _permit) => {
                 self.node.handle_input(
                     now,
                     Input::Received {
@@ -371,6 +388,7 @@ impl Driver {
                     // Dropping the writer's sender lets it finish what is queued, then close.
                     if let Some(c) = self.conns.remove(&conn) {
                         c.reader.abort();
+                        let _ = c.closing.send(());
                     }
                 }
                 Output::Log(line) => (self.log)(line),
@@ -393,15 +411,36 @@ fn spawn_connection<S>(
     events: mpsc::UnboundedSender<Event>,
     data: mpsc::Sender<Data>,
     deadline: Arc<AtomicU64>,
+    budget: Arc<Semaphore>,
 ) -> Spawned
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (wtx, mut wrx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (closing_tx, closing_rx) = oneshot::channel::<()>();
     let flushed = events.clone();
     tokio::spawn(async move {
-        while let Some(mut chunk) = wrx.recv().await {
+        // Resolves CLOSE_FLUSH_DEADLINE after the server closed the connection; a peer
+        // that never reads would otherwise keep this task, its socket and every byte
+        // queued for it forever.
+        let give_up = async {
+            if closing_rx.await.is_ok() {
+                tokio::time::sleep(CLOSE_FLUSH_DEADLINE).await;
+            } else {
+                // The driver ended without closing: keep writing as before.
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(give_up);
+        loop {
+            let mut chunk = tokio::select! {
+                c = wrx.recv() => match c {
+                    Some(c) => c,
+                    None => break,
+                },
+                _ = &mut give_up => return,
+            };
             // Coalesce what is already queued into one write.
             while let Ok(more) = wrx.try_recv() {
                 chunk.extend_from_slice(&more);
@@ -411,10 +450,16 @@ where
             }
             let n = chunk.len();
             let limit = Duration::from_nanos(deadline.load(Ordering::Relaxed));
-            let written = if limit.is_zero() {
-                Ok(wr.write_all(&chunk).await)
-            } else {
-                tokio::time::timeout(limit, wr.write_all(&chunk)).await
+            let write = async {
+                if limit.is_zero() {
+                    Ok(wr.write_all(&chunk).await)
+                } else {
+                    tokio::time::timeout(limit, wr.write_all(&chunk)).await
+                }
+            };
+            let written = tokio::select! {
+                w = write => w,
+                _ = &mut give_up => return,
             };
             match written {
                 Ok(Ok(())) => {}
@@ -436,18 +481,32 @@ where
                 return;
             }
         }
-        let _ = wr.shutdown().await;
+        tokio::select! {
+            _ = wr.shutdown() => {}
+            _ = &mut give_up => {}
+        }
     });
     let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; MIN_READ_BUF];
         loop {
-            let mut buf = Vec::with_capacity(READ_BUF);
-            match rd.read_buf(&mut buf).await {
+            match rd.read(&mut buf).await {
                 Ok(0) | Err(_) => {
                     let _ = data.send(Data::Eof(id)).await;
                     return;
                 }
-                Ok(_) => {
-                    if data.send(Data::Bytes(id, buf)).await.is_err() {
+                Ok(n) => {
+                    let Ok(permit) = budget.clone().acquire_many_owned(n as u32).await else {
+                        return;
+                    };
+                    // Exactly the bytes read travel to the driver; the buffer stays
+                    // here, growing while reads fill it and shrinking when they do not.
+                    let bytes = buf[..n].to_vec();
+                    if n == buf.len() && buf.len() < READ_BUF {
+                        buf.resize(buf.len() * 2, 0);
+                    } else if n < buf.len() / 8 && buf.len() > MIN_READ_BUF {
+                        buf = vec![0u8; buf.len() / 2];
+                    }
+                    if data.send(Data::Bytes(id, bytes, permit)).await.is_err() {
                         return;
                     }
                 }
@@ -457,5 +516,6 @@ where
     Spawned {
         writer: wtx,
         reader: reader.abort_handle(),
+        closing: closing_tx,
     }
 }

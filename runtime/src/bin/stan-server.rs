@@ -4,6 +4,7 @@ use stan_runtime::cli::{self, Command};
 use stan_runtime::logger::{LogConfig, Logger};
 
 fn main() {
+    stan_runtime::memory::configure_allocator();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = match cli::parse(&args) {
         Ok(Command::Run(opts)) => opts,
@@ -54,6 +55,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime starts");
+    runtime.spawn(stan_runtime::memory::release_free_memory_periodically());
     let code = runtime.block_on(stan_runtime::server::run(*opts, log, args));
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     std::process::exit(code);
