@@ -122,6 +122,17 @@ impl Node {
         self.nats.wants_backpressure()
     }
 
+    /// Whether `conn` is far behind in reading; see [`Server::is_behind`].
+    pub fn is_behind(&self, conn: ConnId) -> bool {
+        self.nats.is_behind(conn)
+    }
+
+    /// Whether the driver should hold back this connection's input; see
+    /// [`Server::holds_input`].
+    pub fn holds_input(&self, conn: ConnId) -> bool {
+        self.nats.holds_input(conn)
+    }
+
     /// Applies a reloaded NATS configuration; see [`Server::reload`].
     pub fn reload_nats(&mut self, now: Now, cfg: nats::Config) -> Result<Vec<String>, String> {
         let lines = self.nats.reload(cfg)?;

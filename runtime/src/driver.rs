@@ -5,7 +5,7 @@
 //! The driver is generic over the listener and the wall clock so that the same loop
 //! runs on tokio in production and inside the simulator.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -80,9 +80,18 @@ struct Spawned {
 /// stop taking input while a reader is far behind and still see its writes complete.
 /// End of input travels the same way, after the connection's last bytes.
 enum Data {
-    /// The permit holds the bytes' share of [`MAX_INPUT_IN_FLIGHT`] until they are fed.
-    Bytes(ConnId, Vec<u8>, OwnedSemaphorePermit),
+    /// The permits hold the bytes' share of [`MAX_INPUT_IN_FLIGHT`] and of the
+    /// connection's [`MAX_CONN_INPUT_IN_FLIGHT`] until they are fed.
+    Bytes(ConnId, Vec<u8>, [OwnedSemaphorePermit; 2]),
     Eof(ConnId),
+}
+
+impl Data {
+    fn conn(&self) -> ConnId {
+        match self {
+            Data::Bytes(id, ..) | Data::Eof(id) => *id,
+        }
+    }
 }
 
 /// A handle to a running driver, for monitoring and shutdown.
@@ -132,6 +141,9 @@ const MIN_READ_BUF: usize = 4 * 1024;
 /// driver holds input back (a reader is behind) readers stop here instead of queueing
 /// without bound; the semaphore is fair, so one flooding connection cannot take all of it.
 const MAX_INPUT_IN_FLIGHT: usize = 8 * 1024 * 1024;
+/// The share of one connection: a producer whose input is held back stops reading
+/// here, leaving the rest of the budget to everybody else.
+const MAX_CONN_INPUT_IN_FLIGHT: usize = 1024 * 1024;
 /// How long bytes queued toward a connection the server has closed may take to leave
 /// (the NATS server's write deadline); a peer that does not read loses them.
 const CLOSE_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
@@ -154,6 +166,12 @@ pub struct Driver {
     data_rx: mpsc::Receiver<Data>,
     data_tx: mpsc::Sender<Data>,
     input_budget: Arc<Semaphore>,
+    /// Input read and not yet fed, per connection, in arrival order.
+    parked: HashMap<ConnId, VecDeque<Data>>,
+    /// Connections with parked input, in the order they get their next turn: each
+    /// batch feeds one read per connection per round, so a flood from one client
+    /// does not queue everybody else's requests behind it.
+    turns: VecDeque<ConnId>,
     conns: HashMap<ConnId, Spawned>,
     log: Box<dyn FnMut(LogLine) + Send>,
     /// Nanoseconds; shared with the connection tasks, which read it per write.
@@ -173,6 +191,8 @@ impl Driver {
             data_rx,
             data_tx,
             input_budget: Arc::new(Semaphore::new(MAX_INPUT_IN_FLIGHT)),
+            parked: HashMap::new(),
+            turns: VecDeque::new(),
             conns: HashMap::new(),
             log,
             // Off until the embedder sets it: the server takes it from its options.
@@ -248,35 +268,41 @@ impl Driver {
                     Duration::from_nanos(at.as_nanos()).saturating_sub(self.origin.elapsed());
                 tokio::time::Instant::now() + wait
             });
-            // While a reader is behind, take no new input until it catches up (bounded).
-            let take_input = match (self.node.wants_backpressure(), stalled_since) {
+            // While a reader is behind, the input of those feeding it waits until it
+            // catches up (bounded).
+            let holding = match (self.node.wants_backpressure(), stalled_since) {
                 (false, _) => {
                     stalled_since = None;
-                    true
+                    false
                 }
                 (true, None) => {
                     stalled_since = Some(tokio::time::Instant::now());
-                    false
+                    true
                 }
-                (true, Some(t)) => t.elapsed() >= MAX_STALL,
+                (true, Some(t)) => t.elapsed() < MAX_STALL,
             };
-            let stall_end = stalled_since.filter(|_| !take_input).map(|t| t + MAX_STALL);
+            let stall_end = stalled_since
+                .filter(|_| holding && !self.turns.is_empty())
+                .map(|t| t + MAX_STALL);
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
                 ev = self.rx.recv() => {
                     let now = self.now();
                     if let Some(ev) = ev {
-                        if matches!(ev, Event::Flushed(..)) && stalled_since.is_some() {
-                            stalled_since = Some(tokio::time::Instant::now());
+                        // Progress is a reader that is behind taking some of
+                        // what waits for it; everybody else's writes do not count.
+                        if let Event::Flushed(id, _) = &ev {
+                            if stalled_since.is_some() && self.node.is_behind(*id) {
+                                stalled_since = Some(tokio::time::Instant::now());
+                            }
                         }
                         self.apply(now, ev);
                     }
                 }
-                data = self.data_rx.recv(), if take_input => {
-                    let now = self.now();
+                data = self.data_rx.recv() => {
                     if let Some(data) = data {
-                        let _ = self.input(now, data);
+                        self.park(data);
                     }
                 }
                 _ = sleep_until(deadline) => {}
@@ -290,18 +316,10 @@ impl Driver {
                     Err(_) => break,
                 }
             }
-            let mut taken = 0;
-            while taken < MAX_BATCH_BYTES {
-                if self.node.wants_backpressure()
-                    && stalled_since.is_some_and(|t| t.elapsed() < MAX_STALL)
-                {
-                    break;
-                }
-                match self.data_rx.try_recv() {
-                    Ok(data) => taken += self.input(now, data),
-                    Err(_) => break,
-                }
+            while let Ok(data) = self.data_rx.try_recv() {
+                self.park(data);
             }
+            self.feed_parked(now, stalled_since);
             self.node.handle_timeout(now);
             // Group commit: one flush for the whole batch, before anything it
             // acknowledges leaves.
@@ -318,6 +336,61 @@ impl Driver {
             c.reader.abort();
         }
         self.node
+    }
+
+    fn park(&mut self, data: Data) {
+        let id = data.conn();
+        let queue = self.parked.entry(id).or_default();
+        if queue.is_empty() {
+            self.turns.push_back(id);
+        }
+        queue.push_back(data);
+    }
+
+    /// Feeds parked input, one read per connection per round, up to a batch; the
+    /// connections the node holds back keep theirs (for at most [`MAX_STALL`]
+    /// without progress).
+    fn feed_parked(&mut self, now: Now, stalled_since: Option<tokio::time::Instant>) {
+        let stall_over = stalled_since.is_some_and(|t| t.elapsed() >= MAX_STALL);
+        let mut held = Vec::new();
+        let mut taken = 0;
+        // A batch ends after a round that fed several connections: its outputs leave
+        // now rather than after more reads of a busy neighbour.
+        let (mut round_left, mut fed_in_round) = (self.turns.len(), 0);
+        while taken < MAX_BATCH_BYTES {
+            if round_left == 0 {
+                if fed_in_round > 1 {
+                    break;
+                }
+                (round_left, fed_in_round) = (self.turns.len(), 0);
+            }
+            let Some(id) = self.turns.pop_front() else {
+                break;
+            };
+            round_left -= 1;
+            if !stall_over && self.node.wants_backpressure() && self.node.holds_input(id) {
+                held.push(id);
+                continue;
+            }
+            let Some(queue) = self.parked.get_mut(&id) else {
+                continue;
+            };
+            let Some(data) = queue.pop_front() else {
+                self.parked.remove(&id);
+                continue;
+            };
+            if queue.is_empty() {
+                self.parked.remove(&id);
+            } else {
+                self.turns.push_back(id);
+            }
+            taken += self.input(now, data);
+            fed_in_round += 1;
+        }
+        // Held connections keep their place at the front.
+        for id in held.into_iter().rev() {
+            self.turns.push_front(id);
+        }
     }
 
     /// Feeds one read to the node; returns its size.
@@ -353,6 +426,7 @@ impl Driver {
                 if let Some(c) = self.conns.remove(&id) {
                     c.reader.abort();
                 }
+                self.parked.remove(&id);
                 self.node.handle_input(now, Input::Closed { conn: id });
             }
             Event::Job(f) => f(&mut self.node, now),
@@ -390,6 +464,8 @@ impl Driver {
                         c.reader.abort();
                         let _ = c.closing.send(());
                     }
+                    // Whatever it sent after the close is not read.
+                    self.parked.remove(&conn);
                 }
                 Output::Log(line) => (self.log)(line),
             }
@@ -486,6 +562,7 @@ where
             _ = &mut give_up => {}
         }
     });
+    let own_budget = Arc::new(Semaphore::new(MAX_CONN_INPUT_IN_FLIGHT));
     let reader = tokio::spawn(async move {
         let mut buf = vec![0u8; MIN_READ_BUF];
         loop {
@@ -495,7 +572,12 @@ where
                     return;
                 }
                 Ok(n) => {
-                    let Ok(permit) = budget.clone().acquire_many_owned(n as u32).await else {
+                    // The connection's share first: a held-back producer waits here
+                    // without taking from everybody's budget.
+                    let Ok(own) = own_budget.clone().acquire_many_owned(n as u32).await else {
+                        return;
+                    };
+                    let Ok(shared) = budget.clone().acquire_many_owned(n as u32).await else {
                         return;
                     };
                     // Exactly the bytes read travel to the driver; the buffer stays
@@ -506,7 +588,11 @@ where
                     } else if n < buf.len() / 8 && buf.len() > MIN_READ_BUF {
                         buf = vec![0u8; buf.len() / 2];
                     }
-                    if data.send(Data::Bytes(id, bytes, permit)).await.is_err() {
+                    if data
+                        .send(Data::Bytes(id, bytes, [own, shared]))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }

@@ -142,6 +142,9 @@ pub struct Server {
     /// Connections whose pending bytes passed the stall mark; while any exist the driver
     /// should stop reading new input so fast publishers wait for slow readers.
     stalled: BTreeSet<ConnId>,
+    /// Connections that published to a reader in `stalled`: their input is what the
+    /// driver holds back, so that everybody else goes on at full speed.
+    throttled: BTreeSet<ConnId>,
     internal: InternalQueue,
 }
 
@@ -168,6 +171,7 @@ impl Server {
             ready: VecDeque::new(),
             stats: ServerStats::default(),
             stalled: BTreeSet::new(),
+            throttled: BTreeSet::new(),
             internal: InternalQueue::default(),
         }
     }
@@ -382,7 +386,7 @@ impl Server {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.unflushed = c.unflushed.saturating_sub(bytes);
                     if c.pending_bytes() <= mark {
-                        self.stalled.remove(&conn);
+                        self.unstall(conn);
                     }
                 }
             }
@@ -766,6 +770,9 @@ impl Server {
         if pending > mark {
             self.stalled.insert(conn);
         }
+        if self.stalled.contains(&conn) && self.conns.get(&from).is_some_and(|p| !p.internal) {
+            self.throttled.insert(from);
+        }
         self.mark_dirty(conn);
         if done {
             self.remove_sub(key);
@@ -867,7 +874,8 @@ impl Server {
     }
 
     fn remove_conn(&mut self, id: ConnId, reason: CloseReason) {
-        self.stalled.remove(&id);
+        self.unstall(id);
+        self.throttled.remove(&id);
         let Some(mut c) = self.conns.remove(&id) else {
             return;
         };
@@ -1018,10 +1026,29 @@ impl Server {
         self.cfg.max_pending / 4 * 3
     }
 
-    /// True while some client is far behind: the driver should hold back new input
-    /// (for a bounded time) so that producers slow down instead of readers being dropped.
+    /// True while some client is far behind: the driver should hold back the input of
+    /// the connections feeding it (for a bounded time), see [`Server::holds_input`].
     pub fn wants_backpressure(&self) -> bool {
         !self.stalled.is_empty()
+    }
+
+    /// True for a connection that published to a reader that is far behind: its input
+    /// waits, so the producer slows down instead of the reader being dropped, and
+    /// nobody else waits with it.
+    pub fn holds_input(&self, conn: ConnId) -> bool {
+        self.throttled.contains(&conn)
+    }
+
+    /// True while `conn` is far behind in reading what it was sent.
+    pub fn is_behind(&self, conn: ConnId) -> bool {
+        self.stalled.contains(&conn)
+    }
+
+    fn unstall(&mut self, conn: ConnId) {
+        self.stalled.remove(&conn);
+        if self.stalled.is_empty() {
+            self.throttled.clear();
+        }
     }
 
     /// Server-wide counters.

@@ -100,7 +100,15 @@ impl ServerProcess {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            // STAN_HARNESS_LOG=<file> keeps the server's log, with NATS debug lines,
+            // for looking into a failing run.
+            .stderr(match std::env::var_os("STAN_HARNESS_LOG") {
+                Some(p) => Stdio::from(std::fs::File::create(p)?),
+                None => Stdio::null(),
+            });
+        if std::env::var_os("STAN_HARNESS_LOG").is_some() {
+            cmd.arg("-D");
+        }
         let child = cmd.spawn()?;
         let cluster_id = args
             .iter()
