@@ -128,6 +128,7 @@ fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn 
 /// Runs the server until SIGINT (exit 0) or SIGTERM (exit 143). `args`, the command
 /// line `opts` came from, is parsed again on SIGHUP to reload the configuration.
 pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
+    let signals = trap_signals();
     crate::process::mark_start();
     let wall = system_wall_clock();
     let start_wall_ns = wall();
@@ -272,7 +273,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             log: log.clone(),
         };
         tokio::spawn(async move {
-            let code = wait_for_exit_signal(&mut reload).await;
+            let code = wait_for_exit_signal(signals, &mut reload).await;
             let _ = code_tx.send(code);
         })
     };
@@ -373,17 +374,26 @@ impl Reload {
     }
 }
 
+/// The signals the server handles, taken over from their default actions (SIGHUP
+/// and SIGUSR1 would end the process) before anything else starts, so that a
+/// signal sent as soon as the server logs it is ready is never lost or fatal.
+type Signals = Option<[tokio::signal::unix::Signal; 4]>;
+
+fn trap_signals() -> Signals {
+    use tokio::signal::unix::{signal, SignalKind};
+    Some([
+        signal(SignalKind::interrupt()).ok()?,
+        signal(SignalKind::terminate()).ok()?,
+        signal(SignalKind::user_defined1()).ok()?,
+        signal(SignalKind::hangup()).ok()?,
+    ])
+}
+
 /// Waits for SIGINT or SIGTERM, reopening the log file on SIGUSR1 and reloading the
 /// configuration on SIGHUP meanwhile.
-async fn wait_for_exit_signal(reload: &mut Reload) -> ExitCode {
+async fn wait_for_exit_signal(signals: Signals, reload: &mut Reload) -> ExitCode {
     let log = reload.log.clone();
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term), Ok(mut usr1), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::user_defined1()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let Some([mut int, mut term, mut usr1, mut hup]) = signals else {
         return std::future::pending().await;
     };
     loop {
