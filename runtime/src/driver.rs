@@ -151,6 +151,9 @@ const MAX_BATCH: usize = 256;
 /// Input bytes taken into one batch: enough to amortise the store flush, small enough
 /// that acknowledgements of the batch's first messages are not held back for long.
 const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Input bytes one connection may feed per turn of a round, so that a client sending
+/// a flood of small requests delays a neighbour's request by this much work at most.
+const TURN_QUANTUM: usize = 16 * 1024;
 /// The longest the driver holds input back while a reader that is behind makes no
 /// progress; past it input flows again and a reader that stays stuck reaches the
 /// slow-consumer limit and is closed.
@@ -375,10 +378,30 @@ impl Driver {
             let Some(queue) = self.parked.get_mut(&id) else {
                 continue;
             };
-            let Some(data) = queue.pop_front() else {
+            let Some(mut data) = queue.pop_front() else {
                 self.parked.remove(&id);
                 continue;
             };
+            // One turn feeds at most a quantum; the rest of a large read waits for
+            // the connection's next turn (the node keeps partial operations).
+            if let Data::Bytes(_, bytes, _) = &mut data {
+                if bytes.len() > TURN_QUANTUM {
+                    let rest = bytes.split_off(TURN_QUANTUM);
+                    let head = std::mem::replace(bytes, rest);
+                    queue.push_front(data);
+                    self.turns.push_back(id);
+                    taken += head.len();
+                    self.node.handle_input(
+                        now,
+                        Input::Received {
+                            conn: id,
+                            bytes: &head,
+                        },
+                    );
+                    fed_in_round += 1;
+                    continue;
+                }
+            }
             if queue.is_empty() {
                 self.parked.remove(&id);
             } else {
