@@ -3,6 +3,7 @@
 //! Each takes arbitrary bytes and must never panic.
 
 use core::net::SocketAddr;
+use std::alloc::{GlobalAlloc, Layout, System};
 
 use stan_core::nats::{self, proto, ConnId, Input};
 use stan_core::node::{Node, NodeConfig};
@@ -10,6 +11,49 @@ use stan_core::streaming::pb::{encode, CloseRequest, ConnectRequest, PubMsg, Sub
 use stan_core::time::{Instant, Now};
 
 use crate::http::routes::{self, Env, Reply, Route};
+
+/// The global allocator of the fuzz targets and of the tests replaying their corpora:
+/// any single allocation above [`CappedAlloc::MAX`] aborts the process, so that memory
+/// sized by a length field read from the input is reported even where it would never
+/// be touched (a zeroed allocation is not, until written).
+pub struct CappedAlloc;
+
+impl CappedAlloc {
+    /// Far above what any input of a few kilobytes needs.
+    pub const MAX: usize = 64 << 20;
+
+    fn check(size: usize) {
+        if size > Self::MAX {
+            // Formatting would allocate: write a fixed message.
+            let msg = b"allocation above CappedAlloc::MAX\n";
+            // SAFETY: writes a static buffer to standard error.
+            unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+            std::process::abort();
+        }
+    }
+}
+
+// SAFETY: every call goes to the system allocator unchanged, after a size check.
+unsafe impl GlobalAlloc for CappedAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::check(layout.size());
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        Self::check(layout.size());
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        Self::check(new_size);
+        System.realloc(ptr, layout, new_size)
+    }
+}
 
 /// The paths a leading byte below 0x20 selects; any other input names its own path.
 const PATHS: [&str; 14] = [
@@ -87,6 +131,14 @@ pub fn monitoring_query(data: &[u8]) {
         }
         Reply::Html(_) | Reply::Metrics(_) | Reply::NoContent => {}
     }
+}
+
+/// Recovers a FILE store from a data directory the input describes (mostly well
+/// formed files, some damaged or arbitrary), with and without
+/// `--file_truncate_bad_eof`; what recovers must read back, take writes and recover
+/// again. See store/fuzzing.rs for how the input is read.
+pub fn file_store_recovery(data: &[u8]) {
+    crate::store::fuzzing::file_store_recovery(data);
 }
 
 const START_WALL_NS: i64 = 1_700_000_000_000_000_000;
