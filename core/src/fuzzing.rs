@@ -239,3 +239,71 @@ pub fn stan_requests(data: &[u8]) {
         }
     }
 }
+
+/// Parses `data` as a configuration file and reads the NATS and streaming options
+/// from what it parsed. `data` holds several files separated by NUL bytes: the first
+/// is `main.conf`, the n-th (from 1) is `i<n>.conf` for `include` and also the value
+/// of the environment variable `E<n>`; any other include or variable is missing.
+pub fn config_parser(data: &[u8]) {
+    use crate::config::{self, Included, Map, NatsFileOptions, StreamingFileOptions, Value};
+    let text = String::from_utf8_lossy(data);
+    let files: Vec<&str> = text.split('\0').collect();
+    let numbered = |name: &str| -> Option<usize> {
+        let n: usize = name.parse().ok()?;
+        (n > 0 && n < files.len() && name == n.to_string()).then_some(n)
+    };
+    let mut include = |_: &str, path: &str| -> Result<Included, String> {
+        match path
+            .strip_prefix('i')
+            .and_then(|p| p.strip_suffix(".conf"))
+            .and_then(numbered)
+        {
+            Some(n) => Ok(Included {
+                name: path.to_owned(),
+                text: files[n].to_owned(),
+            }),
+            None => Err(format!(
+                "error opening config file: open {path}: no such file or directory"
+            )),
+        }
+    };
+    let env = |name: &str| {
+        name.strip_prefix('E')
+            .and_then(numbered)
+            .map(|n| files[n].to_owned())
+    };
+    fn read_all(map: &Map) {
+        let _ = StreamingFileOptions::from_map(map);
+        let _ = NatsFileOptions::from_map(map);
+        for entry in map {
+            let _ = entry.value.to_string();
+            if let Value::Map(inner) = &entry.value {
+                read_all(inner);
+            }
+        }
+    }
+    match config::parse("main.conf", files[0], &mut include, &env) {
+        Ok(map) => read_all(&map),
+        Err(e) => {
+            // An error names the file and line to fix: one of the files given, and a
+            // line that file has.
+            let lines = match e.file.as_str() {
+                "main.conf" => Some(files[0]),
+                other => other
+                    .strip_prefix('i')
+                    .and_then(|p| p.strip_suffix(".conf"))
+                    .and_then(numbered)
+                    .map(|n| files[n]),
+            }
+            .map(|f| f.matches('\n').count() + 1);
+            let Some(lines) = lines else {
+                panic!("error names an unknown file: {e}");
+            };
+            assert!(
+                e.line >= 1 && e.line as usize <= lines,
+                "error names line {} of a file of {lines} lines: {e}",
+                e.line
+            );
+        }
+    }
+}

@@ -435,6 +435,87 @@ fn include_errors() {
     assert!(failure("include x\n").contains("error parsing include file 'x', cannot include"));
 }
 
+/// Each include or `$name` may repeat the one before it several times: a few hundred
+/// bytes would take exponential time or memory to read, so the whole expansion of a
+/// file is bounded and reported as an error past the bound.
+#[test]
+fn exponential_expansion_is_an_error() {
+    let start = std::time::Instant::now();
+    // Variables of the file itself: 8^16 values.
+    let mut text = String::from("a: [1, 1, 1, 1, 1, 1, 1, 1]\n");
+    let mut prev = 'a';
+    for c in 'b'..='q' {
+        text.push_str(&format!(
+            "{c}: [${prev}, ${prev}, ${prev}, ${prev}, ${prev}, ${prev}, ${prev}, ${prev}]\n"
+        ));
+        prev = c;
+    }
+    let e = parse_with(&[("main.conf", &text)], &[]).unwrap_err();
+    assert!(
+        e.reason
+            .ends_with("includes and variables expand to more than 16777216 bytes"),
+        "{e}"
+    );
+    // Files including the next one four times: 4^14 parses.
+    let names: Vec<String> = (0..15).map(|i| format!("f{i}.conf")).collect();
+    let mut files: Vec<(String, String)> = names
+        .windows(2)
+        .map(|w| (w[0].clone(), format!("include {}\n", w[1]).repeat(4)))
+        .collect();
+    files.push((names[14].clone(), "x: 1\n".into()));
+    files.push(("main.conf".into(), "include f0.conf\n".into()));
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let e = parse_with(&files, &[]).unwrap_err();
+    assert!(
+        e.reason
+            .ends_with("includes and variables expand to more than 16777216 bytes"),
+        "{e}"
+    );
+    // Environment variables referring to the next one four times.
+    let env: Vec<(String, String)> = (0..14)
+        .map(|i| {
+            (
+                format!("E{i}"),
+                format!("[$E{0}, $E{0}, $E{0}, $E{0}]", i + 1),
+            )
+        })
+        .chain([("E14".to_string(), "x".to_string())])
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let e = parse_with(&[("main.conf", "v: $E0\n")], &env).unwrap_err();
+    assert!(
+        e.reason
+            .ends_with("includes and variables expand to more than 16777216 bytes"),
+        "{e}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    // A copy nests where it is written, under the same depth limit as written text.
+    let deep = format!("a: {}{}\n", "[".repeat(40), "]".repeat(40));
+    let e = parse_with(
+        &[(
+            "main.conf",
+            &format!("{deep}b: {}$a{}\n", "[".repeat(30), "]".repeat(30)),
+        )],
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "main.conf:2: maps and arrays are nested more than 64 deep"
+    );
+    assert!(parse_with(
+        &[(
+            "main.conf",
+            &format!("{deep}b: {}$a{}\n", "[".repeat(20), "]".repeat(20))
+        )],
+        &[]
+    )
+    .is_ok());
+}
+
 #[test]
 fn syntax_errors_name_file_and_line() {
     let cases: &[(&str, &str)] = &[

@@ -28,6 +28,7 @@ fn corpora_replay_without_panics() {
     assert!(replay("nats_server_codec", fuzzing::nats_server_codec) > 0);
     assert!(replay("nats_node", fuzzing::nats_node) > 0);
     assert!(replay("stan_requests", fuzzing::stan_requests) > 0);
+    assert!(replay("config_parser", fuzzing::config_parser) > 0);
 }
 
 proptest! {
@@ -38,5 +39,6 @@ proptest! {
         fuzzing::nats_server_codec(&data);
         fuzzing::nats_node(&data);
         fuzzing::stan_requests(&data);
+        fuzzing::config_parser(&data);
     }
 }

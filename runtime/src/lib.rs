@@ -5,6 +5,8 @@ pub mod bench;
 pub mod cli;
 pub mod config_file;
 pub mod driver;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod harness;
 pub mod http;
 pub mod load;

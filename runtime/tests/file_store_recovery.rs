@@ -587,3 +587,80 @@ fn empty_slices_are_ignored_and_reused() {
         1
     );
 }
+
+/// A data file whose sequences do not grow was not written by a server: recovering it
+/// would leave the channel with a first sequence above its last.
+#[test]
+fn sequences_out_of_order_are_refused() {
+    let dir = TempDir::new("out-of-order");
+    std::fs::create_dir_all(dir.join("foo")).unwrap();
+    let records = |seqs: &[u64]| {
+        let recs: Vec<Vec<u8>> = seqs
+            .iter()
+            .map(|&s| record(0, &encode(&msg("foo", s, b"x", s as i64)), IEEE))
+            .collect();
+        dat_file(&recs)
+    };
+    std::fs::write(dir.join("foo/msgs.1.dat"), records(&[1, 3, 2])).unwrap();
+    let (e, _) = recover_err(&dir, FileStoreOptions::default());
+    assert_eq!(
+        e,
+        "unable to recover message store for [foo](file: \"foo/msgs.1.idx\"): message sequence 2 found after sequence 3"
+    );
+    assert!(!dir.join("foo/msgs.1.idx").exists());
+
+    // An index out of order is rebuilt from a data file in order.
+    std::fs::write(dir.join("foo/msgs.1.dat"), records(&[1, 2, 3])).unwrap();
+    let mut idx = VERSION.to_vec();
+    let mut offset = 4;
+    for (i, s) in [2u64, 1, 3].into_iter().enumerate() {
+        let size = encode(&msg("foo", [1, 2, 3][i], b"x", 0)).len() as u32;
+        idx.extend(idx_record(s, offset, s as i64, size, IEEE));
+        offset += 8 + u64::from(size);
+    }
+    std::fs::write(dir.join("foo/msgs.1.idx"), &idx).unwrap();
+    let mut s = FileStore::open(dir.path(), FileStoreOptions::default()).unwrap();
+    let logs = Logs::default();
+    s.set_log_sink(logs.sink());
+    let r = s.recover().unwrap();
+    assert_eq!(r.channels[0].msgs.first, 1);
+    assert_eq!(r.channels[0].msgs.last, 3);
+    assert!(logs.lines()[0].contains(": message sequence 1 found after sequence 2. Truncating"));
+    drop(s);
+
+    // Slices follow each other.
+    std::fs::write(dir.join("foo/msgs.2.dat"), records(&[3, 4])).unwrap();
+    let (e, _) = recover_err(&dir, FileStoreOptions::default());
+    assert_eq!(
+        e,
+        "unable to recover message store for [foo](file: \"foo/msgs.2.dat\"): slice 2 starts at sequence 3 but slice 1 ends at sequence 3"
+    );
+}
+
+/// The size of the last index record is checked against the data file without
+/// reading (or allocating) more than the file holds.
+#[test]
+fn an_index_announcing_a_huge_message_is_rebuilt() {
+    let dir = TempDir::new("huge-idx");
+    let msgs = populated(&dir);
+    let idx_path = dir.join("foo/msgs.1.idx");
+    let mut records = parse_idx(&read(&idx_path), IEEE);
+    let last = records.last_mut().unwrap();
+    last.size = u32::MAX - 8;
+    let mut idx = VERSION.to_vec();
+    for r in &records {
+        idx.extend(idx_record(r.seq, r.offset, r.ts, r.size, IEEE));
+    }
+    std::fs::write(&idx_path, idx).unwrap();
+    let mut s = FileStore::open(dir.path(), FileStoreOptions::default()).unwrap();
+    let logs = Logs::default();
+    s.set_log_sink(logs.sink());
+    let r = s.recover().unwrap();
+    assert_eq!(r.channels[0].msgs.count, 5);
+    assert!(
+        logs.lines()[0].contains("expected record size to be 4294967287 bytes, got"),
+        "{:?}",
+        logs.lines()
+    );
+    assert_eq!(s.lookup("foo", 5).unwrap().as_ref(), Some(&msgs[4]));
+}

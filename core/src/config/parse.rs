@@ -32,6 +32,13 @@ pub type EnvFn<'a> = dyn Fn(&str) -> Option<String> + 'a;
 const MAX_NESTING: usize = 64;
 /// Includes and environment variables whose text is parsed, one inside another.
 const MAX_DOCUMENTS: usize = 16;
+/// Bytes of text read from includes and environment variables, plus the size of the
+/// values `$name` references copy, for one whole parse. Each include or reference
+/// may repeat the one before it several times, so without a bound a file of a few
+/// hundred bytes could take exponential time or memory to read.
+const MAX_EXPANSION: usize = 16 << 20;
+/// What reading one more document costs against [`MAX_EXPANSION`] beyond its text.
+const DOCUMENT_COST: usize = 1024;
 
 /// Parses the configuration file `file` whose text is `text`. `include` supplies the
 /// files named by `include` directives and `env` the environment variables that
@@ -42,7 +49,11 @@ pub fn parse(
     include: &mut IncludeFn<'_>,
     env: &EnvFn<'_>,
 ) -> Result<Map, ConfigError> {
-    let mut host = Host { include, env };
+    let mut host = Host {
+        include,
+        env,
+        expanded: 0,
+    };
     Parser::new(&mut host, Arc::from(file), text, 0).document()
 }
 
@@ -57,6 +68,34 @@ pub fn parse_str(file: &str, text: &str) -> Result<Map, ConfigError> {
 struct Host<'h, 'a> {
     include: &'h mut IncludeFn<'a>,
     env: &'h EnvFn<'a>,
+    /// Counted against [`MAX_EXPANSION`].
+    expanded: usize,
+}
+
+impl Host<'_, '_> {
+    /// Counts `n` more bytes of expansion; false once the total is too large.
+    fn expand(&mut self, n: usize) -> bool {
+        self.expanded = self.expanded.saturating_add(n);
+        self.expanded <= MAX_EXPANSION
+    }
+}
+
+/// What copying `value` costs against [`MAX_EXPANSION`] (a rough count of the bytes
+/// it takes), and how deeply its maps and arrays nest.
+fn footprint(value: &Value) -> (usize, usize) {
+    const NODE: usize = 32;
+    match value {
+        Value::String(s) => (NODE + s.len(), 0),
+        Value::Array(items) => items.iter().fold((NODE, 1), |(size, depth), v| {
+            let (s, d) = footprint(v);
+            (size.saturating_add(s), depth.max(d + 1))
+        }),
+        Value::Map(map) => map.iter().fold((NODE, 1), |(size, depth), e| {
+            let (s, d) = footprint(&e.value);
+            (size.saturating_add(s + e.key.len()), depth.max(d + 1))
+        }),
+        _ => (NODE, 0),
+    }
 }
 
 /// Where the parser is inside a map: the top level of a document ends values at
@@ -346,6 +385,14 @@ impl<'p, 'h, 'a> Parser<'p, 'h, 'a> {
                 format!("error parsing include file '{path}', {reason}"),
             )
         })?;
+        if !self.host.expand(DOCUMENT_COST + included.text.len()) {
+            return Err(self.error_at(
+                line,
+                format!(
+                    "error parsing include file '{path}', includes and variables expand to more than {MAX_EXPANSION} bytes"
+                ),
+            ));
+        }
         // An included file is a document of its own: it cannot see the includer's
         // keys as variables, and its keys land in the current map.
         let map = self.nested(&included.name, &included.text).document()?;
@@ -537,23 +584,48 @@ impl<'p, 'h, 'a> Parser<'p, 'h, 'a> {
         if name.starts_with("2a$") {
             return Ok(Value::String(format!("${name}")));
         }
-        for scope in self.scopes.iter_mut().rev() {
-            if let Some(entry) = scope.get_exact_mut(name) {
-                entry.used_as_variable = true;
-                return Ok(entry.value.clone());
+        let line = self.line;
+        let could_not_parse = |reason: &str| {
+            format!("variable reference for '{name}' on line {line} could not be parsed: {reason}")
+        };
+        let too_large = || {
+            could_not_parse(&format!(
+                "includes and variables expand to more than {MAX_EXPANSION} bytes"
+            ))
+        };
+        let found = self
+            .scopes
+            .iter()
+            .rev()
+            .find_map(|scope| scope.get_exact(name))
+            .map(|entry| footprint(&entry.value));
+        if let Some((size, depth)) = found {
+            // The copy nests inside the maps and arrays being read.
+            if self.nesting + depth > MAX_NESTING {
+                return Err(self.error(format!(
+                    "maps and arrays are nested more than {MAX_NESTING} deep"
+                )));
+            }
+            if !self.host.expand(size) {
+                return Err(self.error(too_large()));
+            }
+            for scope in self.scopes.iter_mut().rev() {
+                if let Some(entry) = scope.get_exact_mut(name) {
+                    entry.used_as_variable = true;
+                    return Ok(entry.value.clone());
+                }
             }
         }
-        let line = self.line;
         let Some(text) = (self.host.env)(name) else {
             return Err(self.error(format!(
                 "variable reference for '{name}' on line {line} can not be found"
             )));
         };
-        let could_not_parse = |reason: &str| {
-            format!("variable reference for '{name}' on line {line} could not be parsed: {reason}")
-        };
         if self.documents + 1 >= MAX_DOCUMENTS {
             return Err(self.error(could_not_parse("variables refer to each other too deeply")));
+        }
+        if !self.host.expand(DOCUMENT_COST + text.len()) {
+            return Err(self.error(too_large()));
         }
         // The variable's text is read as the value of a one-line document.
         const KEY: &str = "pk";
@@ -561,6 +633,11 @@ impl<'p, 'h, 'a> Parser<'p, 'h, 'a> {
         let parsed = self.nested("", &source).document();
         match parsed {
             Ok(map) => match map.get_exact(KEY) {
+                // Its value may hold copies of other variables, each counted when
+                // read: count the copy made here too.
+                Some(entry) if !self.host.expand(footprint(&entry.value).0) => {
+                    Err(self.error(too_large()))
+                }
                 Some(entry) => Ok(entry.value.clone()),
                 None => Err(self.error(format!(
                     "variable reference for '{name}' on line {line} can not be found"

@@ -3,14 +3,16 @@
 //! [`FileStore`] reads and writes the Go server's FILE store format
 //! (shared/spec/STORES.md §1) so that an existing data directory opens in place and a
 //! directory written here opens in the Go server. All of its I/O goes through the
-//! [`Fs`] trait: [`StdFs`] in production, a fault-injecting file system in the
-//! simulator.
+//! [`Fs`] trait: [`StdFs`] in production, [`MemFs`] in tests and fuzzing, a
+//! fault-injecting file system in the simulator.
 
 mod archive;
 pub mod crc;
 mod env;
 mod file;
 pub mod fs;
+pub(crate) mod fuzzing;
+mod memfs;
 mod msgs;
 mod options;
 mod proto;
@@ -22,4 +24,5 @@ mod tempfile;
 pub use env::{ChannelLimitsFn, Clock, LogSink};
 pub use file::FileStore;
 pub use fs::{DirEntry, Fs, FsFile, FsLock, StdFs};
+pub use memfs::MemFs;
 pub use options::{ChannelLimits, FileStoreOptions};

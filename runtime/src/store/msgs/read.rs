@@ -168,8 +168,14 @@ impl MsgStore {
                 .get(start..start + total)
                 .ok_or_else(|| "unexpected EOF".to_owned())?
         } else {
-            let mut buf = vec![0u8; total];
             let f = slice.open(sh)?;
+            // The size comes from the index: read no more than the file holds.
+            let available = f
+                .dat
+                .size()
+                .map_err(|e| os_error("stat", f.dat_path, &e))?
+                .saturating_sub(rec.offset);
+            let mut buf = vec![0u8; (total as u64).min(available) as usize];
             let got = f
                 .dat
                 .read_at(&mut buf, rec.offset)

@@ -74,6 +74,22 @@ impl MsgStore {
             ms.next_slice = ms.next_slice.max(num + 1);
             ms.slices.insert(num, slice);
         }
+        // Each slice continues where the one before it ends.
+        let mut before: Option<(i64, u64)> = None;
+        for (&num, slice) in &ms.slices {
+            if let Some((prev, last)) = before {
+                if slice.first_seq <= last {
+                    return Err(fail(
+                        &format!("{channel}/{}", super::dat_name(num)),
+                        format!(
+                            "slice {num} starts at sequence {} but slice {prev} ends at sequence {last}",
+                            slice.first_seq
+                        ),
+                    ));
+                }
+            }
+            before = Some((num, slice.last_seq));
+        }
         // Appends continue at the end of the last slice: keep its files open.
         if let Some(num) = ms.write_num() {
             ms.slices
@@ -143,7 +159,16 @@ fn reset_stats(slice: &mut Slice) {
     slice.first_ts = 0;
 }
 
-fn count(slice: &mut Slice, seq: u64, size: u64, timestamp: i64) {
+/// Counts the next message of the slice. Sequences only grow within a slice: a file
+/// that says otherwise was not written by a server, and accepting it would leave the
+/// channel with a first sequence above its last.
+fn count(slice: &mut Slice, seq: u64, size: u64, timestamp: i64) -> Result<(), String> {
+    let after = if slice.msgs == 0 { 0 } else { slice.last_seq };
+    if seq <= after {
+        return Err(format!(
+            "message sequence {seq} found after sequence {after}"
+        ));
+    }
     if slice.msgs == 0 {
         slice.base_seq = seq;
         slice.first_seq = seq;
@@ -152,6 +177,7 @@ fn count(slice: &mut Slice, seq: u64, size: u64, timestamp: i64) {
     slice.last_seq = seq;
     slice.msgs += 1;
     slice.bytes += size + MSG_OVERHEAD;
+    Ok(())
 }
 
 /// Reads the index file; `Ok(false)` when it holds no record. The last record is
@@ -183,7 +209,7 @@ fn read_index_file(
                     break;
                 }
                 Some(rec) => {
-                    count(slice, rec.seq, u64::from(rec.size), rec.timestamp);
+                    count(slice, rec.seq, u64::from(rec.size), rec.timestamp)?;
                     last = Some(rec);
                 }
             }
@@ -222,7 +248,7 @@ fn index_tail(
         return Ok(());
     }
     let mut raw = Vec::new();
-    let mut next = last_seq + 1;
+    let mut next = last_seq.checked_add(1);
     let mut valid_end = end;
     {
         let mut r = SeqReader::new(dat, end).map_err(|e| reason(&e))?;
@@ -233,8 +259,8 @@ fn index_tail(
             };
             let size = payload.len() as u32;
             match proto::decode_msg_meta(payload) {
-                Ok((seq, timestamp)) if seq == next => {
-                    count(slice, seq, u64::from(size), timestamp);
+                Ok((seq, timestamp)) if Some(seq) == next => {
+                    count(slice, seq, u64::from(size), timestamp)?;
                     raw.extend_from_slice(
                         &IndexRec {
                             seq,
@@ -244,7 +270,7 @@ fn index_tail(
                         }
                         .encode(&sh.crc),
                     );
-                    next += 1;
+                    next = seq.checked_add(1);
                     valid_end = r.offset();
                 }
                 _ => break,
@@ -281,11 +307,16 @@ fn verify_last(
         q(dat_path)
     );
     let total = HEADER_LEN + last.size as usize;
-    let mut buf = vec![0u8; total];
+    let read_err = |e: &str| format!("{prefix}: unable to read last record: {e}");
+    // The size comes from the index: read no more than the file holds.
+    let available = dat
+        .size()
+        .map_err(|e| read_err(&reason(&e)))?
+        .saturating_sub(last.offset);
+    let mut buf = vec![0u8; (total as u64).min(available) as usize];
     let got = dat
         .read_at(&mut buf, last.offset)
-        .map_err(|e| format!("{prefix}: unable to read last record: {}", reason(&e)))?;
-    let read_err = |e: &str| format!("{prefix}: unable to read last record: {e}");
+        .map_err(|e| read_err(&reason(&e)))?;
     if got < HEADER_LEN {
         return Err(read_err(if got == 0 { "EOF" } else { "unexpected EOF" }));
     }
@@ -348,7 +379,7 @@ fn rebuild_index(
                 Ok(Rec::Record { payload, .. }) => {
                     let (seq, timestamp) = proto::decode_msg_meta(payload).map_err(|e| e.0)?;
                     let size = payload.len() as u32;
-                    count(slice, seq, u64::from(size), timestamp);
+                    count(slice, seq, u64::from(size), timestamp)?;
                     let rec = IndexRec {
                         seq,
                         offset,
