@@ -460,7 +460,7 @@ pub fn garbage(rng: &mut Rng, client_id: &str) -> Vec<u8> {
         // Field 1 as a varint that never ends.
         4 => {
             let mut v = vec![0x08];
-            v.extend(std::iter::repeat(0xff).take(64));
+            v.extend(std::iter::repeat_n(0xff, 64));
             v
         }
         // A start-group tag with no end, and field number 0.

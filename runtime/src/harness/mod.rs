@@ -45,7 +45,7 @@ pub fn raise_nofile_limit() -> u64 {
             }
         }
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 /// The open-file soft limit of a process, from `/proc/<pid>/limits`.
