@@ -576,6 +576,20 @@ pub fn parse_flags(args: &[String]) -> Result<Command, CliExit> {
 }
 
 impl Options {
+    /// Where and what these options log.
+    pub fn log_config(&self) -> crate::logger::LogConfig {
+        crate::logger::LogConfig {
+            file: self.log_file.clone().map(Into::into),
+            size_limit: u64::try_from(self.log_size_limit).unwrap_or(0),
+            logtime: self.logtime,
+            logtime_utc: self.logtime_utc,
+            debug: self.debug,
+            trace: self.trace,
+            stan_debug: self.stan_debug,
+            stan_trace: self.stan_trace,
+        }
+    }
+
     /// Applies a configuration file's `file { }` setting unless the command line set
     /// that flag; it is not recorded as explicit.
     pub(crate) fn set_from_file(&mut self, canonical: &'static str, setting: FileSetting) {

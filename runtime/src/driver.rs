@@ -390,14 +390,7 @@ impl Driver {
                     let head = std::mem::replace(bytes, rest);
                     queue.push_front(data);
                     self.turns.push_back(id);
-                    taken += head.len();
-                    self.node.handle_input(
-                        now,
-                        Input::Received {
-                            conn: id,
-                            bytes: &head,
-                        },
-                    );
+                    taken += self.feed(now, id, &head);
                     fed_in_round += 1;
                     continue;
                 }
@@ -419,21 +412,17 @@ impl Driver {
     /// Feeds one read to the node; returns its size.
     fn input(&mut self, now: Now, data: Data) -> usize {
         match data {
-            Data::Bytes(id, bytes, _permit) => {
-                self.node.handle_input(
-                    now,
-                    Input::Received {
-                        conn: id,
-                        bytes: &bytes,
-                    },
-                );
-                bytes.len()
-            }
+            Data::Bytes(id, bytes, _permit) => self.feed(now, id, &bytes),
             Data::Eof(id) => {
                 self.apply(now, Event::Closed(id));
                 0
             }
         }
+    }
+
+    fn feed(&mut self, now: Now, conn: ConnId, bytes: &[u8]) -> usize {
+        self.node.handle_input(now, Input::Received { conn, bytes });
+        bytes.len()
     }
 
     fn apply(&mut self, now: Now, ev: Event) {

@@ -352,15 +352,11 @@ impl Reload {
         for line in &lines {
             log.log(Origin::Nats, Level::Info, line);
         }
+        // Streaming log levels are streaming options: they stay.
         let config = crate::logger::LogConfig {
-            file: new.log_file.clone().map(Into::into),
-            size_limit: u64::try_from(new.log_size_limit).unwrap_or(0),
-            logtime: new.logtime,
-            logtime_utc: new.logtime_utc,
-            debug: new.debug,
-            trace: new.trace,
             stan_debug: old.stan_debug,
             stan_trace: old.stan_trace,
+            ..new.log_config()
         };
         if let Err(e) = log.reconfigure(config) {
             log.log(

@@ -1,7 +1,7 @@
 //! `stan-server`: the NATS Streaming compatible server.
 
 use stan_runtime::cli::{self, Command};
-use stan_runtime::logger::{LogConfig, Logger};
+use stan_runtime::logger::Logger;
 
 fn main() {
     stan_runtime::memory::configure_allocator();
@@ -35,16 +35,7 @@ fn main() {
             std::process::exit(exit.code);
         }
     };
-    let log = match Logger::new(LogConfig {
-        file: opts.log_file.clone().map(Into::into),
-        size_limit: u64::try_from(opts.log_size_limit).unwrap_or(0),
-        logtime: opts.logtime,
-        logtime_utc: opts.logtime_utc,
-        debug: opts.debug,
-        trace: opts.trace,
-        stan_debug: opts.stan_debug,
-        stan_trace: opts.stan_trace,
-    }) {
+    let log = match Logger::new(opts.log_config()) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("unable to open log file: {e}");
