@@ -345,7 +345,10 @@ impl Driver {
         let id = data.conn();
         let queue = self.parked.entry(id).or_default();
         if queue.is_empty() {
-            self.turns.push_back(id);
+            // A connection with nothing waiting goes first: whoever sends a little now
+            // and then is served before a flood's next turn, and a flood, always
+            // waiting, never jumps the queue this way.
+            self.turns.push_front(id);
         }
         queue.push_back(data);
     }
@@ -364,6 +367,11 @@ impl Driver {
             if round_left == 0 {
                 if fed_in_round > 1 {
                     break;
+                }
+                // Input that arrived meanwhile joins the next round, so a connection
+                // alone with a flood waits one turn of it, not a whole batch.
+                while let Ok(data) = self.data_rx.try_recv() {
+                    self.park(data);
                 }
                 (round_left, fed_in_round) = (self.turns.len(), 0);
             }

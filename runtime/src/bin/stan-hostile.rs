@@ -10,12 +10,21 @@ use stan_runtime::harness::hostile::{self, Limits, Outcome, Target};
 use stan_runtime::harness::session::{PhaseReport, Session};
 use stan_runtime::harness::{mib, raise_nofile_limit};
 
-const USAGE: &str = "Usage: stan-hostile [-server_bin <path>] [-phase <seconds>]
+const USAGE: &str = "Usage: stan-hostile [-server_bin <path>] [-phase <seconds>] [-only <names>]
 
 Starts the server (default $STAN_SERVER_BIN), runs a well-behaved streaming client
 throughout, and measures its latency idle and during each hostile phase (each repeated
-for at least -phase seconds, default 5).
+for at least -phase seconds, default 5). -only runs the listed phases (comma separated:
+slowloris, slow-consumer, huge-payload, churn, garbage) between the two idle ones.
 ";
+
+const PHASES: &[&str] = &[
+    "slowloris",
+    "slow-consumer",
+    "huge-payload",
+    "churn",
+    "garbage",
+];
 
 const LIMITS: Limits = Limits {
     max_control_line: 512,
@@ -42,11 +51,22 @@ where
 fn main() {
     let mut bin = std::env::var_os("STAN_SERVER_BIN").map(PathBuf::from);
     let mut phase = Duration::from_secs(5);
+    let mut only: Vec<String> = PHASES.iter().map(|p| p.to_string()).collect();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.trim_start_matches('-') {
             "server_bin" => bin = it.next().map(PathBuf::from),
+            "only" => {
+                only = it
+                    .next()
+                    .map(|v| v.split(',').map(str::to_string).collect())
+                    .unwrap_or_default();
+                if only.is_empty() || only.iter().any(|p| !PHASES.contains(&p.as_str())) {
+                    eprint!("{USAGE}");
+                    std::process::exit(2);
+                }
+            }
             "phase" => {
                 phase = it
                     .next()
@@ -84,47 +104,57 @@ fn main() {
         let mut reports: Vec<PhaseReport> = Vec::new();
         reports.push(s.idle(phase).await);
         let t1 = t.clone();
-        reports.push(
-            s.phase(
-                "slowloris",
-                repeat(phase, || {
-                    hostile::slowloris(&t1, LIMITS, 100, 50, Duration::from_millis(10))
-                }),
-            )
-            .await,
-        );
-        reports.push(
-            s.phase(
-                "slow consumer",
-                repeat(phase, || hostile::slow_consumer(&t, LIMITS, 1024)),
-            )
-            .await,
-        );
-        reports.push(
-            s.phase(
-                "1 GB payload claims",
-                repeat(phase, || hostile::huge_payload(&t, 200)),
-            )
-            .await,
-        );
-        reports.push(
-            s.phase(
-                "10,000 connections",
-                repeat(phase, || hostile::churn(&t, 10_000, 1000)),
-            )
-            .await,
-        );
+        if only.iter().any(|p| p == "slowloris") {
+            reports.push(
+                s.phase(
+                    "slowloris",
+                    repeat(phase, || {
+                        hostile::slowloris(&t1, LIMITS, 100, 50, Duration::from_millis(10))
+                    }),
+                )
+                .await,
+            );
+        }
+        if only.iter().any(|p| p == "slow-consumer") {
+            reports.push(
+                s.phase(
+                    "slow consumer",
+                    repeat(phase, || hostile::slow_consumer(&t, LIMITS, 1024)),
+                )
+                .await,
+            );
+        }
+        if only.iter().any(|p| p == "huge-payload") {
+            reports.push(
+                s.phase(
+                    "1 GB payload claims",
+                    repeat(phase, || hostile::huge_payload(&t, 200)),
+                )
+                .await,
+            );
+        }
+        if only.iter().any(|p| p == "churn") {
+            reports.push(
+                s.phase(
+                    "10,000 connections",
+                    repeat(phase, || hostile::churn(&t, 10_000, 1000)),
+                )
+                .await,
+            );
+        }
         let seed = std::sync::atomic::AtomicU64::new(1);
-        reports.push(
-            s.phase(
-                "garbage protobufs",
-                repeat(phase, || {
-                    let n = seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    hostile::garbage_protobufs(&t, 50_000, n)
-                }),
-            )
-            .await,
-        );
+        if only.iter().any(|p| p == "garbage") {
+            reports.push(
+                s.phase(
+                    "garbage protobufs",
+                    repeat(phase, || {
+                        let n = seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        hostile::garbage_protobufs(&t, 50_000, n)
+                    }),
+                )
+                .await,
+            );
+        }
         reports.push(s.idle(phase).await);
         let probe = s.finish().await;
 

@@ -42,6 +42,10 @@ impl ProbeReport {
 
 /// A running probe; [`Probe::stop`] ends it and returns its report.
 pub struct Probe {
+    /// The probe's own runtime, so that attackers sharing the caller's runtime cannot
+    /// delay it: its latencies are the server's doing, as for a client in another
+    /// process.
+    rt: Option<tokio::runtime::Runtime>,
     stop: Arc<AtomicBool>,
     latencies: Arc<Mutex<Vec<Duration>>>,
     received: Arc<AtomicU64>,
@@ -66,8 +70,39 @@ fn decode(p: &[u8]) -> Option<(u64, u64)> {
 
 impl Probe {
     /// Connects as `client_id`, subscribes to `channel` (new messages only) and starts
-    /// publishing one `size`-byte message every `every`.
+    /// publishing one `size`-byte message every `every`, on a runtime of its own.
     pub async fn start(
+        addr: &str,
+        cluster_id: &str,
+        client_id: &str,
+        channel: &str,
+        every: Duration,
+        size: usize,
+    ) -> Result<Probe, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("probe")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("probe runtime: {e}"))?;
+        let (addr, cluster_id, client_id, channel) = (
+            addr.to_string(),
+            cluster_id.to_string(),
+            client_id.to_string(),
+            channel.to_string(),
+        );
+        let started = rt.spawn(async move {
+            Probe::start_here(&addr, &cluster_id, &client_id, &channel, every, size).await
+        });
+        let mut probe = match started.await {
+            Ok(r) => r?,
+            Err(e) => return Err(format!("probe start failed: {e}")),
+        };
+        probe.rt = Some(rt);
+        Ok(probe)
+    }
+
+    async fn start_here(
         addr: &str,
         cluster_id: &str,
         client_id: &str,
@@ -201,6 +236,7 @@ impl Probe {
             report
         });
         Ok(Probe {
+            rt: None,
             stop,
             latencies,
             received,
@@ -235,14 +271,23 @@ impl Probe {
     }
 
     /// Stops publishing, waits for the last acknowledgements and deliveries, closes.
-    pub async fn stop(self) -> ProbeReport {
+    pub async fn stop(mut self) -> ProbeReport {
         self.stop.store(true, Ordering::Relaxed);
-        match self.task.await {
+        match (&mut self.task).await {
             Ok(r) => r,
             Err(e) => ProbeReport {
                 failure: Some(format!("probe task failed: {e}")),
                 ..ProbeReport::default()
             },
+        }
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        // A runtime dropped inside another one's context would panic.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
         }
     }
 }
