@@ -133,10 +133,29 @@ impl Store for EncryptedStore {
             return self.inner.store_msg(channel, msg);
         }
         let mut sealed = std::mem::take(&mut self.sealed);
-        sealed.clone_from(msg);
-        let cipher = self.cipher(channel)?;
-        cipher.encrypt_into(&msg.data, &mut sealed.data);
-        let stored = self.inner.store_msg(channel, &sealed);
+        // Every field named, so that a field added to `MsgProto` cannot be dropped
+        // here unnoticed; the buffers of the previous message are reused.
+        let MsgProto {
+            sequence,
+            subject,
+            reply,
+            data,
+            timestamp,
+            redelivered,
+            redelivery_count,
+            crc32,
+        } = msg;
+        sealed.sequence = *sequence;
+        sealed.subject.clone_from(subject);
+        sealed.reply.clone_from(reply);
+        sealed.timestamp = *timestamp;
+        sealed.redelivered = *redelivered;
+        sealed.redelivery_count = *redelivery_count;
+        sealed.crc32 = *crc32;
+        let sealed_data = self
+            .cipher(channel)
+            .map(|cipher| cipher.encrypt_into(data, &mut sealed.data));
+        let stored = sealed_data.and_then(|()| self.inner.store_msg(channel, &sealed));
         self.sealed = sealed;
         stored
     }
