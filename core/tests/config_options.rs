@@ -631,11 +631,8 @@ fn unsupported_streaming_keys_are_refused_by_name() {
         "ft_group_name",
         "partitioning",
         "syslog_name",
-        "encrypt",
-        "encryption_cipher",
-        "encryption_key",
         "nkey_seed_file",
-        "Encrypt",
+        "Syslog_Name",
     ] {
         assert_eq!(
             streaming_error(&format!("streaming {{\n  {key}: x\n}}\n")),
@@ -648,6 +645,41 @@ fn unsupported_streaming_keys_are_refused_by_name() {
             format!("s.conf:1: parameter \"{key}\" is not supported yet by stan-server"),
         );
     }
+}
+
+#[test]
+fn encryption_keys() {
+    let o = streaming("Encrypt: true\nencryption_cipher: chacha\n");
+    assert_eq!(o.encrypt, Some(true));
+    assert_eq!(o.encryption_cipher.as_deref(), Some("chacha"));
+    assert_eq!(o.encryption_key, None);
+    assert_eq!(streaming("encrypt: false\n").encrypt, Some(false));
+    // A key, even an empty one, turns encryption on.
+    let o = streaming("streaming { encryption_key: \"s3cret\" }\n");
+    assert_eq!(
+        (o.encrypt, o.encryption_key.as_deref()),
+        (Some(true), Some("s3cret"))
+    );
+    let o = streaming("encryption_key: \"\"\n");
+    assert_eq!(
+        (o.encrypt, o.encryption_key.as_deref()),
+        (Some(true), Some(""))
+    );
+    // The file's order decides between the two keys.
+    let o = streaming("encryption_key: k\nencrypt: false\n");
+    assert_eq!(o.encrypt, Some(false));
+    assert_eq!(
+        streaming_error("encrypt: \"yes\"\n"),
+        "s.conf:1: parameter \"encrypt\" value is expected to be bool, got string"
+    );
+    assert_eq!(
+        streaming_error("encryption_key: 12\n"),
+        "s.conf:1: parameter \"encryption_key\" value is expected to be string, got int64"
+    );
+    assert_eq!(
+        streaming_error("encryption_cipher: true\n"),
+        "s.conf:1: parameter \"encryption_cipher\" value is expected to be string, got bool"
+    );
 }
 
 #[test]

@@ -171,6 +171,13 @@ pub struct Options {
     pub replace_durable: bool,
     /// `--dir`: FILE store root directory.
     pub dir: Option<String>,
+    /// `--encrypt`: encryption at rest of message payloads.
+    pub encrypt: bool,
+    /// `--encryption_cipher`: `AES` or `CHACHA`; `None` picks the platform's default.
+    pub encryption_cipher: Option<String>,
+    /// `--encryption_key`: turns encryption on too. `NATS_STREAMING_ENCRYPTION_KEY`
+    /// takes precedence when set.
+    pub encryption_key: Option<String>,
     /// The `--file_*` options.
     pub file: crate::store::FileStoreOptions,
     // The fields below have no flag: only configuration files set them.
@@ -233,6 +240,9 @@ impl Default for Options {
             stan_trace: false,
             replace_durable: false,
             dir: None,
+            encrypt: false,
+            encryption_cipher: None,
+            encryption_key: None,
             file: crate::store::FileStoreOptions::default(),
             discover_prefix: "_STAN.discover".to_string(),
             per_channel: BTreeMap::new(),
@@ -337,9 +347,9 @@ static FLAGS: &[Flag] = &[
     f(&["tls_client_key"], "tls_client_key", Str, "", NO),
     f(&["tls_client_cert"], "tls_client_cert", Str, "", NO),
     f(&["tls_client_cacert"], "tls_client_cacert", Str, "", NO),
-    f(&["encrypt"], "encrypt", Bool, "false", NO),
-    f(&["encryption_cipher"], "encryption_cipher", Str, "", NO),
-    f(&["encryption_key"], "encryption_key", Str, "", NO),
+    f(&["encrypt"], "encrypt", Bool, "false", YES),
+    f(&["encryption_cipher"], "encryption_cipher", Str, "", YES),
+    f(&["encryption_key"], "encryption_key", Str, "", YES),
     f(&["replace_durable"], "replace_durable", Bool, "false", YES),
     f(&["syslog_name"], "syslog_name", Str, "", NO),
     hidden(f(&["io_batch_size"], "io_batch_size", Int, "1024", NO)),
@@ -643,6 +653,9 @@ impl Options {
             ("stan_trace", Value::Bool(v)) => self.stan_trace = v,
             ("replace_durable", Value::Bool(v)) => self.replace_durable = v,
             ("dir", Value::Str(v)) => self.dir = text(v),
+            ("encrypt", Value::Bool(v)) => self.encrypt = v,
+            ("encryption_cipher", Value::Str(v)) => self.encryption_cipher = text(v),
+            ("encryption_key", Value::Str(v)) => self.encryption_key = text(v),
             ("file_compact_enabled", Value::Bool(v)) => self.file.compact_enabled = v,
             ("file_compact_frag", Value::Int(v)) => self.file.compact_frag = v,
             ("file_compact_interval", Value::Int(v)) => self.file.compact_interval = v,
@@ -1132,6 +1145,29 @@ mod tests {
         assert_eq!(o.hb_fail_count, 3);
         assert!(o.stan_debug && o.stan_trace && o.replace_durable);
         assert_eq!(o.explicit.len(), 29);
+    }
+
+    #[test]
+    fn encryption_flags() {
+        let o = run(&[
+            "--encrypt",
+            "--encryption_cipher",
+            "chacha",
+            "--encryption_key=k",
+        ]);
+        assert!(o.encrypt);
+        assert_eq!(o.encryption_cipher.as_deref(), Some("chacha"));
+        assert_eq!(o.encryption_key.as_deref(), Some("k"));
+        let o = run(&["-encrypt=false", "-encryption_key", ""]);
+        assert!(!o.encrypt);
+        assert_eq!((o.encryption_cipher, o.encryption_key), (None, None));
+        // The cipher name is checked when the store opens, as the Go server does.
+        assert_eq!(
+            run(&["--encryption_cipher", "rot13"])
+                .encryption_cipher
+                .as_deref(),
+            Some("rot13")
+        );
     }
 
     #[test]

@@ -244,6 +244,18 @@ fn apply_streaming(opts: &mut Options, file: StreamingFileOptions) {
     for (flag, setting) in file.file {
         opts.set_from_file(flag, setting);
     }
+    if let Some(v) = file.encrypt.filter(|_| free(opts, "encrypt")) {
+        opts.encrypt = v;
+    }
+    if let Some(v) = file
+        .encryption_cipher
+        .filter(|_| free(opts, "encryption_cipher"))
+    {
+        opts.encryption_cipher = text(v);
+    }
+    if let Some(v) = file.encryption_key.filter(|_| free(opts, "encryption_key")) {
+        opts.encryption_key = text(v);
+    }
     if let Some(v) = file.stan_debug.filter(|_| free(opts, "stan_debug")) {
         opts.stan_debug = v;
     }

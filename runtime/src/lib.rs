@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod config_file;
 pub mod driver;
+pub mod encryption;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod harness;

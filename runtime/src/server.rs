@@ -95,8 +95,18 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
-/// The store chosen by `-st`: memory, or the FILE store in `--dir`.
+/// The store chosen by `-st` (memory, or the FILE store in `--dir`), encrypted when
+/// asked for (BEHAVIOUR §10 step 1).
 fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn Store>, String> {
+    let store = open_plain_store(opts, cfg, log)?;
+    crate::encryption::wrap(store, opts)
+}
+
+fn open_plain_store(
+    opts: &Options,
+    cfg: &NodeConfig,
+    log: &Logger,
+) -> Result<Box<dyn Store>, String> {
     if opts.store != "FILE" {
         return Ok(Box::new(MemStore::new()));
     }

@@ -114,6 +114,9 @@ fn every_supported_key_reaches_the_options() {
         stan_trace: true,
         replace_durable: true,
         dir: Some("/tmp/stan-rs-fixture-store".into()),
+        encrypt: true,
+        encryption_cipher: Some("CHACHA".into()),
+        encryption_key: Some("pw".into()),
         file: FileStoreOptions {
             compact_enabled: false,
             compact_frag: 40,
@@ -302,6 +305,44 @@ fn command_line_flags_win_over_files() {
     // Flags set to their default values win too.
     let o = run(&["--max_msgs=1000000", "-c", &fixture("all_keys.conf")]);
     assert_eq!(o.max_msgs, 1_000_000);
+}
+
+#[test]
+fn encryption_keys_and_their_flags() {
+    use stan_runtime::encryption::enabled;
+    let dir = Dir::new("encryption");
+    let file = dir.file(
+        "enc.conf",
+        "streaming {\n  encrypt: true\n  encryption_cipher: \"CHACHA\"\n  encryption_key: \"filekey\"\n}\n",
+    );
+    let o = run(&["-sc", &file]);
+    assert!(o.encrypt && enabled(&o));
+    assert_eq!(o.encryption_cipher.as_deref(), Some("CHACHA"));
+    assert_eq!(o.encryption_key.as_deref(), Some("filekey"));
+    let o = run(&[
+        "-sc",
+        &file,
+        "--encryption_cipher",
+        "aes",
+        "--encryption_key",
+        "flagkey",
+    ]);
+    assert_eq!(o.encryption_cipher.as_deref(), Some("aes"));
+    assert_eq!(o.encryption_key.as_deref(), Some("flagkey"));
+    // `--encrypt=false` yields to a configured key, which turns encryption on by itself.
+    let o = run(&["-sc", &file, "--encrypt=false"]);
+    assert!(!o.encrypt && enabled(&o));
+    // An empty key in a file still turns encryption on (and the start then fails
+    // without a key in the environment).
+    let empty = dir.file("empty.conf", "encryption_key: \"\"\n");
+    let o = run(&["-sc", &empty]);
+    assert!(o.encrypt && o.encryption_key.is_none());
+    let o = run(&["-sc", &empty, "--encrypt=false"]);
+    assert!(!enabled(&o));
+    // A key on the command line turns encryption on over a file that says off.
+    let off = dir.file("off.conf", "encrypt: false\n");
+    let o = run(&["-sc", &off, "--encryption_key", "k"]);
+    assert!(!o.encrypt && enabled(&o));
 }
 
 #[test]

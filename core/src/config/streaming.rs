@@ -42,6 +42,11 @@ pub struct StreamingFileOptions {
     pub hb_timeout: Option<i64>,
     pub hb_fail_count: Option<i64>,
     pub replace_durable: Option<bool>,
+    /// Encryption at rest; `encryption_key` sets it too, even to an empty key.
+    pub encrypt: Option<bool>,
+    /// `AES` or `CHACHA`, as written; checked when the store opens.
+    pub encryption_cipher: Option<String>,
+    pub encryption_key: Option<String>,
     /// Credentials for the server's own NATS connections. The embedded server's
     /// internal connection never authenticates, so they are read and type-checked
     /// but have nothing to do.
@@ -130,9 +135,14 @@ impl StreamingFileOptions {
             "sql" | "sql_options" => refuse_section(e, "SQL options")?,
             "cluster" => refuse_section(e, "cluster")?,
             "ns" | "nats_server" | "nats_server_url" | "credentials" | "secure" | "ft_group"
-            | "ft_group_name" | "partitioning" | "syslog_name" | "encrypt"
-            | "encryption_cipher" | "encryption_key" | "nkey_seed_file" => {
+            | "ft_group_name" | "partitioning" | "syslog_name" | "nkey_seed_file" => {
                 return Err(not_supported(e, &e.key));
+            }
+            "encrypt" => self.encrypt = Some(boolean(e)?),
+            "encryption_cipher" => self.encryption_cipher = Some(string(e)?),
+            "encryption_key" => {
+                self.encryption_key = Some(string(e)?);
+                self.encrypt = Some(true);
             }
             _ => {}
         }

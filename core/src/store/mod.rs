@@ -5,8 +5,11 @@
 //! lookups. Calls are synchronous: the driver makes a batch durable with one
 //! [`Store::flush`] before releasing the outputs that acknowledge it.
 
+pub mod crypto;
+mod encrypted;
 mod mem;
 
+pub use encrypted::{EncryptedStore, NonceRandom};
 pub use mem::MemStore;
 
 use crate::streaming::pb::{ClientInfo, MsgProto, ServerInfo, SubState};
