@@ -49,6 +49,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
         },
         rng_seed: seed.rotate_left(17),
         store_location: opts.dir.clone(),
+        ft_group: None,
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
         (Some(user), pass, _) => Auth::UserPass {

@@ -6,8 +6,10 @@
 //! [`Store::flush`] before releasing the outputs that acknowledge it.
 
 mod mem;
+mod unopened;
 
 pub use mem::MemStore;
+pub use unopened::Unopened;
 
 use crate::streaming::pb::{ClientInfo, MsgProto, ServerInfo, SubState};
 
