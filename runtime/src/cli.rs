@@ -171,6 +171,8 @@ pub struct Options {
     pub replace_durable: bool,
     /// `--dir`: FILE store root directory.
     pub dir: Option<String>,
+    /// `--ft_group`: the fault-tolerance group; FT mode when set.
+    pub ft_group: Option<String>,
     /// The `--file_*` options.
     pub file: crate::store::FileStoreOptions,
     // The fields below have no flag: only configuration files set them.
@@ -233,6 +235,7 @@ impl Default for Options {
             stan_trace: false,
             replace_durable: false,
             dir: None,
+            ft_group: None,
             file: crate::store::FileStoreOptions::default(),
             discover_prefix: "_STAN.discover".to_string(),
             per_channel: BTreeMap::new(),
@@ -329,7 +332,7 @@ static FLAGS: &[Flag] = &[
     f(&["hbi", "hb_interval"], "hb_interval", Interval, "30s", YES),
     f(&["hbt", "hb_timeout"], "hb_timeout", Interval, "10s", YES),
     f(&["hbf", "hb_fail_count"], "hb_fail_count", Int, "10", YES),
-    f(&["ft_group"], "ft_group", Str, "", NO),
+    f(&["ft_group"], "ft_group", Str, "", YES),
     f(&["SD", "stan_debug"], "stan_debug", Bool, "false", YES),
     f(&["SV", "stan_trace"], "stan_trace", Bool, "false", YES),
     f(&["SDV"], "SDV", Bool, "false", YES),
@@ -643,6 +646,7 @@ impl Options {
             ("stan_trace", Value::Bool(v)) => self.stan_trace = v,
             ("replace_durable", Value::Bool(v)) => self.replace_durable = v,
             ("dir", Value::Str(v)) => self.dir = text(v),
+            ("ft_group", Value::Str(v)) => self.ft_group = text(v),
             ("file_compact_enabled", Value::Bool(v)) => self.file.compact_enabled = v,
             ("file_compact_frag", Value::Int(v)) => self.file.compact_frag = v,
             ("file_compact_interval", Value::Int(v)) => self.file.compact_interval = v,
