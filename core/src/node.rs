@@ -73,6 +73,30 @@ impl Node {
         result
     }
 
+    /// True once for every attempt at the store's exclusive lock that an FT standby
+    /// wants; the runtime tries the lock without waiting and answers with
+    /// [`Node::handle_store_lock`].
+    pub fn poll_store_lock(&mut self) -> bool {
+        self.streaming
+            .as_mut()
+            .is_some_and(|s| s.server.poll_store_lock())
+    }
+
+    /// The outcome of an attempt at the store's lock; see
+    /// [`Streaming::handle_store_lock`].
+    pub fn handle_store_lock(&mut self, now: Now, lock: streaming::ft::StoreLock) {
+        if let Some(att) = self.streaming.as_mut() {
+            att.server.handle_store_lock(now, lock);
+        }
+        self.pump(now);
+    }
+
+    /// The fatal error that stopped the streaming server after startup (an FT
+    /// conflict, say): the process should exit.
+    pub fn failure(&self) -> Option<&str> {
+        self.streaming.as_ref().and_then(|s| s.server.failure())
+    }
+
     /// Registers a newly accepted client connection.
     pub fn accept(&mut self, now: Now, peer: SocketAddr) -> ConnId {
         self.nats.accept(now, peer)

@@ -437,6 +437,22 @@ fn file_section_keys() {
 }
 
 #[test]
+fn ft_group_under_both_names() {
+    for key in ["ft_group", "ft_group_name", "FT_Group"] {
+        assert_eq!(
+            streaming(&format!("streaming {{ {key}: \"grp\" }}\n"))
+                .ft_group
+                .as_deref(),
+            Some("grp")
+        );
+    }
+    assert_eq!(
+        streaming_error("ft_group: 1\n"),
+        r#"s.conf:1: parameter "ft_group" value is expected to be string, got int64"#
+    );
+}
+
+#[test]
 fn file_section_errors() {
     let cases: &[(&str, &str)] = &[
         (
@@ -627,8 +643,6 @@ fn unsupported_streaming_keys_are_refused_by_name() {
         "nats_server_url",
         "credentials",
         "secure",
-        "ft_group",
-        "ft_group_name",
         "partitioning",
         "syslog_name",
         "nkey_seed_file",

@@ -178,6 +178,8 @@ pub struct Options {
     /// `--encryption_key`: turns encryption on too. `NATS_STREAMING_ENCRYPTION_KEY`
     /// takes precedence when set.
     pub encryption_key: Option<String>,
+    /// `--ft_group`: the fault-tolerance group; FT mode when set.
+    pub ft_group: Option<String>,
     /// The `--file_*` options.
     pub file: crate::store::FileStoreOptions,
     // The fields below have no flag: only configuration files set them.
@@ -243,6 +245,7 @@ impl Default for Options {
             encrypt: false,
             encryption_cipher: None,
             encryption_key: None,
+            ft_group: None,
             file: crate::store::FileStoreOptions::default(),
             discover_prefix: "_STAN.discover".to_string(),
             per_channel: BTreeMap::new(),
@@ -339,7 +342,7 @@ static FLAGS: &[Flag] = &[
     f(&["hbi", "hb_interval"], "hb_interval", Interval, "30s", YES),
     f(&["hbt", "hb_timeout"], "hb_timeout", Interval, "10s", YES),
     f(&["hbf", "hb_fail_count"], "hb_fail_count", Int, "10", YES),
-    f(&["ft_group"], "ft_group", Str, "", NO),
+    f(&["ft_group"], "ft_group", Str, "", YES),
     f(&["SD", "stan_debug"], "stan_debug", Bool, "false", YES),
     f(&["SV", "stan_trace"], "stan_trace", Bool, "false", YES),
     f(&["SDV"], "SDV", Bool, "false", YES),
@@ -656,6 +659,7 @@ impl Options {
             ("encrypt", Value::Bool(v)) => self.encrypt = v,
             ("encryption_cipher", Value::Str(v)) => self.encryption_cipher = text(v),
             ("encryption_key", Value::Str(v)) => self.encryption_key = text(v),
+            ("ft_group", Value::Str(v)) => self.ft_group = text(v),
             ("file_compact_enabled", Value::Bool(v)) => self.file.compact_enabled = v,
             ("file_compact_frag", Value::Int(v)) => self.file.compact_frag = v,
             ("file_compact_interval", Value::Int(v)) => self.file.compact_interval = v,

@@ -241,6 +241,9 @@ fn apply_streaming(opts: &mut Options, file: StreamingFileOptions) {
     if let Some(v) = file.dir.filter(|_| free(opts, "dir")) {
         opts.dir = Some(v).filter(|d| !d.is_empty());
     }
+    if let Some(v) = file.ft_group.filter(|_| free(opts, "ft_group")) {
+        opts.ft_group = Some(v).filter(|g| !g.is_empty());
+    }
     for (flag, setting) in file.file {
         opts.set_from_file(flag, setting);
     }

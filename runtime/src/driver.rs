@@ -54,6 +54,9 @@ pub fn system_wall_clock() -> WallClock {
 /// Work on the node from outside the driver: monitoring, a configuration reload.
 type Job = Box<dyn FnOnce(&mut Node, Now) + Send>;
 
+/// The embedder's own IO on the node after every turn; see [`Driver::after_turn`].
+type TurnHook = Box<dyn FnMut(&mut Node, Now) + Send>;
+
 enum Event {
     Accepted(Box<dyn FnOnce(ConnId) -> Spawned + Send>, SocketAddr),
     Flushed(ConnId, usize),
@@ -179,6 +182,7 @@ pub struct Driver {
     log: Box<dyn FnMut(LogLine) + Send>,
     /// Nanoseconds; shared with the connection tasks, which read it per write.
     write_deadline: Arc<AtomicU64>,
+    after_turn: Option<TurnHook>,
 }
 
 impl Driver {
@@ -200,7 +204,15 @@ impl Driver {
             log,
             // Off until the embedder sets it: the server takes it from its options.
             write_deadline: Arc::new(AtomicU64::new(0)),
+            after_turn: None,
         }
+    }
+
+    /// Runs `hook` after the node has taken each batch and its due timers, before the
+    /// store flush and the release of the outputs: IO the node asks for that is not a
+    /// connection's (the FT store lock), answered within the same turn.
+    pub fn after_turn(&mut self, hook: impl FnMut(&mut Node, Now) + Send + 'static) {
+        self.after_turn = Some(Box::new(hook));
     }
 
     pub fn handle(&self) -> DriverHandle {
@@ -324,6 +336,9 @@ impl Driver {
             }
             self.feed_parked(now, stalled_since);
             self.node.handle_timeout(now);
+            if let Some(hook) = self.after_turn.as_mut() {
+                hook(&mut self.node, now);
+            }
             // Group commit: one flush for the whole batch, before anything it
             // acknowledges leaves.
             if let Err(e) = self.node.flush_store() {

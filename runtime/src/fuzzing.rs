@@ -129,7 +129,8 @@ pub fn monitoring_query(data: &[u8]) {
         Reply::Error(status, _) | Reply::Plain(status, _) => {
             assert!((400..600).contains(&status), "error status {status}");
         }
-        Reply::Html(_) | Reply::Metrics(_) | Reply::NoContent => {}
+        Reply::Empty(status) => assert!(status == 200 || status == 204, "status {status}"),
+        Reply::Html(_) | Reply::Metrics(_) => {}
     }
 }
 

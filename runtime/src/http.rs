@@ -158,9 +158,9 @@ fn http_reply(reply: Reply) -> HttpReply {
         Reply::Metrics(text) => plain(StatusCode::OK, metrics::CONTENT_TYPE, text),
         Reply::Error(status, text) => error(status_code(status), &text),
         Reply::Plain(status, text) => plain(status_code(status), "text/plain; charset=utf-8", text),
-        Reply::NoContent => {
+        Reply::Empty(status) => {
             let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::NO_CONTENT;
+            *r.status_mut() = status_code(status);
             r
         }
     }

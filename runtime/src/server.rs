@@ -8,9 +8,11 @@ use std::time::Duration;
 use stan_core::nats::server::NATS_VERSION;
 use stan_core::nats::{self, Auth};
 use stan_core::node::{Node, NodeConfig};
-use stan_core::store::{MemStore, Store};
+use stan_core::store::{MemStore, Store, Unopened};
+use stan_core::streaming::ft::StoreLock;
+use stan_core::Now;
 
-use crate::store::FileStore;
+use crate::store::{FileStore, LockAttempt, StdFs};
 use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
 use tokio::net::TcpListener;
 
@@ -49,6 +51,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
         },
         rng_seed: seed.rotate_left(17),
         store_location: opts.dir.clone(),
+        ft_group: opts.ft_group.clone(),
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
         (Some(user), pass, _) => Auth::UserPass {
@@ -110,12 +113,22 @@ fn open_plain_store(
     if opts.store != "FILE" {
         return Ok(Box::new(MemStore::new()));
     }
+    let dir = file_store_dir(opts)?;
+    let store = FileStore::open(dir, opts.file.clone()).map_err(|e| e.to_string())?;
+    Ok(Box::new(configure(store, cfg, log)))
+}
+
+fn file_store_dir(opts: &Options) -> Result<&str, String> {
     let dir = opts
         .dir
         .as_deref()
         .ok_or("for FILE stores, root directory must be specified")?;
     opts.file.validate().map_err(|e| e.to_string())?;
-    let mut store = FileStore::open(dir, opts.file.clone()).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// Where a FILE store logs, its clock and the channel limits its slices follow.
+fn configure(mut store: FileStore, cfg: &NodeConfig, log: &Logger) -> FileStore {
     let sink = log.clone();
     store.set_log_sink(Arc::new(move |level, text: &str| {
         sink.log(Origin::Stream, level, text)
@@ -132,7 +145,59 @@ fn open_plain_store(
             }
         }));
     }
-    Ok(Box::new(store))
+    store
+}
+
+/// The FT standby's store IO (BEHAVIOUR §11): the FILE store is prepared at startup
+/// and opened only once its lock is taken, on the node's request; any attempt that
+/// finds the lock held returns at once.
+struct FtStore {
+    root: std::path::PathBuf,
+    cfg: NodeConfig,
+    opts: crate::store::FileStoreOptions,
+    log: Logger,
+}
+
+impl FtStore {
+    fn prepare(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<FtStore, String> {
+        let dir = file_store_dir(opts)?;
+        let root = FileStore::prepare(&StdFs, dir, &opts.file).map_err(|e| e.to_string())?;
+        Ok(FtStore {
+            root,
+            cfg: cfg.clone(),
+            opts: opts.file.clone(),
+            log: log.clone(),
+        })
+    }
+
+    /// Answers the node's requests for an attempt at the lock.
+    fn serve(&self, node: &mut Node, now: Now) {
+        if !node.poll_store_lock() {
+            return;
+        }
+        let lock = match FileStore::try_lock(&StdFs, &self.root) {
+            LockAttempt::Taken(lock) => {
+                let store = FileStore::open_locked(
+                    Arc::new(StdFs),
+                    self.root.clone(),
+                    self.opts.clone(),
+                    lock,
+                );
+                StoreLock::Taken(Box::new(configure(store, &self.cfg, &self.log)))
+            }
+            LockAttempt::Busy => StoreLock::Busy,
+            LockAttempt::Failed(e) => StoreLock::Failed(e),
+        };
+        node.handle_store_lock(now, lock);
+    }
+}
+
+/// Why the driver stops.
+enum Stop {
+    /// A signal, with the exit code it means.
+    Signal(ExitCode),
+    /// A fatal error after startup, logged already (an FT conflict).
+    Fatal,
 }
 
 /// Runs the server until SIGINT (exit 0) or SIGTERM (exit 143). `args`, the command
@@ -164,7 +229,18 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     };
     let local = listener.local_addr().ok();
     cfg.nats.port = local.map_or(cfg.nats.port, |a| a.port());
-    let store = match open_store(&opts, &cfg, &log) {
+    // In FT mode the FILE store is opened once this server holds its lock; only its
+    // preparation happens now.
+    let mut ft_store = None;
+    let opened = if opts.ft_group.is_some() && opts.store == "FILE" {
+        FtStore::prepare(&opts, &cfg, &log).map(|ft| {
+            ft_store = Some(ft);
+            Box::new(Unopened::new("FILE")) as Box<dyn Store>
+        })
+    } else {
+        open_store(&opts, &cfg, &log)
+    };
+    let store = match opened {
         Ok(s) => s,
         Err(e) => {
             log.log(
@@ -264,6 +340,24 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         ),
     );
     log.log(Origin::Nats, Level::Info, "Server is ready");
+    if opts.ft_group.is_some() && ft_store.is_none() {
+        log.log(
+            Origin::Stream,
+            Level::Fatal,
+            "Failed to start: ft: only FILE or SQL stores supported in FT mode",
+        );
+        return 1;
+    }
+    let (stop_tx, mut stop_rx) = tokio::sync::mpsc::unbounded_channel::<Stop>();
+    if let Some(ft) = ft_store {
+        let stop = stop_tx.clone();
+        driver.after_turn(move |node, now| {
+            ft.serve(node, now);
+            if node.failure().is_some() {
+                let _ = stop.send(Stop::Fatal);
+            }
+        });
+    }
     let accept_task = driver.serve(listener);
     if let Err(e) = driver.start() {
         log.log(
@@ -273,7 +367,6 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         );
         return 1;
     }
-    let (code_tx, code_rx) = tokio::sync::oneshot::channel::<ExitCode>();
     let signals = {
         let mut reload = Reload {
             args,
@@ -284,14 +377,17 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         };
         tokio::spawn(async move {
             let code = wait_for_exit_signal(signals, &mut reload).await;
-            let _ = code_tx.send(code);
+            let _ = stop_tx.send(Stop::Signal(code));
         })
     };
-    let mut code = 0;
+    let mut stop = Stop::Signal(0);
     let shutdown = async {
-        code = code_rx.await.unwrap_or(0);
+        if let Some(s) = stop_rx.recv().await {
+            stop = s;
+        }
     };
-    driver.run(shutdown).await;
+    // Dropping the node closes the store (and releases an FT lock).
+    drop(driver.run(shutdown).await);
     accept_task.abort();
     signals.abort();
     if let Some(t) = http_task {
@@ -300,9 +396,15 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     if let Some(pid_file) = &opts.pid_file {
         let _ = std::fs::remove_file(pid_file);
     }
-    log.log(Origin::Stream, Level::Info, "Shutting down.");
-    log.log(Origin::Nats, Level::Info, "Server Exiting..");
-    code
+    match stop {
+        Stop::Signal(code) => {
+            log.log(Origin::Stream, Level::Info, "Shutting down.");
+            log.log(Origin::Nats, Level::Info, "Server Exiting..");
+            code
+        }
+        // The fatal line was the last word, as with the Go server.
+        Stop::Fatal => 1,
+    }
 }
 
 /// What SIGHUP needs: the command line to read again, the options in force and the

@@ -117,6 +117,7 @@ fn every_supported_key_reaches_the_options() {
         encrypt: true,
         encryption_cipher: Some("CHACHA".into()),
         encryption_key: Some("pw".into()),
+        ft_group: Some("fixture-group".into()),
         file: FileStoreOptions {
             compact_enabled: false,
             compact_frag: 40,
@@ -301,6 +302,9 @@ fn command_line_flags_win_over_files() {
     assert_eq!(o.file.fds_limit, 64);
     assert_eq!(o.dir.as_deref(), Some("/flag/dir"));
     assert_eq!(o.store, "MEMORY");
+    assert_eq!(o.ft_group.as_deref(), Some("fixture-group"));
+    let o = run(&["-c", &fixture("all_keys.conf"), "--ft_group", "flag-group"]);
+    assert_eq!(o.ft_group.as_deref(), Some("flag-group"));
     assert!(!o.explicit.contains("file_fds_limit"));
     // Flags set to their default values win too.
     let o = run(&["--max_msgs=1000000", "-c", &fixture("all_keys.conf")]);
@@ -400,7 +404,8 @@ fn malformed_files_name_file_line_and_key() {
         ("file {\n  sync: \"yes\"\n}\n", "2: parameter \"sync\" value is expected to be bool, got string"),
         ("file: [1]\n", "1: expected file options to be a map/struct, got [1]"),
         ("dir: 1\n", "1: parameter \"dir\" value is expected to be string, got int64"),
-        ("x: 1\nft_group: \"ft\"\n", "2: parameter \"ft_group\" is not supported yet by stan-server"),
+        ("x: 1\npartitioning: true\n", "2: parameter \"partitioning\" is not supported yet by stan-server"),
+        ("ft_group: [1]\n", "1: parameter \"ft_group\" value is expected to be string, got slice"),
         ("tls {\n  cert_file: x\n}\n", "1: parameter \"tls\" is not supported yet by stan-server"),
         ("cluster {\n  listen: 0.0.0.0:6222\n}\n", "1: parameter \"cluster\" is not supported yet by stan-server"),
         ("port: x\n", "1: interface conversion: interface {} is string, not int64"),

@@ -30,6 +30,8 @@ pub struct StreamingFileOptions {
     pub store: Option<String>,
     /// `dir`, `datastore`: the FILE store's root directory.
     pub dir: Option<String>,
+    /// `ft_group`, `ft_group_name`: the fault-tolerance group.
+    pub ft_group: Option<String>,
     /// The `file { }` section, in file order, each setting under the name of the
     /// command-line flag it stands for (`sync` → `file_sync`), so that one table
     /// applies flags and file alike.
@@ -131,11 +133,12 @@ impl StreamingFileOptions {
             "limits" | "store_limits" | "storelimits" => self.store_limits(e)?,
             "tls" => refuse_section(e, "TLS")?,
             "dir" | "datastore" => self.dir = Some(string(e)?),
+            "ft_group" | "ft_group_name" => self.ft_group = Some(string(e)?),
             "file" | "file_options" => self.file_options(e)?,
             "sql" | "sql_options" => refuse_section(e, "SQL options")?,
             "cluster" => refuse_section(e, "cluster")?,
-            "ns" | "nats_server" | "nats_server_url" | "credentials" | "secure" | "ft_group"
-            | "ft_group_name" | "partitioning" | "syslog_name" | "nkey_seed_file" => {
+            "ns" | "nats_server" | "nats_server_url" | "credentials" | "secure"
+            | "partitioning" | "syslog_name" | "nkey_seed_file" => {
                 return Err(not_supported(e, &e.key));
             }
             "encrypt" => self.encrypt = Some(boolean(e)?),

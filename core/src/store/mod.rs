@@ -8,9 +8,11 @@
 pub mod crypto;
 mod encrypted;
 mod mem;
+mod unopened;
 
 pub use encrypted::{EncryptedStore, NonceRandom};
 pub use mem::MemStore;
+pub use unopened::Unopened;
 
 use crate::streaming::pb::{ClientInfo, MsgProto, ServerInfo, SubState};
 

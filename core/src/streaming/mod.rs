@@ -3,6 +3,7 @@
 
 mod channels;
 mod delivery;
+pub mod ft;
 pub mod limits;
 pub mod monitor;
 pub mod pb;
@@ -34,6 +35,8 @@ pub struct Config {
     pub rng_seed: u64,
     /// `--dir` as given, for the startup line naming it (printed whatever the store).
     pub store_location: Option<String>,
+    /// `--ft_group`: the fault-tolerance group this server belongs to, if any.
+    pub ft_group: Option<String>,
 }
 
 #[cfg(all(feature = "planted-bugs", not(debug_assertions)))]
@@ -88,6 +91,7 @@ impl Default for Config {
             verbosity: Verbosity::default(),
             rng_seed: 0,
             store_location: None,
+            ft_group: None,
         }
     }
 }

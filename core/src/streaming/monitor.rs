@@ -284,9 +284,7 @@ pub fn serverz(s: &Streaming, ctx: &Context) -> Serverz {
         server_id: s.server_id().to_string(),
         version: VERSION,
         go: "rust",
-        // Fault tolerance and clustering are not built, so a running server is always
-        // standalone.
-        state: "STANDALONE",
+        state: s.state(),
         role: String::new(),
         node_id: String::new(),
         now: ctx.now(),

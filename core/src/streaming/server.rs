@@ -9,6 +9,7 @@ use std::time::Duration;
 use prost::Message;
 use rustc_hash::FxHashMap;
 
+use super::ft::Ft;
 use super::limits::{ResolvedLimits, StoreLimits};
 use super::pb::{self, ClientInfo, ConnectRequest, ConnectResponse, CtrlMsg, ServerInfo};
 use super::state::{Channel, Client, SubId};
@@ -48,6 +49,7 @@ pub(crate) mod sid {
     pub const CLOSE: u64 = 6;
     pub const PINGS: u64 = 7;
     pub const REPLIES: u64 = 8;
+    pub const FT: u64 = 9;
     pub const FIRST_ACK: u64 = 1000;
 }
 
@@ -124,6 +126,10 @@ pub struct Streaming {
     pub(crate) actions: VecDeque<Action>,
     pub(crate) stats: Stats,
     pub(crate) started: bool,
+    /// Fault-tolerance mode's state, when the server belongs to an FT group.
+    pub(crate) ft: Option<Ft>,
+    /// The fatal error that stopped the server, if one did.
+    pub(crate) failure: Option<String>,
 }
 
 /// Protocol version of the Go server this one presents itself as.
@@ -140,6 +146,10 @@ impl Streaming {
         let mut rng = Rng::new(cfg.rng_seed ^ 0x5354_414e);
         let server_id = rng.nuid();
         let reply_prefix = format!("_INBOX.{}", rng.nuid());
+        let ft = cfg
+            .ft_group
+            .as_deref()
+            .map(|group| Ft::new(&cfg.cluster_id, group, cfg.rng_seed));
         Ok(Streaming {
             info: ServerInfo::default(),
             limits,
@@ -161,6 +171,8 @@ impl Streaming {
             actions: VecDeque::new(),
             stats: Stats::default(),
             started: false,
+            ft,
+            failure: None,
             cfg,
         })
     }
@@ -209,8 +221,18 @@ impl Streaming {
         ]
     }
 
-    /// Recovers state, opens the client-facing subscriptions and logs the startup block.
+    /// Recovers state, opens the client-facing subscriptions and logs the startup
+    /// block. A member of an FT group enters standby instead; it does all this once it
+    /// holds the store's lock (see [`Streaming::handle_store_lock`]).
     pub fn start(&mut self, now: Now) -> Result<(), String> {
+        if self.ft.is_some() {
+            self.enter_standby(now);
+            return Ok(());
+        }
+        self.recover_and_serve(now)
+    }
+
+    pub(crate) fn recover_and_serve(&mut self, now: Now) -> Result<(), String> {
         self.log(Level::Info, "Recovering the state...".into());
         let recovered = self.store.recover().map_err(|e| e.to_string())?;
         let cid = self.cfg.cluster_id.clone();
@@ -318,6 +340,7 @@ impl Streaming {
                 )
             }
             sid::REPLIES => return self.on_reply(now, subject),
+            sid::FT => return self.on_ft_msg(now, payload),
             sid::DISCOVER..=sid::PINGS => {}
             ack => return self.on_ack(now, ack, payload),
         }
@@ -356,10 +379,15 @@ impl Streaming {
                 Timer::Inactivity(channel) => self.inactivity_fired(now, at, &channel),
             }
         }
+        self.ft_timeout(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|t| t.0)
+        let timer = self.timers.first().map(|t| t.0);
+        match (timer, self.ft_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {

@@ -33,8 +33,8 @@ pub enum Reply {
     Error(u16, String),
     /// A plain-text body, as written, with its status.
     Plain(u16, String),
-    /// 204 without a body.
-    NoContent,
+    /// A status without a body.
+    Empty(u16),
 }
 
 /// Where a request goes.
@@ -64,6 +64,7 @@ enum Doc {
     Storez,
     Clientsz(ClientszQuery),
     Channelsz(ChannelszQuery),
+    IsFtActive,
 }
 
 /// What a document needs from outside the node.
@@ -111,8 +112,7 @@ pub fn route(path: &str, query: &str) -> Route {
                 callback,
             })
         }
-        // Fault tolerance is not built: this server is never the FT active one.
-        "/streaming/isFTActive" => return Route::Done(Reply::NoContent),
+        "/streaming/isFTActive" => Doc::IsFtActive,
         "/metrics" => Doc::Metrics,
         "/varz" => Doc::Varz,
         "/connz" => Doc::Connz(ConnzQuery {
@@ -166,6 +166,11 @@ impl Request {
         };
         let body = match self.doc {
             Doc::Metrics => return Reply::Metrics(metrics::render(&metrics::Snapshot::take(node))),
+            // 204 for a standby and for a server outside FT mode alike.
+            Doc::IsFtActive => {
+                let active = node.streaming().is_some_and(|s| s.is_ft_active());
+                return Reply::Empty(if active { 200 } else { 204 });
+            }
             Doc::Varz => Ok(pretty_json(&monitor::varz(node.nats(), &nats()))),
             Doc::Connz(q) => Ok(pretty_json(&monitor::connz(node.nats(), &nats(), &q))),
             Doc::Subsz(q) => Ok(pretty_json(&monitor::subsz(node.nats(), &nats(), &q))),

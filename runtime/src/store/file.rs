@@ -3,7 +3,8 @@
 //! with its `subs.dat` and message slices.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,6 +56,56 @@ pub struct FileStore {
     closed: bool,
 }
 
+/// The store's exclusive lock, held; dropping it releases the lock.
+pub struct RootLock(Box<dyn FsLock>);
+
+impl std::fmt::Debug for RootLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RootLock")
+    }
+}
+
+/// What one attempt at the store's exclusive lock found.
+#[derive(Debug)]
+pub enum LockAttempt {
+    Taken(RootLock),
+    /// Another process holds it.
+    Busy,
+    /// The lock file could not be made (the text says why).
+    Failed(String),
+}
+
+/// Checks the directory and the options, and creates the directory.
+fn create_root(fs: &dyn Fs, dir: &Path, opts: &FileStoreOptions) -> Result<PathBuf> {
+    if dir.as_os_str().is_empty() {
+        return err("for FILE stores, root directory must be specified".into());
+    }
+    opts.validate()?;
+    let root = clean_path(dir);
+    if let Err(e) = fs.create_dir_all(&root) {
+        return err(format!(
+            "unable to create the root directory [{}]: {}",
+            dir.display(),
+            os_error("mkdir", &root, &e)
+        ));
+    }
+    Ok(root)
+}
+
+/// Refusing a second start with `--file_truncate_bad_eof` forces the operator to look
+/// at what the first one truncated.
+fn check_truncate_witness(fs: &dyn Fs, root: &Path, opts: &FileStoreOptions) -> Result<()> {
+    let witness = root.join(TRUNCATE_WITNESS);
+    if opts.truncate_bad_eof {
+        if fs.create_new(&witness).is_err() {
+            return err("file store should not be opened consecutively with the TruncateUnexpectedEOF option set to true".into());
+        }
+    } else {
+        let _ = fs.remove_file(&witness);
+    }
+    Ok(())
+}
+
 impl std::fmt::Debug for FileStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileStore")
@@ -82,18 +133,7 @@ impl FileStore {
         opts: FileStoreOptions,
     ) -> Result<FileStore> {
         let dir = dir.as_ref();
-        if dir.as_os_str().is_empty() {
-            return err("for FILE stores, root directory must be specified".into());
-        }
-        opts.validate()?;
-        let root = clean_path(dir);
-        if let Err(e) = fs.create_dir_all(&root) {
-            return err(format!(
-                "unable to create the root directory [{}]: {}",
-                dir.display(),
-                os_error("mkdir", &root, &e)
-            ));
-        }
+        let root = create_root(&*fs, dir, &opts)?;
         // Two servers appending to the same files would corrupt them, so the lock a
         // fault-tolerant group uses is taken by every server, before anything on
         // disk is touched.
@@ -109,20 +149,59 @@ impl FileStore {
             }
             Err(e) => return err(os_error("open", &lock_path, &e)),
         };
-        let witness = root.join(TRUNCATE_WITNESS);
-        if opts.truncate_bad_eof {
-            // Refusing a second start with the option forces the operator to look at
-            // what the first one truncated.
-            if fs.create_new(&witness).is_err() {
-                return err("file store should not be opened consecutively with the TruncateUnexpectedEOF option set to true".into());
-            }
-        } else {
-            let _ = fs.remove_file(&witness);
+        check_truncate_witness(&*fs, &root, &opts)?;
+        Ok(FileStore::build(fs, root, opts, root_lock))
+    }
+
+    /// FT mode's part of opening that comes before the lock, as the Go server does it
+    /// at startup: the checks, the root directory and the truncation witness. Returns
+    /// the root to pass to [`FileStore::try_lock`] and [`FileStore::open_locked`].
+    pub fn prepare(fs: &dyn Fs, dir: impl AsRef<Path>, opts: &FileStoreOptions) -> Result<PathBuf> {
+        let root = create_root(fs, dir.as_ref(), opts)?;
+        check_truncate_witness(fs, &root, opts)?;
+        Ok(root)
+    }
+
+    /// One attempt at the store's exclusive lock (STORES §1.11), without waiting.
+    pub fn try_lock(fs: &dyn Fs, root: &Path) -> LockAttempt {
+        let path = root.join(LOCK_FILE);
+        match fs.lock(&path) {
+            Ok(Some(lock)) => LockAttempt::Taken(RootLock(lock)),
+            Ok(None) => LockAttempt::Busy,
+            // The Go server's split: the directory gone or not writable is an error;
+            // an interrupted call or a lack of lock records only means "not now".
+            Err(e) => match (e.kind(), e.raw_os_error()) {
+                (io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied, _) => {
+                    LockAttempt::Failed(os_error("open", &path, &e))
+                }
+                (_, Some(libc::EINTR | libc::ENOLCK | libc::EAGAIN | libc::EACCES)) => {
+                    LockAttempt::Busy
+                }
+                _ => LockAttempt::Failed(os_error("open", &path, &e)),
+            },
         }
+    }
+
+    /// Opens a store [`FileStore::prepare`]d in `root`, holding `lock` until closed.
+    pub fn open_locked(
+        fs: Arc<dyn Fs>,
+        root: PathBuf,
+        opts: FileStoreOptions,
+        lock: RootLock,
+    ) -> FileStore {
+        FileStore::build(fs, root, opts, lock.0)
+    }
+
+    fn build(
+        fs: Arc<dyn Fs>,
+        root: PathBuf,
+        opts: FileStoreOptions,
+        root_lock: Box<dyn FsLock>,
+    ) -> FileStore {
         let crc = Crc::new(opts.crc_poly as u32);
         let clock = system_clock();
         let now = clock();
-        Ok(FileStore {
+        FileStore {
             sh: Shared {
                 fs,
                 root,
@@ -143,7 +222,7 @@ impl FileStore {
             last_shrink: now,
             last_auto_sync: now,
             closed: false,
-        })
+        }
     }
 
     /// Where the store's log lines go (discarded until set).

@@ -22,7 +22,7 @@ mod subs;
 mod tempfile;
 
 pub use env::{ChannelLimitsFn, Clock, LogSink};
-pub use file::FileStore;
+pub use file::{FileStore, LockAttempt, RootLock};
 pub use fs::{DirEntry, Fs, FsFile, FsLock, StdFs};
 pub use memfs::MemFs;
 pub use options::{ChannelLimits, FileStoreOptions};
