@@ -87,7 +87,7 @@ fn read_text(read: &mut ReadFn<'_>, path: &str) -> Result<String, String> {
 
 /// An IO error as Go words it: the C library's message, lower-cased, without the
 /// error number.
-fn os_reason(e: &io::Error) -> String {
+pub(crate) fn os_reason(e: &io::Error) -> String {
     let text = e.to_string();
     let text = match text.rfind(" (os error ") {
         Some(i) if e.raw_os_error().is_some() => &text[..i],
@@ -186,6 +186,15 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     }
     if let Some(v) = file.log_size_limit.filter(|_| free(opts, "log_size_limit")) {
         opts.log_size_limit = v;
+    }
+    if let Some(v) = file.syslog.filter(|_| free(opts, "syslog")) {
+        opts.syslog = v;
+    }
+    if let Some(v) = file.remote_syslog.filter(|_| free(opts, "remote_syslog")) {
+        opts.remote_syslog = text(v);
+    }
+    if let Some(v) = file.http_base_path {
+        opts.http_base_path = v;
     }
     if let Some(v) = file.pid_file.filter(|_| free(opts, "pid_file")) {
         opts.pid_file = text(v);

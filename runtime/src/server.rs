@@ -349,6 +349,15 @@ impl Reload {
                 new.log_file.as_deref().unwrap_or_default()
             ));
         }
+        if old.syslog != new.syslog {
+            lines.push(format!("Reloaded: syslog = {}", new.syslog));
+        }
+        if old.remote_syslog != new.remote_syslog {
+            lines.push(format!(
+                "Reloaded: remote_syslog = {}",
+                new.remote_syslog.as_deref().unwrap_or_default()
+            ));
+        }
         for line in &lines {
             log.log(Origin::Nats, Level::Info, line);
         }
@@ -358,12 +367,14 @@ impl Reload {
             stan_trace: old.stan_trace,
             ..new.log_config()
         };
-        if let Err(e) = log.reconfigure(config) {
-            log.log(
+        match log.reconfigure(config) {
+            Ok(()) => {}
+            Err(crate::logger::OpenError::Syslog(e)) => log.log(Origin::Nats, Level::Error, &e),
+            Err(e) => log.log(
                 Origin::Nats,
                 Level::Error,
                 &format!("Unable to open the new log file: {e}"),
-            );
+            ),
         }
         log.log(Origin::Nats, Level::Info, "Reloaded server configuration");
         self.current = new;
