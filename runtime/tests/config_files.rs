@@ -376,7 +376,7 @@ fn malformed_files_name_file_line_and_key() {
         ("x: 1\nft_group: \"ft\"\n", "2: parameter \"ft_group\" is not supported yet by stan-server"),
         ("tls {\n  cert_file: x\n}\n", "1: parameter \"tls\" is not supported yet by stan-server"),
         ("cluster {\n  listen: 0.0.0.0:6222\n}\n", "1: parameter \"cluster\" is not supported yet by stan-server"),
-        ("cluster {\n  peers: \"a,b\"\n}\n", "2: parameter \"peers\" value is expected to be slice, got string"),
+        ("streaming { cluster {\n  peers: \"a,b\"\n} }\n", "2: parameter \"peers\" value is expected to be slice, got string"),
         ("streaming {\n  secure: 1\n}\n", "2: parameter \"secure\" value is expected to be bool, got int64"),
         ("\nsyslog: \"yes\"\n", "2: interface conversion: interface {} is string, not bool"),
         ("port: x\n", "1: interface conversion: interface {} is string, not int64"),
