@@ -117,7 +117,7 @@ pub fn include_path(from: &str, written: &str) -> String {
 }
 
 /// Go's `path.Clean`: no empty or `.` elements, `..` resolved lexically.
-fn clean_path(path: &str) -> String {
+pub(crate) fn clean_path(path: &str) -> String {
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {

@@ -77,6 +77,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
                 trace: opts.trace,
             },
             rng_seed: seed,
+            http_base_path: opts.http_base_path.clone(),
             ..nats::Config::default()
         },
         streaming: Some(streaming),
@@ -226,6 +227,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
                     start_wall_ns,
                     http_host: opts.addr.clone(),
                     http_port: l.local_addr().map_or(port, |a| a.port()),
+                    base_path: http::routes::normalize_base_path(&opts.http_base_path),
                     req_stats: Mutex::new(Default::default()),
                 });
                 http_task = Some(tokio::spawn(http::serve(l, state)));
