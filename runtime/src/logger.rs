@@ -167,8 +167,8 @@ impl Logger {
         Ok(Logger::with_sink(config, sink, colored))
     }
 
-    /// Logs to `writer`, without colors; `config.file` is ignored. Lets tests and
-    /// embedders capture the exact output.
+    /// Logs to `writer`, without colors, whatever destination `config` names. Lets
+    /// tests and embedders capture the exact output.
     pub fn with_writer(config: LogConfig, writer: Box<dyn Write + Send>) -> Logger {
         Logger::with_sink(config, Sink::Writer(writer), false)
     }
