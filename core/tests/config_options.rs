@@ -637,28 +637,187 @@ fn invalid_channel_names() {
 
 #[test]
 fn unsupported_streaming_keys_are_refused_by_name() {
-    for key in [
-        "ns",
-        "nats_server",
-        "nats_server_url",
-        "credentials",
-        "secure",
-        "partitioning",
-        "syslog_name",
-        "nkey_seed_file",
-        "Syslog_Name",
+    for (key, value) in [
+        ("ns", "\"nats://h:4222\""),
+        ("nats_server", "x"),
+        ("nats_server_url", "x"),
+        ("credentials", "/c.creds"),
+        ("secure", "true"),
+        ("partitioning", "false"),
+        ("nkey_seed_file", "/s.nk"),
+        ("NS", "x"),
+        ("Secure", "yes"),
     ] {
         assert_eq!(
-            streaming_error(&format!("streaming {{\n  {key}: x\n}}\n")),
+            streaming_error(&format!("streaming {{\n  {key}: {value}\n}}\n")),
             format!("s.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
         );
     }
-    for key in ["tls", "sql", "sql_options", "cluster"] {
+    for key in ["tls", "sql", "sql_options", "cluster", "TLS", "Cluster"] {
         assert_eq!(
             streaming_error(&format!("{key} {{ }}\n")),
             format!("s.conf:1: parameter \"{key}\" is not supported yet by stan-server"),
         );
     }
+}
+
+/// Keys of features not built yet are type-checked as the Go server checks them
+/// before being refused, so a malformed value gets the Go server's error.
+#[test]
+fn unsupported_streaming_keys_are_type_checked_first() {
+    let string_keys = [
+        "ns",
+        "nats_server",
+        "nats_server_url",
+        "credentials",
+        "nkey_seed_file",
+    ];
+    for key in string_keys {
+        assert_eq!(
+            streaming_error(&format!("\n{key}: 5\n")),
+            format!("s.conf:2: parameter \"{key}\" value is expected to be string, got int64"),
+        );
+    }
+    for key in ["secure", "partitioning", "Partitioning"] {
+        assert_eq!(
+            streaming_error(&format!("{key}: \"true\"\n")),
+            format!("s.conf:1: parameter \"{key}\" value is expected to be bool, got string"),
+        );
+    }
+}
+
+#[test]
+fn syslog_name_is_accepted_and_ignored() {
+    assert_eq!(
+        streaming("syslog_name: \"NATS-Streaming\"\nSYSLOG_NAME: x\n"),
+        StreamingFileOptions::default()
+    );
+    assert_eq!(
+        streaming_error("streaming {\n syslog_name: [a]\n}\n"),
+        r#"s.conf:2: parameter "syslog_name" value is expected to be string, got slice"#
+    );
+}
+
+#[test]
+fn tls_section_is_read_before_its_refusal() {
+    let full = "tls {\n  client_cert: \"c.pem\"\n  client_key: \"k.pem\"\n  client_ca: ca.pem\n  client_cacert: ca.pem\n  server_name: h\n  server_hostname: h\n  skip_verify: false\n  insecure: true\n  other: 1\n}\n";
+    assert_eq!(
+        streaming_error(full),
+        "s.conf:1: parameter \"tls\" is not supported yet by stan-server"
+    );
+    let strings = [
+        "client_cert",
+        "client_key",
+        "client_ca",
+        "client_cacert",
+        "server_name",
+        "server_hostname",
+        "Client_Cert",
+    ];
+    for key in strings {
+        assert_eq!(
+            streaming_error(&format!("tls {{\n  {key}: true\n}}\n")),
+            format!("s.conf:2: parameter \"{key}\" value is expected to be string, got bool"),
+        );
+    }
+    for key in ["skip_verify", "insecure"] {
+        assert_eq!(
+            streaming_error(&format!("streaming {{ tls {{\n\n  {key}: 1\n}} }}\n")),
+            format!("s.conf:3: parameter \"{key}\" value is expected to be bool, got int64"),
+        );
+    }
+}
+
+#[test]
+fn sql_section_is_read_before_its_refusal() {
+    let full = "sql_options {\n  driver: postgres\n  source: \"dbname=stan\"\n  no_caching: true\n  max_open_conns: 5\n  max_conns: 6\n  bulk_insert_limit: 1K\n}\n";
+    assert_eq!(
+        streaming_error(full),
+        "s.conf:1: parameter \"sql_options\" is not supported yet by stan-server"
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        ("driver", "1", "string, got int64"),
+        ("source", "[a]", "string, got slice"),
+        ("no_caching", "\"yes\"", "bool, got string"),
+        ("max_open_conns", "1.5", "int64, got float64"),
+        ("max_conns", "{}", "int64, got map"),
+        ("bulk_insert_limit", "true", "int64, got bool"),
+    ];
+    for (key, value, kinds) in cases {
+        assert_eq!(
+            streaming_error(&format!("sql {{\n  {key}: {value}\n}}\n")),
+            format!("s.conf:2: parameter \"{key}\" value is expected to be {kinds}"),
+        );
+    }
+    // The Go server names SQL keys in lower case, whatever their spelling.
+    assert_eq!(
+        streaming_error("sql { DRIVER: 1 }\n"),
+        r#"s.conf:1: parameter "driver" value is expected to be string, got int64"#
+    );
+}
+
+#[test]
+fn cluster_section_is_read_before_its_refusal() {
+    let full = r#"cluster {
+  node_id: "a"
+  bootstrap: true
+  peers: ["b", "c"]
+  log_path: "/raft"
+  log_cache_size: 1024
+  log_snapshots: 3
+  trailing_logs: 256
+  sync: true
+  proceed_on_restore_failure: false
+  allow_add_remove_node: true
+  raft_logging: false
+  raft_heartbeat_timeout: "2s"
+  raft_election_timeout: "2s"
+  raft_lease_timeout: "1s"
+  raft_commit_timeout: "100ms"
+  bolt_free_list_sync: true
+  bolt_free_list_map: false
+  nodes_connections: true
+  listen: "0.0.0.0:6222"
+}
+"#;
+    assert_eq!(
+        streaming_error(full),
+        "s.conf:1: parameter \"cluster\" is not supported yet by stan-server"
+    );
+    let cases: &[(&str, &str, &str)] = &[
+        ("node_id", "1", "string, got int64"),
+        ("log_path", "true", "string, got bool"),
+        ("bootstrap", "b", "bool, got string"),
+        ("sync", "1", "bool, got int64"),
+        ("proceed_on_restore_failure", "[]", "bool, got slice"),
+        ("allow_add_remove_node", "{}", "bool, got map"),
+        ("raft_logging", "1.0", "bool, got float64"),
+        ("bolt_free_list_sync", "x", "bool, got string"),
+        ("bolt_free_list_map", "x", "bool, got string"),
+        ("nodes_connections", "x", "bool, got string"),
+        ("log_cache_size", "\"512\"", "int64, got string"),
+        ("log_snapshots", "true", "int64, got bool"),
+        ("trailing_logs", "1.5", "int64, got float64"),
+        ("raft_heartbeat_timeout", "2", "string, got int64"),
+        ("raft_election_timeout", "true", "string, got bool"),
+        ("raft_lease_timeout", "1m", "string, got int64"),
+        ("raft_commit_timeout", "[a]", "string, got slice"),
+        ("peers", "\"a,b\"", "slice, got string"),
+    ];
+    for (key, value, kinds) in cases {
+        assert_eq!(
+            streaming_error(&format!("cluster {{\n  {key}: {value}\n}}\n")),
+            format!("s.conf:2: parameter \"{key}\" value is expected to be {kinds}"),
+        );
+    }
+    assert_eq!(
+        streaming_error("cluster {\n  raft_lease_timeout: \"1x\"\n}\n"),
+        r#"s.conf:2: time: unknown unit "x" in duration "1x""#
+    );
+    assert_eq!(
+        streaming_error("cluster {\n  peers: [a, 2]\n}\n"),
+        "s.conf:2: interface conversion: interface {} is int64, not string"
+    );
 }
 
 #[test]
@@ -703,6 +862,7 @@ fn every_nats_key_and_alias() {
 listen: "127.0.0.1:4333"
 server_name: srv
 http: 8223
+http_base_path: "/nats"
 authorization {
   user: alice
   password: "s3cret"
@@ -724,6 +884,8 @@ logtime: false
 logtime_utc: true
 log_file: "/tmp/stan.log"
 logfile_size_limit: 1MB
+syslog: true
+remote_syslog: "udp://127.0.0.1:514"
 pid_file: "/tmp/stan.pid"
 "#,
     );
@@ -733,6 +895,7 @@ pid_file: "/tmp/stan.pid"
         server_name: Some("srv".into()),
         http_host: None,
         http_port: Some(8223),
+        http_base_path: Some("/nats".into()),
         user: Some("alice".into()),
         pass: Some("s3cret".into()),
         token: Some(String::new()),
@@ -751,6 +914,8 @@ pid_file: "/tmp/stan.pid"
         logtime_utc: Some(true),
         log_file: Some("/tmp/stan.log".into()),
         log_size_limit: Some(1 << 20),
+        syslog: Some(true),
+        remote_syslog: Some("udp://127.0.0.1:514".into()),
         pid_file: Some("/tmp/stan.pid".into()),
     };
     assert_eq!(o, want);
@@ -768,6 +933,10 @@ pid_file: "/tmp/stan.pid"
         (o.max_connections, o.trace, o.ping_interval),
         (Some(9), Some(true), Some(60 * S))
     );
+    let o = nats("HTTP_BASE_PATH: monitor/\nSysLog: yes\nremote_syslog: \"\"\n");
+    assert_eq!(o.http_base_path.as_deref(), Some("monitor/"));
+    assert_eq!(o.syslog, Some(true));
+    assert_eq!(o.remote_syslog.as_deref(), Some(""));
     assert_eq!(nats("net: \"\"\n").addr.as_deref(), Some("0.0.0.0"));
     assert_eq!(nats("http_port: 1\n").http_port, Some(1));
     // The block sets all three credentials, the missing ones to "".
@@ -905,6 +1074,18 @@ fn nats_errors() {
             "ping_interval: \"-1s\"\n",
             "n.conf:1: ping_interval value can not be negative",
         ),
+        (
+            "http_base_path: 8\n",
+            "n.conf:1: interface conversion: interface {} is int64, not string",
+        ),
+        (
+            "syslog: \"true\"\n",
+            "n.conf:1: interface conversion: interface {} is string, not bool",
+        ),
+        (
+            "\nremote_syslog: [\"udp://h:514\"]\n",
+            "n.conf:2: interface conversion: interface {} is []interface {}, not string",
+        ),
     ];
     for (text, want) in cases {
         assert_eq!(nats_error(text), *want, "{text:?}");
@@ -922,13 +1103,10 @@ fn unsupported_nats_keys_are_refused_by_name() {
         "accounts",
         "https",
         "https_port",
-        "http_base_path",
         "cluster",
         "gateway",
         "leafnodes",
         "jetstream",
-        "syslog",
-        "remote_syslog",
         "tls",
         "operator",
         "resolver",

@@ -405,6 +405,14 @@ fn reload() {
         w.node.reload_nats(w.now, moved),
         Err("config reload not supported for Port: old=4222, new=5222".into())
     );
+    let rebased = nats::Config {
+        http_base_path: "/nats".into(),
+        ..current.clone()
+    };
+    assert_eq!(
+        w.node.reload_nats(w.now, rebased),
+        Err("config reload not supported for HTTPBasePath: old=, new=/nats".into())
+    );
     assert!(w.closed.is_empty());
 
     w.note("the password changes and only one connection is allowed");

@@ -124,6 +124,10 @@ pub struct Options {
     pub log_file: Option<String>,
     /// `--log_size_limit`: bytes after which the log file is rotated (≤ 0 = never).
     pub log_size_limit: i64,
+    /// `-s`, `--syslog`: log to the local syslog daemon.
+    pub syslog: bool,
+    /// `-r`, `--remote_syslog`: log to the syslog server at this URL.
+    pub remote_syslog: Option<String>,
     /// `-T`, `--logtime`: timestamps in log lines.
     pub logtime: bool,
     /// `--logtime_utc`: timestamps in UTC instead of local time.
@@ -183,6 +187,8 @@ pub struct Options {
     /// The `--file_*` options.
     pub file: crate::store::FileStoreOptions,
     // The fields below have no flag: only configuration files set them.
+    /// Path prefix of the NATS monitoring endpoints, as written.
+    pub http_base_path: String,
     /// Discovery subject prefix.
     pub discover_prefix: String,
     /// Per-channel limits as configured: 0 inherits, negative is unlimited.
@@ -219,6 +225,8 @@ impl Default for Options {
             config_file: None,
             log_file: None,
             log_size_limit: 0,
+            syslog: false,
+            remote_syslog: None,
             logtime: true,
             logtime_utc: false,
             debug: false,
@@ -247,6 +255,7 @@ impl Default for Options {
             encryption_key: None,
             ft_group: None,
             file: crate::store::FileStoreOptions::default(),
+            http_base_path: String::new(),
             discover_prefix: "_STAN.discover".to_string(),
             per_channel: BTreeMap::new(),
             max_payload: 1024 * 1024,
@@ -354,7 +363,7 @@ static FLAGS: &[Flag] = &[
     f(&["encryption_cipher"], "encryption_cipher", Str, "", YES),
     f(&["encryption_key"], "encryption_key", Str, "", YES),
     f(&["replace_durable"], "replace_durable", Bool, "false", YES),
-    f(&["syslog_name"], "syslog_name", Str, "", NO),
+    f(&["syslog_name"], "syslog_name", Str, "", YES),
     hidden(f(&["io_batch_size"], "io_batch_size", Int, "1024", NO)),
     hidden(f(&["io_sleep_time"], "io_sleep_time", Int, "0", NO)),
     // Streaming clustering.
@@ -412,8 +421,8 @@ static FLAGS: &[Flag] = &[
     f(&["log_size_limit"], "log_size_limit", Int, "0", YES),
     f(&["T", "logtime"], "logtime", Bool, "true", YES),
     f(&["logtime_utc"], "logtime_utc", Bool, "false", YES),
-    f(&["s", "syslog"], "syslog", Bool, "false", NO),
-    f(&["r", "remote_syslog"], "remote_syslog", Str, "", NO),
+    f(&["s", "syslog"], "syslog", Bool, "false", YES),
+    f(&["r", "remote_syslog"], "remote_syslog", Str, "", YES),
     f(&["D", "debug"], "debug", Bool, "false", YES),
     f(&["V", "trace"], "trace", Bool, "false", YES),
     f(&["VV"], "VV", Bool, "false", YES),
@@ -594,6 +603,8 @@ impl Options {
         crate::logger::LogConfig {
             file: self.log_file.clone().map(Into::into),
             size_limit: u64::try_from(self.log_size_limit).unwrap_or(0),
+            syslog: self.syslog,
+            remote_syslog: self.remote_syslog.clone(),
             logtime: self.logtime,
             logtime_utc: self.logtime_utc,
             debug: self.debug,
@@ -632,6 +643,8 @@ impl Options {
             ("config_file", Value::Str(v)) => self.config_file = text(v),
             ("log_file", Value::Str(v)) => self.log_file = text(v),
             ("log_size_limit", Value::Int(v)) => self.log_size_limit = v,
+            ("syslog", Value::Bool(v)) => self.syslog = v,
+            ("remote_syslog", Value::Str(v)) => self.remote_syslog = text(v),
             ("logtime", Value::Bool(v)) => self.logtime = v,
             ("logtime_utc", Value::Bool(v)) => self.logtime_utc = v,
             ("debug", Value::Bool(v)) => self.debug = v,
@@ -655,6 +668,9 @@ impl Options {
             ("stan_debug", Value::Bool(v)) => self.stan_debug = v,
             ("stan_trace", Value::Bool(v)) => self.stan_trace = v,
             ("replace_durable", Value::Bool(v)) => self.replace_durable = v,
+            // The Windows event-log source: nothing to name elsewhere, as with the Go
+            // server.
+            ("syslog_name", Value::Str(_)) => {}
             ("dir", Value::Str(v)) => self.dir = text(v),
             ("encrypt", Value::Bool(v)) => self.encrypt = v,
             ("encryption_cipher", Value::Str(v)) => self.encryption_cipher = text(v),
@@ -1172,6 +1188,33 @@ mod tests {
                 .as_deref(),
             Some("rot13")
         );
+    }
+
+    #[test]
+    fn syslog_flags() {
+        for list in [&["-s"][..], &["--syslog"], &["-syslog=true"]] {
+            let o = run(list);
+            assert!(o.syslog, "{list:?}");
+            assert!(o.log_config().syslog);
+        }
+        assert!(!run(&["-s=false"]).syslog);
+        for list in [
+            &["-r", "udp://127.0.0.1:514"][..],
+            &["--remote_syslog=udp://127.0.0.1:514"],
+        ] {
+            let o = run(list);
+            assert_eq!(o.remote_syslog.as_deref(), Some("udp://127.0.0.1:514"));
+            assert_eq!(o.explicit, BTreeSet::from(["remote_syslog"]));
+            assert_eq!(
+                o.log_config().remote_syslog.as_deref(),
+                Some("udp://127.0.0.1:514")
+            );
+        }
+        assert_eq!(run(&["-r="]).remote_syslog, None);
+        // Accepted and without effect, as the Go server does away from Windows.
+        let mut o = run(&["--syslog_name", "NATS-Streaming-Server"]);
+        o.explicit.clear();
+        assert_eq!(o, Options::default());
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn read_text(read: &mut ReadFn<'_>, path: &str) -> Result<String, String> {
 
 /// An IO error as Go words it: the C library's message, lower-cased, without the
 /// error number.
-fn os_reason(e: &io::Error) -> String {
+pub(crate) fn os_reason(e: &io::Error) -> String {
     let text = e.to_string();
     let text = match text.rfind(" (os error ") {
         Some(i) if e.raw_os_error().is_some() => &text[..i],
@@ -117,7 +117,7 @@ pub fn include_path(from: &str, written: &str) -> String {
 }
 
 /// Go's `path.Clean`: no empty or `.` elements, `..` resolved lexically.
-fn clean_path(path: &str) -> String {
+pub(crate) fn clean_path(path: &str) -> String {
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
@@ -186,6 +186,15 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     }
     if let Some(v) = file.log_size_limit.filter(|_| free(opts, "log_size_limit")) {
         opts.log_size_limit = v;
+    }
+    if let Some(v) = file.syslog.filter(|_| free(opts, "syslog")) {
+        opts.syslog = v;
+    }
+    if let Some(v) = file.remote_syslog.filter(|_| free(opts, "remote_syslog")) {
+        opts.remote_syslog = text(v);
+    }
+    if let Some(v) = file.http_base_path {
+        opts.http_base_path = v;
     }
     if let Some(v) = file.pid_file.filter(|_| free(opts, "pid_file")) {
         opts.pid_file = text(v);

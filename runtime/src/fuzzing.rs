@@ -91,7 +91,9 @@ pub fn monitoring_query(data: &[u8]) {
             }
         }
     };
-    let reply = match routes::route(&path, &query) {
+    // The same request under a base path, where it names another endpoint or none.
+    let _ = routes::route(&routes::normalize_base_path("nats/"), &path, &query);
+    let reply = match routes::route("/", &path, &query) {
         Route::Done(reply) => reply,
         Route::Node(request) => MONITORED.with(|(node, now)| {
             let env = Env {
@@ -300,7 +302,7 @@ mod tests {
     use super::*;
 
     fn document(path: &str, query: &str) -> serde_json::Value {
-        let Route::Node(request) = routes::route(path, query) else {
+        let Route::Node(request) = routes::route("/", path, query) else {
             panic!("{path} needs the node");
         };
         let env = Env {

@@ -33,6 +33,8 @@ pub struct HttpState {
     pub start_wall_ns: i64,
     pub http_host: String,
     pub http_port: u16,
+    /// `http_base_path`, normalized ([`routes::normalize_base_path`]).
+    pub base_path: String,
     pub req_stats: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -59,15 +61,17 @@ type HttpReply = Response<Full<Bytes>>;
 
 async fn route(state: &HttpState, req: Request<Incoming>) -> HttpReply {
     let path = req.uri().path();
-    if routes::is_counted(path) {
+    if let Some(endpoint) =
+        routes::nats_path(&state.base_path, path).filter(|p| routes::is_counted(p))
+    {
         *state
             .req_stats
             .lock()
             .expect("stats lock")
-            .entry(path.to_string())
+            .entry(endpoint.to_string())
             .or_insert(0) += 1;
     }
-    let request = match routes::route(path, req.uri().query().unwrap_or("")) {
+    let request = match routes::route(&state.base_path, path, req.uri().query().unwrap_or("")) {
         Route::Done(reply) => return http_reply(reply),
         Route::Node(request) => request,
     };
@@ -147,7 +151,7 @@ fn context(state: &HttpState) -> Context {
 fn http_reply(reply: Reply) -> HttpReply {
     match reply {
         Reply::Html(body) => {
-            let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+            let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),

@@ -4,6 +4,9 @@
 //! `[<pid>] <date> <time.micro> [<LVL>] <message>`, with `STREAM: ` after the level for
 //! lines of the streaming layer. The embedded NATS server and the streaming layer share
 //! one [`Logger`] but are gated by their own debug and trace switches.
+//!
+//! Lines go to one place, chosen as the NATS server chooses: the log file if there is
+//! one, else a remote syslog server, else the local syslog daemon, else stderr.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -16,6 +19,8 @@ use chrono::{Datelike, Local, NaiveDateTime, Timelike, Utc};
 use stan_core::gofmt::go_quote;
 
 pub use stan_core::log::{Level, Origin};
+
+mod syslog;
 
 /// ANSI SGR parameters of a level's tag on a terminal.
 fn color(level: Level) -> &'static str {
@@ -36,6 +41,10 @@ pub struct LogConfig {
     /// `--log_size_limit`: once the file grows past this many bytes it is renamed
     /// with a timestamp suffix and a new one started (0 = never).
     pub size_limit: u64,
+    /// `-s`: to the local syslog daemon, when there is no log file.
+    pub syslog: bool,
+    /// `-r`: to the syslog server at this URL, when there is no log file.
+    pub remote_syslog: Option<String>,
     /// `-T`: timestamps on each line.
     pub logtime: bool,
     /// `--logtime_utc`: timestamps in UTC rather than local time.
@@ -55,6 +64,8 @@ impl Default for LogConfig {
         LogConfig {
             file: None,
             size_limit: 0,
+            syslog: false,
+            remote_syslog: None,
             logtime: true,
             logtime_utc: false,
             debug: false,
@@ -88,6 +99,55 @@ enum Sink {
         size: u64,
     },
     Writer(Box<dyn Write + Send>),
+    Syslog(syslog::Writer),
+}
+
+/// Where lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Destination {
+    File(PathBuf),
+    RemoteSyslog(String),
+    Syslog,
+    Stderr,
+}
+
+impl LogConfig {
+    fn destination(&self) -> Destination {
+        match (&self.file, &self.remote_syslog) {
+            (Some(path), _) => Destination::File(path.clone()),
+            (None, Some(url)) => Destination::RemoteSyslog(url.clone()),
+            (None, None) if self.syslog => Destination::Syslog,
+            (None, None) => Destination::Stderr,
+        }
+    }
+}
+
+/// Why the log destination could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The log file.
+    #[error("{0}")]
+    File(#[from] io::Error),
+    /// Syslog, in the NATS server's words (`error connecting to syslog: "..."`).
+    #[error("{0}")]
+    Syslog(String),
+}
+
+/// The sink for `destination`, and whether its lines are colored.
+fn open_sink(destination: &Destination) -> Result<(Sink, bool), OpenError> {
+    Ok(match destination {
+        Destination::File(path) => (file_sink(path)?, false),
+        Destination::RemoteSyslog(url) => (
+            Sink::Syslog(syslog::Writer::remote(url).map_err(OpenError::Syslog)?),
+            false,
+        ),
+        Destination::Syslog => (
+            Sink::Syslog(syslog::Writer::local().map_err(OpenError::Syslog)?),
+            false,
+        ),
+        Destination::Stderr => (Sink::Stderr, stderr_is_terminal()),
+    })
 }
 
 impl std::fmt::Debug for Logger {
@@ -100,18 +160,15 @@ impl std::fmt::Debug for Logger {
 }
 
 impl Logger {
-    /// Logs to the configured file (created if missing, appended to) or to stderr.
-    /// Stderr output is colored when it is a terminal.
-    pub fn new(config: LogConfig) -> io::Result<Logger> {
-        let (sink, colored) = match &config.file {
-            Some(path) => (file_sink(path)?, false),
-            None => (Sink::Stderr, stderr_is_terminal()),
-        };
+    /// Logs to the configured file (created if missing, appended to), to syslog or
+    /// to stderr. Stderr output is colored when it is a terminal.
+    pub fn new(config: LogConfig) -> Result<Logger, OpenError> {
+        let (sink, colored) = open_sink(&config.destination())?;
         Ok(Logger::with_sink(config, sink, colored))
     }
 
-    /// Logs to `writer`, without colors; `config.file` is ignored. Lets tests and
-    /// embedders capture the exact output.
+    /// Logs to `writer`, without colors, whatever destination `config` names. Lets
+    /// tests and embedders capture the exact output.
     pub fn with_writer(config: LogConfig, writer: Box<dyn Write + Send>) -> Logger {
         Logger::with_sink(config, Sink::Writer(writer), false)
     }
@@ -146,6 +203,11 @@ impl Logger {
             return;
         }
         let inner = &*self.inner;
+        let mut sink = inner.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Sink::Syslog(writer) = &mut *sink {
+            writer.send(origin, level, message);
+            return;
+        }
         let config = self.config();
         let time = config.logtime.then(|| {
             if config.logtime_utc {
@@ -158,7 +220,6 @@ impl Logger {
         let line = format_line(inner.pid, time, colored, origin, level, message);
         let size_limit = config.size_limit;
         drop(config);
-        let mut sink = inner.sink.lock().unwrap_or_else(PoisonError::into_inner);
         // A log line that cannot be written has nowhere else to be reported.
         let _ = match &mut *sink {
             Sink::Stderr => io::stderr().write_all(line.as_bytes()),
@@ -173,6 +234,7 @@ impl Logger {
             Sink::Writer(writer) => writer
                 .write_all(line.as_bytes())
                 .and_then(|()| writer.flush()),
+            Sink::Syslog(_) => Ok(()),
         };
     }
 
@@ -184,13 +246,11 @@ impl Logger {
     }
 
     /// Switches to a reloaded configuration: levels and timestamps at once, and the
-    /// log file when it changed. On error nothing changes.
-    pub fn reconfigure(&self, new: LogConfig) -> io::Result<()> {
-        if new.file != self.config().file {
-            let (sink, colored) = match &new.file {
-                Some(path) => (file_sink(path)?, false),
-                None => (Sink::Stderr, stderr_is_terminal()),
-            };
+    /// destination (log file, syslog) when it changed. On error nothing changes.
+    pub fn reconfigure(&self, new: LogConfig) -> Result<(), OpenError> {
+        let destination = new.destination();
+        if destination != self.config().destination() {
+            let (sink, colored) = open_sink(&destination)?;
             *self
                 .inner
                 .sink
@@ -226,7 +286,7 @@ impl Logger {
                 *size = file.metadata().map_or(0, |m| m.len());
                 Ok(true)
             }
-            Sink::Stderr | Sink::Writer(_) => Ok(false),
+            Sink::Stderr | Sink::Writer(_) | Sink::Syslog(_) => Ok(false),
         }
     }
 }
@@ -608,6 +668,80 @@ mod tests {
             assert_eq!(mode & !0o660, 0, "{mode:o}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn destination_precedence() {
+        let file = Some(PathBuf::from("x.log"));
+        let remote = Some("udp://h:514".to_string());
+        let config = |file: &Option<PathBuf>, remote: &Option<String>, syslog| LogConfig {
+            file: file.clone(),
+            remote_syslog: remote.clone(),
+            syslog,
+            ..LogConfig::default()
+        };
+        assert_eq!(
+            config(&file, &remote, true).destination(),
+            Destination::File("x.log".into())
+        );
+        assert_eq!(
+            config(&None, &remote, true).destination(),
+            Destination::RemoteSyslog("udp://h:514".into())
+        );
+        assert_eq!(
+            config(&None, &None, true).destination(),
+            Destination::Syslog
+        );
+        assert_eq!(
+            config(&None, &None, false).destination(),
+            Destination::Stderr
+        );
+    }
+
+    #[test]
+    fn remote_syslog_lines_are_gated_like_the_others() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let url = format!("udp://{}", server.local_addr().unwrap());
+        let log = Logger::new(LogConfig {
+            remote_syslog: Some(url),
+            stan_debug: true,
+            ..LogConfig::default()
+        })
+        .unwrap();
+        log.log(Origin::Nats, Level::Debug, "nats debug");
+        log.log(Origin::Stream, Level::Trace, "stan trace");
+        log.log(Origin::Stream, Level::Debug, "stan debug");
+        log.log(Origin::Nats, Level::Info, "Server is ready");
+        let mut buf = [0u8; 2048];
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let n = server.recv(&mut buf).unwrap();
+            let packet = String::from_utf8(buf[..n].to_vec()).unwrap();
+            let pri = packet[..packet.find('>').unwrap() + 1].to_string();
+            got.push((pri, packet[packet.find("]: ").unwrap() + 3..].to_string()));
+        }
+        assert_eq!(
+            got,
+            [
+                ("<7>".to_string(), "STREAM: stan debug\n".to_string()),
+                ("<5>".to_string(), "Server is ready\n".to_string()),
+            ]
+        );
+        // Nothing to reopen: not a file.
+        assert!(!log.reopen().unwrap());
+        // A reload back to stderr switches over; a broken destination changes nothing.
+        assert!(matches!(
+            log.reconfigure(LogConfig {
+                remote_syslog: Some("http://h".into()),
+                ..LogConfig::default()
+            }),
+            Err(OpenError::Syslog(e)) if e == "error invalid network type: \"http\""
+        ));
+        log.reconfigure(LogConfig::default()).unwrap();
+        assert!(matches!(*log.inner.sink.lock().unwrap(), Sink::Stderr));
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
                 trace: opts.trace,
             },
             rng_seed: seed,
+            http_base_path: opts.http_base_path.clone(),
             ..nats::Config::default()
         },
         streaming: Some(streaming),
@@ -312,6 +313,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
                     start_wall_ns,
                     http_host: opts.addr.clone(),
                     http_port: l.local_addr().map_or(port, |a| a.port()),
+                    base_path: http::routes::normalize_base_path(&opts.http_base_path),
                     req_stats: Mutex::new(Default::default()),
                 });
                 http_task = Some(tokio::spawn(http::serve(l, state)));
@@ -461,6 +463,15 @@ impl Reload {
                 new.log_file.as_deref().unwrap_or_default()
             ));
         }
+        if old.syslog != new.syslog {
+            lines.push(format!("Reloaded: syslog = {}", new.syslog));
+        }
+        if old.remote_syslog != new.remote_syslog {
+            lines.push(format!(
+                "Reloaded: remote_syslog = {}",
+                new.remote_syslog.as_deref().unwrap_or_default()
+            ));
+        }
         for line in &lines {
             log.log(Origin::Nats, Level::Info, line);
         }
@@ -470,12 +481,14 @@ impl Reload {
             stan_trace: old.stan_trace,
             ..new.log_config()
         };
-        if let Err(e) = log.reconfigure(config) {
-            log.log(
+        match log.reconfigure(config) {
+            Ok(()) => {}
+            Err(crate::logger::OpenError::Syslog(e)) => log.log(Origin::Nats, Level::Error, &e),
+            Err(e) => log.log(
                 Origin::Nats,
                 Level::Error,
                 &format!("Unable to open the new log file: {e}"),
-            );
+            ),
         }
         log.log(Origin::Nats, Level::Info, "Reloaded server configuration");
         self.current = new;

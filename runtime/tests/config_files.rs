@@ -91,6 +91,8 @@ fn every_supported_key_reaches_the_options() {
         config_file: Some(fixture("all_keys.conf")),
         log_file: Some("/tmp/stan-rs-fixture.log".into()),
         log_size_limit: 10 << 20,
+        syslog: true,
+        remote_syslog: Some("udp://127.0.0.1:5514".into()),
         logtime: false,
         logtime_utc: true,
         debug: true,
@@ -137,6 +139,7 @@ fn every_supported_key_reaches_the_options() {
             read_buffer_size: 512 << 10,
             auto_sync: Duration::from_secs(30),
         },
+        http_base_path: "/fixture".into(),
         discover_prefix: "_FIX.discover".into(),
         per_channel: per_channel(&[
             (
@@ -306,6 +309,17 @@ fn command_line_flags_win_over_files() {
     let o = run(&["-c", &fixture("all_keys.conf"), "--ft_group", "flag-group"]);
     assert_eq!(o.ft_group.as_deref(), Some("flag-group"));
     assert!(!o.explicit.contains("file_fds_limit"));
+    // Logging destinations yield to their flags.
+    let o = run(&[
+        "-c",
+        &fixture("all_keys.conf"),
+        "-s=false",
+        "-r",
+        "tcp://127.0.0.1:6514",
+    ]);
+    assert!(!o.syslog);
+    assert_eq!(o.remote_syslog.as_deref(), Some("tcp://127.0.0.1:6514"));
+    assert_eq!(o.http_base_path, "/fixture");
     // Flags set to their default values win too.
     let o = run(&["--max_msgs=1000000", "-c", &fixture("all_keys.conf")]);
     assert_eq!(o.max_msgs, 1_000_000);
@@ -408,6 +422,9 @@ fn malformed_files_name_file_line_and_key() {
         ("ft_group: [1]\n", "1: parameter \"ft_group\" value is expected to be string, got slice"),
         ("tls {\n  cert_file: x\n}\n", "1: parameter \"tls\" is not supported yet by stan-server"),
         ("cluster {\n  listen: 0.0.0.0:6222\n}\n", "1: parameter \"cluster\" is not supported yet by stan-server"),
+        ("streaming { cluster {\n  peers: \"a,b\"\n} }\n", "2: parameter \"peers\" value is expected to be slice, got string"),
+        ("streaming {\n  secure: 1\n}\n", "2: parameter \"secure\" value is expected to be bool, got int64"),
+        ("\nsyslog: \"yes\"\n", "2: interface conversion: interface {} is string, not bool"),
         ("port: x\n", "1: interface conversion: interface {} is string, not int64"),
         ("a: $STAN_RS_SURELY_UNDEFINED_VARIABLE\n", "1: variable reference for 'STAN_RS_SURELY_UNDEFINED_VARIABLE' on line 1 can not be found"),
     ];

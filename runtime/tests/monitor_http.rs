@@ -37,6 +37,10 @@ fn free_port() -> u16 {
 }
 
 fn start_server() -> Server {
+    start_server_with(&[])
+}
+
+fn start_server_with(extra: &[&str]) -> Server {
     let (port, http_port) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
         .args([
@@ -47,6 +51,7 @@ fn start_server() -> Server {
             "-m",
             &http_port.to_string(),
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -304,4 +309,69 @@ async fn monitoring_endpoints_of_a_running_server() {
     let subs = get_json(http, "/streaming/channelsz?subs=1").await;
     assert_eq!(subs["channels"][0]["subscriptions"][0]["is_offline"], true);
     drop(server);
+}
+
+/// `http_base_path`: the NATS endpoints and `/metrics` answer under it and nowhere
+/// else; the streaming endpoints stay at the root, as the Go server registers them.
+#[tokio::test(flavor = "multi_thread")]
+async fn endpoints_under_the_http_base_path() {
+    let dir = std::env::temp_dir().join(format!("stan-rs-base-path-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("nats.conf");
+    std::fs::write(&conf, "http_base_path: \"monitor/\"\n").unwrap();
+    let server = start_server_with(&["-c", conf.to_str().unwrap()]);
+    wait_for_monitoring(&server, Instant::now()).await;
+    let http = server.http_port;
+
+    for path in [
+        "/monitor/varz",
+        "/monitor/connz",
+        "/monitor/subsz",
+        "/monitor/subscriptionsz",
+        "/monitor/routez",
+        "/monitor/healthz",
+        "/streaming/serverz",
+        "/streaming/storez",
+        "/streaming/clientsz",
+        "/streaming/channelsz",
+    ] {
+        get_json(http, path).await;
+    }
+    for path in [
+        "/varz",
+        "/connz",
+        "/healthz",
+        "/metrics",
+        "/",
+        "/monitor/",
+        "/monitor/streaming/serverz",
+        "/monitor/streaming",
+    ] {
+        let r = get(http, path).await.unwrap();
+        assert_eq!(
+            (r.status, r.body.as_str()),
+            (404, "404 page not found\n"),
+            "{path}"
+        );
+    }
+    let metrics = get(http, "/monitor/metrics").await.unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("stan_"), "{}", metrics.body);
+    let index = get(http, "/monitor").await.unwrap();
+    assert_eq!(index.status, 200);
+    assert!(
+        index.body.contains("href=\"./monitor/varz\""),
+        "{}",
+        index.body
+    );
+    let streaming = get(http, "/streaming").await.unwrap();
+    assert!(streaming.body.contains("href=\"./streaming/serverz\""));
+
+    // `/varz` shows the path as written, and counts requests by endpoint.
+    let varz = get_json(http, "/monitor/varz").await;
+    assert_eq!(varz["http_base_path"], "monitor/");
+    assert_eq!(varz["http_req_stats"]["/varz"], 2);
+    assert_eq!(varz["http_req_stats"]["/"], 1);
+    assert_eq!(varz["http_req_stats"]["/healthz"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,6 +20,9 @@ pub struct NatsFileOptions {
     /// monitoring on the client host, so the caller refuses a different one.
     pub http_host: Option<(String, Pos)>,
     pub http_port: Option<i64>,
+    /// The monitoring endpoints' path prefix, as written: `/varz` shows it so and a
+    /// reload compares it so; the listener normalizes it.
+    pub http_base_path: Option<String>,
     /// `authorization { }` sets all three, to "" for the ones it leaves out, as the
     /// Go server does.
     pub user: Option<String>,
@@ -44,6 +47,11 @@ pub struct NatsFileOptions {
     pub logtime_utc: Option<bool>,
     pub log_file: Option<String>,
     pub log_size_limit: Option<i64>,
+    /// Log to the local syslog daemon.
+    pub syslog: Option<bool>,
+    /// Log to a syslog server at this URL (`udp://host:514`, `tcp://...`,
+    /// `unix:///path`); wins over `syslog`, while a log file wins over both.
+    pub remote_syslog: Option<String>,
     pub pid_file: Option<String>,
 }
 
@@ -57,7 +65,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "accounts",
     "https",
     "https_port",
-    "http_base_path",
     "cluster",
     "gateway",
     "leaf",
@@ -65,8 +72,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "store_dir",
     "storedir",
     "jetstream",
-    "syslog",
-    "remote_syslog",
     "ports_file_dir",
     "prof_port",
     "max_traced_msg_len",
@@ -146,6 +151,7 @@ impl NatsFileOptions {
                 self.http_port = Some(port);
             }
             "http_port" | "monitor_port" => self.http_port = Some(integer(e)?),
+            "http_base_path" => self.http_base_path = Some(string(e)?),
             "authorization" => self.authorization(e)?,
             "max_payload" => self.max_payload = Some(int32(e)?),
             "max_control_line" => self.max_control_line = Some(int32(e)?),
@@ -169,6 +175,8 @@ impl NatsFileOptions {
             "logtime_utc" => self.logtime_utc = Some(boolean(e)?),
             "logfile" | "log_file" => self.log_file = Some(string(e)?),
             "logfile_size_limit" | "log_size_limit" => self.log_size_limit = Some(integer(e)?),
+            "syslog" => self.syslog = Some(boolean(e)?),
+            "remote_syslog" => self.remote_syslog = Some(string(e)?),
             "pidfile" | "pid_file" => self.pid_file = Some(string(e)?),
             n if NOT_SUPPORTED.contains(&n) => return Err(not_supported(e, &e.key)),
             _ => {}

@@ -131,14 +131,22 @@ impl StreamingFileOptions {
             "password" | "pass" => self.password = Some(string(e)?),
             "token" => self.token = Some(string(e)?),
             "limits" | "store_limits" | "storelimits" => self.store_limits(e)?,
-            "tls" => refuse_section(e, "TLS")?,
+            "tls" => refuse_tls(e)?,
             "dir" | "datastore" => self.dir = Some(string(e)?),
             "ft_group" | "ft_group_name" => self.ft_group = Some(string(e)?),
             "file" | "file_options" => self.file_options(e)?,
-            "sql" | "sql_options" => refuse_section(e, "SQL options")?,
-            "cluster" => refuse_section(e, "cluster")?,
-            "ns" | "nats_server" | "nats_server_url" | "credentials" | "secure"
-            | "partitioning" | "syslog_name" | "nkey_seed_file" => {
+            "sql" | "sql_options" => refuse_sql(e)?,
+            "cluster" => refuse_cluster(e)?,
+            // The Windows event-log source; the Go server ignores it elsewhere too.
+            "syslog_name" => {
+                string(e)?;
+            }
+            "ns" | "nats_server" | "nats_server_url" | "credentials" | "nkey_seed_file" => {
+                string(e)?;
+                return Err(not_supported(e, &e.key));
+            }
+            "secure" | "partitioning" => {
+                boolean(e)?;
                 return Err(not_supported(e, &e.key));
             }
             "encrypt" => self.encrypt = Some(boolean(e)?),
@@ -340,9 +348,97 @@ fn section<'m>(e: &'m Entry, what: &str) -> Result<&'m Map> {
     }
 }
 
-/// Sections of features not built yet: still checked for their shape first, so the
-/// message is the Go server's when the section is malformed.
-fn refuse_section(e: &Entry, what: &str) -> Result<()> {
-    section(e, what)?;
+// Sections of features not built yet are read in full first, so that a malformed
+// one gets the Go server's message for it; a well-formed one is then refused by name.
+
+/// `tls { }`, the client side of the server's own NATS connections.
+fn refuse_tls(e: &Entry) -> Result<()> {
+    for entry in section(e, "TLS")? {
+        match entry.key.to_lowercase().as_str() {
+            "client_cert" | "client_key" | "client_ca" | "client_cacert" | "server_name"
+            | "server_hostname" => {
+                string(entry)?;
+            }
+            "skip_verify" | "insecure" => {
+                boolean(entry)?;
+            }
+            _ => {}
+        }
+    }
     Err(not_supported(e, &e.key))
+}
+
+/// `sql { }`. Its type errors name the key in lower case, as the Go server's do.
+fn refuse_sql(e: &Entry) -> Result<()> {
+    for entry in section(e, "SQL options")? {
+        let name = entry.key.to_lowercase();
+        let lowered = Entry {
+            key: name.clone(),
+            ..entry.clone()
+        };
+        match name.as_str() {
+            "driver" | "source" => {
+                string(&lowered)?;
+            }
+            "no_caching" => {
+                boolean(&lowered)?;
+            }
+            "max_open_conns" | "max_conns" | "bulk_insert_limit" => {
+                integer(&lowered)?;
+            }
+            _ => {}
+        }
+    }
+    Err(not_supported(e, &e.key))
+}
+
+/// `cluster { }`: Raft clustering.
+fn refuse_cluster(e: &Entry) -> Result<()> {
+    for entry in section(e, "cluster")? {
+        match entry.key.to_lowercase().as_str() {
+            "node_id" | "log_path" => {
+                string(entry)?;
+            }
+            "bootstrap"
+            | "sync"
+            | "proceed_on_restore_failure"
+            | "allow_add_remove_node"
+            | "raft_logging"
+            | "bolt_free_list_sync"
+            | "bolt_free_list_map"
+            | "nodes_connections" => {
+                boolean(entry)?;
+            }
+            "log_cache_size" | "log_snapshots" | "trailing_logs" => {
+                integer(entry)?;
+            }
+            "raft_heartbeat_timeout"
+            | "raft_election_timeout"
+            | "raft_lease_timeout"
+            | "raft_commit_timeout" => {
+                duration(entry)?;
+            }
+            "peers" => peers(entry)?,
+            _ => {}
+        }
+    }
+    Err(not_supported(e, &e.key))
+}
+
+/// `peers`: an array whose items the Go server takes as strings without checking;
+/// another item makes its type assertion fail, reported here in Go's words.
+fn peers(e: &Entry) -> Result<()> {
+    let Value::Array(items) = &e.value else {
+        return Err(type_error(e, "slice"));
+    };
+    match items.iter().find(|item| !matches!(item, Value::String(_))) {
+        Some(item) => Err(ConfigError::at(
+            e,
+            format!(
+                "interface conversion: interface {{}} is {}, not string",
+                item.go_type()
+            ),
+        )),
+        None => Ok(()),
+    }
 }

@@ -104,7 +104,7 @@ pub fn varz(s: &Server, ctx: &Context) -> Varz {
         ping_max: cfg.ping_max,
         http_host: ctx.http_host.clone(),
         http_port: ctx.http_port,
-        http_base_path: String::new(),
+        http_base_path: cfg.http_base_path.clone(),
         https_port: 0,
         auth_timeout: cfg.auth_timeout.as_secs_f64(),
         max_control_line: cfg.max_control_line,

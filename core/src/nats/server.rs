@@ -52,6 +52,8 @@ pub struct Config {
     pub auth_timeout: Duration,
     pub verbosity: Verbosity,
     pub rng_seed: u64,
+    /// `http_base_path` as written; `/varz` shows it and a reload cannot change it.
+    pub http_base_path: String,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             auth_timeout: Duration::from_secs(2),
             verbosity: Verbosity::default(),
             rng_seed: 0,
+            http_base_path: String::new(),
         }
     }
 }
@@ -216,6 +219,7 @@ impl Server {
         fixed("Host", &old.host, &new.host)?;
         fixed("Port", &old.port, &new.port)?;
         fixed("MaxSubs", &old.max_subscriptions, &new.max_subscriptions)?;
+        fixed("HTTPBasePath", &old.http_base_path, &new.http_base_path)?;
         let mut lines = Vec::new();
         if old.verbosity.trace != new.verbosity.trace {
             lines.push(format!("Reloaded: trace = {}", new.verbosity.trace));

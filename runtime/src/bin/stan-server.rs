@@ -1,7 +1,7 @@
 //! `stan-server`: the NATS Streaming compatible server.
 
 use stan_runtime::cli::{self, Command};
-use stan_runtime::logger::Logger;
+use stan_runtime::logger::{Logger, OpenError};
 
 fn main() {
     stan_runtime::memory::configure_allocator();
@@ -37,6 +37,11 @@ fn main() {
     };
     let log = match Logger::new(opts.log_config()) {
         Ok(l) => l,
+        Err(OpenError::Syslog(e)) => {
+            // As the NATS server reports it: Go's standard logger, then exit 1.
+            eprintln!("{} {e}", chrono::Local::now().format("%Y/%m/%d %H:%M:%S"));
+            std::process::exit(1);
+        }
         Err(e) => {
             eprintln!("unable to open log file: {e}");
             std::process::exit(1);

@@ -20,8 +20,8 @@ use crate::metrics;
 /// What a monitoring request is answered with, before it becomes an HTTP response.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// 200 with a static HTML page.
-    Html(&'static str),
+    /// 200 with an HTML page.
+    Html(String),
     /// 200 with a JSON document, wrapped in `callback(...)` when one was asked for.
     Json {
         body: Vec<u8>,
@@ -89,8 +89,47 @@ pub struct Env {
     pub fds: Result<(i64, i64), String>,
 }
 
+/// The streaming server's endpoints. It registers them as they are, without the NATS
+/// server's base path, so they stay at the root whatever `http_base_path` says.
+const STREAMING_PATHS: [&str; 6] = [
+    "/streaming",
+    "/streaming/serverz",
+    "/streaming/storez",
+    "/streaming/clientsz",
+    "/streaming/channelsz",
+    "/streaming/isFTActive",
+];
+
+/// `http_base_path` as the NATS server reads it: `/` when empty, a leading `/` added,
+/// then cleaned as Go's `path.Clean` does (no trailing `/`, no `.` or `..` elements).
+pub fn normalize_base_path(written: &str) -> String {
+    if written.is_empty() {
+        return "/".into();
+    }
+    let rooted = if written.starts_with('/') {
+        written.to_string()
+    } else {
+        format!("/{written}")
+    };
+    crate::config_file::clean_path(&rooted)
+}
+
+/// The NATS endpoint that `path` names under the normalized base path `base`, as the
+/// NATS server registers them: `<base>/varz` and so on, and its index at `<base>`
+/// itself (not `<base>/`). `/metrics` lives there too.
+pub fn nats_path<'p>(base: &str, path: &'p str) -> Option<&'p str> {
+    if base == "/" {
+        return Some(path);
+    }
+    if path == base {
+        return Some("/");
+    }
+    path.strip_prefix(base)
+        .filter(|rest| rest.starts_with('/') && *rest != "/")
+}
+
 /// The path names counted in `/varz`'s `http_req_stats`, as the NATS server counts
-/// them.
+/// them: without the base path.
 pub fn is_counted(path: &str) -> bool {
     matches!(
         path,
@@ -98,14 +137,23 @@ pub fn is_counted(path: &str) -> bool {
     )
 }
 
-/// Reads a request's path and query string.
-pub fn route(path: &str, query: &str) -> Route {
+/// Reads a request's path and query string; `base` is the normalized
+/// `http_base_path` ([`normalize_base_path`]).
+pub fn route(base: &str, path: &str, query: &str) -> Route {
+    let endpoint = if STREAMING_PATHS.contains(&path) {
+        path
+    } else {
+        match nats_path(base, path) {
+            Some(p) if !STREAMING_PATHS.contains(&p) => p,
+            _ => return Route::Done(page_not_found()),
+        }
+    };
     let query = parse_query(query);
     // An empty `callback=` means plain JSON, as an absent one does.
     let callback = query.get("callback").filter(|c| !c.is_empty()).cloned();
-    let doc = match path {
-        "/" => return Route::Done(Reply::Html(INDEX)),
-        "/streaming" => return Route::Done(Reply::Html(STREAMING_INDEX)),
+    let doc = match endpoint {
+        "/" => return Route::Done(Reply::Html(index(base))),
+        "/streaming" => return Route::Done(Reply::Html(STREAMING_INDEX.into())),
         "/healthz" => {
             return Route::Done(Reply::Json {
                 body: br#"{"status":"ok"}"#.to_vec(),
@@ -340,19 +388,32 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-const INDEX: &str = r#"<html lang="en">
-<head><title>stan-rs monitoring</title></head>
-<body>
-<a href="./varz">General</a><br/>
-<a href="./connz">Connections</a><br/>
-<a href="./routez">Routes</a><br/>
-<a href="./subsz">Subscriptions</a><br/>
-<a href="./healthz">Health</a><br/>
-<a href="./streaming">Streaming</a><br/>
-<a href="./metrics">Metrics</a><br/>
-</body>
-</html>
-"#;
+/// The index of the NATS endpoints. Its links are `.` followed by the endpoint's
+/// full path, as the NATS server writes them, which resolve from `<base>` when the
+/// base path has one element; the streaming index stays at the root.
+fn index(base: &str) -> String {
+    let mut page = String::from(
+        "<html lang=\"en\">\n<head><title>stan-rs monitoring</title></head>\n<body>\n",
+    );
+    for (endpoint, label) in [
+        ("/varz", "General"),
+        ("/connz", "Connections"),
+        ("/routez", "Routes"),
+        ("/subsz", "Subscriptions"),
+        ("/healthz", "Health"),
+        ("/streaming", "Streaming"),
+        ("/metrics", "Metrics"),
+    ] {
+        let full = if base == "/" || STREAMING_PATHS.contains(&endpoint) {
+            endpoint.to_string()
+        } else {
+            format!("{base}{endpoint}")
+        };
+        page.push_str(&format!("<a href=\".{full}\">{label}</a><br/>\n"));
+    }
+    page.push_str("</body>\n</html>\n");
+    page
+}
 
 const STREAMING_INDEX: &str = r#"<html lang="en">
 <head><title>stan-rs streaming monitoring</title></head>
@@ -366,3 +427,87 @@ const STREAMING_INDEX: &str = r#"<html lang="en">
 </body>
 </html>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_path_is_normalized_as_the_nats_server_does() {
+        for (written, want) in [
+            ("", "/"),
+            ("/", "/"),
+            ("nats", "/nats"),
+            ("/nats/", "/nats"),
+            ("nats//mon/", "/nats/mon"),
+            ("/a/./b/../c", "/a/c"),
+            ("/..", "/"),
+        ] {
+            assert_eq!(normalize_base_path(written), want, "{written:?}");
+        }
+    }
+
+    fn reply(base: &str, path: &str) -> Option<Reply> {
+        match route(base, path, "") {
+            Route::Done(reply) => Some(reply),
+            Route::Node(_) => None,
+        }
+    }
+
+    #[test]
+    fn nats_endpoints_move_under_the_base_path_and_streaming_ones_stay() {
+        let not_found = Some(page_not_found());
+        for path in ["/nats/varz", "/nats/connz", "/nats/subsz", "/nats/metrics"] {
+            assert_eq!(reply("/nats", path), None, "{path}");
+        }
+        for path in [
+            "/varz",
+            "/metrics",
+            "/nats/",
+            "/natsvarz",
+            "/nats/streaming",
+            "/nats/streaming/serverz",
+            "/nats/nats/varz",
+        ] {
+            assert_eq!(reply("/nats", path), not_found, "{path}");
+        }
+        assert!(matches!(
+            reply("/nats", "/nats/healthz"),
+            Some(Reply::Json { .. })
+        ));
+        assert!(matches!(reply("/nats", "/streaming"), Some(Reply::Html(_))));
+        assert_eq!(reply("/nats", "/streaming/serverz"), None);
+        assert_eq!(reply("/nats", "/streaming/isFTActive"), None);
+        // Without a base path, everything is at the root.
+        assert_eq!(reply("/", "/varz"), None);
+        assert_eq!(reply("/", "/streaming/storez"), None);
+        assert_eq!(reply("/", "/nats/varz"), not_found);
+        assert_eq!(nats_path("/a/b", "/a/b/connz"), Some("/connz"));
+        assert_eq!(nats_path("/a/b", "/a/b"), Some("/"));
+        assert_eq!(nats_path("/a/b", "/a"), None);
+    }
+
+    #[test]
+    fn index_links_carry_the_base_path() {
+        let Some(Reply::Html(page)) = reply("/nats", "/nats") else {
+            panic!("no index under the base path");
+        };
+        assert!(
+            page.contains("<a href=\"./nats/varz\">General</a>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<a href=\"./nats/metrics\">Metrics</a>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<a href=\"./streaming\">Streaming</a>"),
+            "{page}"
+        );
+        let Some(Reply::Html(page)) = reply("/", "/") else {
+            panic!("no index");
+        };
+        assert!(page.contains("<a href=\"./varz\">General</a>"), "{page}");
+        assert_eq!(reply("/nats", "/"), Some(page_not_found()));
+    }
+}
