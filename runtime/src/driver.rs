@@ -299,6 +299,12 @@ impl Driver {
             let stall_end = stalled_since
                 .filter(|_| holding && !self.turns.is_empty())
                 .map(|t| t + MAX_STALL);
+            // Input left over from the last batch is fed without waiting for news: its
+            // senders may have nothing more to say until they hear back.
+            let backlog = self
+                .turns
+                .iter()
+                .any(|&id| !(holding && self.node.holds_input(id)));
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
@@ -322,6 +328,7 @@ impl Driver {
                 }
                 _ = sleep_until(deadline) => {}
                 _ = sleep_until(stall_end) => {}
+                _ = std::future::ready(()), if backlog => {}
             }
             // Take everything else that is ready as part of the same batch.
             let now = self.now();

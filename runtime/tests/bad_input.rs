@@ -147,3 +147,33 @@ fn each_bad_input_gets_its_error_and_others_are_unaffected() {
     drop(half);
     good_client_still_works(&mut good, 100);
 }
+
+/// Several clients send a burst at the same moment, then wait for an answer: whatever
+/// the server did not take in one batch must still be taken without further input.
+#[test]
+fn simultaneous_bursts_are_all_answered() {
+    let server = start();
+    let mut burst = Vec::new();
+    for i in 0..2000 {
+        burst.extend_from_slice(format!("PUB burst.{i} 100\r\n").as_bytes());
+        burst.extend_from_slice(&[b'x'; 100]);
+        burst.extend_from_slice(b"\r\n");
+    }
+    burst.extend_from_slice(b"PING\r\n");
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let mut s = connect(server.1);
+            read_until(&mut s, "\r\n");
+            s.write_all(b"CONNECT {\"verbose\":false}\r\n").unwrap();
+            let burst = burst.clone();
+            std::thread::spawn(move || {
+                s.write_all(&burst).unwrap();
+                read_until(&mut s, "PONG\r\n")
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let got = c.join().unwrap();
+        assert!(got.ends_with("PONG\r\n"), "client {i} got {got:?}");
+    }
+}
