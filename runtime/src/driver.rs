@@ -5,7 +5,7 @@
 //! The driver is generic over the listener and the wall clock so that the same loop
 //! runs on tokio in production and inside the simulator.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -178,6 +178,10 @@ pub struct Driver {
     /// batch feeds one read per connection per round, so a flood from one client
     /// does not queue everybody else's requests behind it.
     turns: VecDeque<ConnId>,
+    /// Connections that had nothing waiting when their input arrived, not fed yet.
+    fresh: HashSet<ConnId>,
+    /// The last batch ended early to let fresh input out first; the next one may not.
+    ended_for_fresh: bool,
     conns: HashMap<ConnId, Spawned>,
     log: Box<dyn FnMut(LogLine) + Send>,
     /// Nanoseconds; shared with the connection tasks, which read it per write.
@@ -200,6 +204,8 @@ impl Driver {
             input_budget: Arc::new(Semaphore::new(MAX_INPUT_IN_FLIGHT)),
             parked: HashMap::new(),
             turns: VecDeque::new(),
+            fresh: HashSet::new(),
+            ended_for_fresh: false,
             conns: HashMap::new(),
             log,
             // Off until the embedder sets it: the server takes it from its options.
@@ -371,6 +377,7 @@ impl Driver {
             // and then is served before a flood's next turn, and a flood, always
             // waiting, never jumps the queue this way.
             self.turns.push_front(id);
+            self.fresh.insert(id);
         }
         queue.push_back(data);
     }
@@ -385,7 +392,22 @@ impl Driver {
         // A batch ends after a round that fed several connections: its outputs leave
         // now rather than after more reads of a busy neighbour.
         let (mut round_left, mut fed_in_round) = (self.turns.len(), 0);
+        // Fresh input is at the front; once it is fed, the batch may end there, so
+        // that its answers leave before a flood's next turn is worked through (every
+        // other batch at most, so that a stream of newcomers cannot starve a flood).
+        let mut fed_fresh = false;
+        let may_end_for_fresh = !std::mem::take(&mut self.ended_for_fresh);
         while taken < MAX_BATCH_BYTES {
+            if fed_fresh
+                && may_end_for_fresh
+                && self
+                    .turns
+                    .front()
+                    .is_some_and(|id| !self.fresh.contains(id))
+            {
+                self.ended_for_fresh = true;
+                break;
+            }
             if round_left == 0 {
                 if fed_in_round > 1 {
                     break;
@@ -405,6 +427,7 @@ impl Driver {
                 held.push(id);
                 continue;
             }
+            fed_fresh |= self.fresh.remove(&id);
             let Some(queue) = self.parked.get_mut(&id) else {
                 continue;
             };
@@ -469,6 +492,7 @@ impl Driver {
                     c.reader.abort();
                 }
                 self.parked.remove(&id);
+                self.fresh.remove(&id);
                 self.node.handle_input(now, Input::Closed { conn: id });
             }
             Event::Job(f) => f(&mut self.node, now),
@@ -508,6 +532,7 @@ impl Driver {
                     }
                     // Whatever it sent after the close is not read.
                     self.parked.remove(&conn);
+                    self.fresh.remove(&conn);
                 }
                 Output::Log(line) => (self.log)(line),
             }
