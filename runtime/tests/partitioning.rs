@@ -1,6 +1,7 @@
 //! Partitioning mode on the real binary (BEHAVIOUR §12): a server configured with
 //! `partitioning: true` serves the channels of its `store_limits.channels` entries
-//! only, and refuses to start without any.
+//! only, answers another server's announcement of one of them, and refuses to start
+//! without any.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
@@ -8,7 +9,11 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use prost::Message;
 use stan_core::client::errors::SUBSCRIBE_TIMEOUT;
+use stan_core::streaming::partition::encode_channel_lists;
+use stan_core::streaming::pb::{CtrlMsg, CtrlMsgType};
+use stan_runtime::harness::raw::{parse_msg, RawConn};
 use stan_runtime::stan_client::{StanConn, StanOptions, SubscribeOptions};
 
 fn free_port() -> u16 {
@@ -110,6 +115,33 @@ async fn serves_its_channels_and_leaves_the_others_unanswered() {
         Err(e) => e,
     };
     assert_eq!(refused.to_string(), SUBSCRIBE_TIMEOUT);
+
+    // Another server announcing a channel under `orders.>` hears about the conflict.
+    let mut peer = RawConn::handshake(&addr)
+        .await
+        .expect("plain NATS connects");
+    let list = encode_channel_lists("PEER", &["orders.us".to_string()], 1 << 20);
+    let mut out = format!(
+        "SUB _INBOX.peer 1\r\nPUB _STAN.part.test-cluster _INBOX.peer {}\r\n",
+        list[0].len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&list[0]);
+    out.extend_from_slice(b"\r\n");
+    peer.send(&out).await.unwrap();
+    // The answer is the only message: its MSG line, then its payload.
+    let within = Duration::from_secs(20);
+    peer.read_until(b"MSG ", within).await.unwrap();
+    let mut got = b"MSG ".to_vec();
+    got.extend(peer.read_until(b"\r\n", within).await.unwrap());
+    let line = String::from_utf8_lossy(&got).into_owned();
+    let len: usize = line.split_whitespace().last().unwrap().parse().unwrap();
+    got.extend(peer.take(len + 2, within).await.unwrap());
+    let (subject, _, payload, _) = parse_msg(&got).expect("a whole MSG");
+    assert_eq!(subject, "_INBOX.peer");
+    let answer = CtrlMsg::decode(payload.as_slice()).unwrap();
+    assert_eq!(answer.msg_type, CtrlMsgType::Partitioning as i32);
+    assert_eq!(answer.data, b"orders.us");
 
     conn.close().await.expect("close is answered");
     let _ = child.kill();
