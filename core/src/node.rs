@@ -44,8 +44,10 @@ impl Node {
     /// A node running the streaming server over `store`; fails on invalid limits.
     pub fn with_streaming(cfg: NodeConfig, store: Box<dyn Store>) -> Result<Self, String> {
         let stan_cfg = cfg.streaming.clone().unwrap_or_default();
+        let max_payload = cfg.nats.max_payload;
         let mut node = Node::new(cfg);
-        let server = Streaming::new(stan_cfg, store)?;
+        let mut server = Streaming::new(stan_cfg, store)?;
+        server.set_max_payload(max_payload);
         node.streaming = Some(Attached {
             server,
             conn: ConnId(0),

@@ -643,7 +643,6 @@ fn unsupported_streaming_keys_are_refused_by_name() {
         ("nats_server_url", "x"),
         ("credentials", "/c.creds"),
         ("secure", "true"),
-        ("partitioning", "false"),
         ("nkey_seed_file", "/s.nk"),
         ("NS", "x"),
         ("Secure", "yes"),
@@ -684,6 +683,20 @@ fn unsupported_streaming_keys_are_type_checked_first() {
             format!("s.conf:1: parameter \"{key}\" value is expected to be bool, got string"),
         );
     }
+}
+
+#[test]
+fn partitioning_is_a_bool_in_any_case_inside_or_outside_the_section() {
+    assert_eq!(streaming("partitioning: true\n").partitioning, Some(true));
+    assert_eq!(
+        streaming("streaming {\n  Partitioning: false\n}\n").partitioning,
+        Some(false)
+    );
+    assert_eq!(streaming("x: 1\n").partitioning, None);
+    assert_eq!(
+        streaming_error("streaming {\n  partitioning: 1\n}\n"),
+        "s.conf:2: parameter \"partitioning\" value is expected to be bool, got int64"
+    );
 }
 
 #[test]

@@ -189,6 +189,8 @@ pub struct Options {
     // The fields below have no flag: only configuration files set them.
     /// Path prefix of the NATS monitoring endpoints, as written.
     pub http_base_path: String,
+    /// Channel partitioning: serve only the channels of `per_channel` (BEHAVIOUR §12).
+    pub partitioning: bool,
     /// Discovery subject prefix.
     pub discover_prefix: String,
     /// Per-channel limits as configured: 0 inherits, negative is unlimited.
@@ -256,6 +258,7 @@ impl Default for Options {
             ft_group: None,
             file: crate::store::FileStoreOptions::default(),
             http_base_path: String::new(),
+            partitioning: false,
             discover_prefix: "_STAN.discover".to_string(),
             per_channel: BTreeMap::new(),
             max_payload: 1024 * 1024,

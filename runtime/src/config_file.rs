@@ -308,6 +308,9 @@ fn apply_streaming(opts: &mut Options, file: StreamingFileOptions) {
     if let Some(v) = file.max_inactivity.filter(|_| free(opts, "max_inactivity")) {
         opts.max_inactivity = v;
     }
+    if let Some(v) = file.partitioning {
+        opts.partitioning = v;
+    }
     if let Some(v) = file.discover_prefix {
         opts.discover_prefix = v;
     }

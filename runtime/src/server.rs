@@ -52,6 +52,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
         rng_seed: seed.rotate_left(17),
         store_location: opts.dir.clone(),
         ft_group: opts.ft_group.clone(),
+        partitioning: opts.partitioning,
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
         (Some(user), pass, _) => Auth::UserPass {
@@ -197,7 +198,8 @@ impl FtStore {
 enum Stop {
     /// A signal, with the exit code it means.
     Signal(ExitCode),
-    /// A fatal error after startup, logged already (an FT conflict).
+    /// A fatal error after startup, logged already (an FT conflict, a partitioning
+    /// conflict).
     Fatal,
 }
 
@@ -351,14 +353,20 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         return 1;
     }
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::unbounded_channel::<Stop>();
-    if let Some(ft) = ft_store {
-        let stop = stop_tx.clone();
-        driver.after_turn(move |node, now| {
+    let stop = stop_tx.clone();
+    match ft_store {
+        Some(ft) => driver.after_turn(move |node, now| {
             ft.serve(node, now);
             if node.failure().is_some() {
                 let _ = stop.send(Stop::Fatal);
             }
-        });
+        }),
+        // A start that finishes later (partitioning's announcement) may still fail.
+        None => driver.after_turn(move |node, _| {
+            if node.failure().is_some() {
+                let _ = stop.send(Stop::Fatal);
+            }
+        }),
     }
     let accept_task = driver.serve(listener);
     if let Err(e) = driver.start() {

@@ -140,6 +140,7 @@ fn every_supported_key_reaches_the_options() {
             auto_sync: Duration::from_secs(30),
         },
         http_base_path: "/fixture".into(),
+        partitioning: true,
         discover_prefix: "_FIX.discover".into(),
         per_channel: per_channel(&[
             (
@@ -418,7 +419,7 @@ fn malformed_files_name_file_line_and_key() {
         ("file {\n  sync: \"yes\"\n}\n", "2: parameter \"sync\" value is expected to be bool, got string"),
         ("file: [1]\n", "1: expected file options to be a map/struct, got [1]"),
         ("dir: 1\n", "1: parameter \"dir\" value is expected to be string, got int64"),
-        ("x: 1\npartitioning: true\n", "2: parameter \"partitioning\" is not supported yet by stan-server"),
+        ("x: 1\npartitioning: 1\n", "2: parameter \"partitioning\" value is expected to be bool, got int64"),
         ("ft_group: [1]\n", "1: parameter \"ft_group\" value is expected to be string, got slice"),
         ("tls {\n  cert_file: x\n}\n", "1: parameter \"tls\" is not supported yet by stan-server"),
         ("cluster {\n  listen: 0.0.0.0:6222\n}\n", "1: parameter \"cluster\" is not supported yet by stan-server"),
@@ -508,4 +509,21 @@ fn include_paths_are_relative_to_the_including_file() {
         "/etc/stan/abs.conf"
     );
     assert_eq!(include_path("", "x.conf"), "x.conf");
+}
+
+#[test]
+fn partitioning_comes_from_the_file_with_its_channels() {
+    let dir = Dir::new("partitioning");
+    let conf = dir.file(
+        "p.conf",
+        "partitioning: true\nstore_limits {\n  channels {\n    \"orders.>\": {}\n    audit: {}\n  }\n}\n",
+    );
+    let o = run(&["-c", &conf]);
+    assert!(o.partitioning);
+    let stan = node_config(&o, 1).streaming.unwrap();
+    assert!(stan.partitioning);
+    let names: Vec<&str> = stan.limits.per_channel.keys().map(String::as_str).collect();
+    assert_eq!(names, ["audit", "orders.>"]);
+    assert!(!run(&["-c", &dir.file("q.conf", "partitioning: false\n")]).partitioning);
+    assert!(!Options::default().partitioning);
 }

@@ -32,6 +32,8 @@ pub struct StreamingFileOptions {
     pub dir: Option<String>,
     /// `ft_group`, `ft_group_name`: the fault-tolerance group.
     pub ft_group: Option<String>,
+    /// `partitioning`: serve only the channels named by `store_limits.channels`.
+    pub partitioning: Option<bool>,
     /// The `file { }` section, in file order, each setting under the name of the
     /// command-line flag it stands for (`sync` → `file_sync`), so that one table
     /// applies flags and file alike.
@@ -145,7 +147,8 @@ impl StreamingFileOptions {
                 string(e)?;
                 return Err(not_supported(e, &e.key));
             }
-            "secure" | "partitioning" => {
+            "partitioning" => self.partitioning = Some(boolean(e)?),
+            "secure" => {
                 boolean(e)?;
                 return Err(not_supported(e, &e.key));
             }

@@ -31,9 +31,43 @@ impl Streaming {
         } else {
             self.conn_ids.contains_key(msg.conn_id)
         };
-        if msg.guid.is_empty() || !is_valid_channel(msg.subject) || !publisher_known {
+        if msg.guid.is_empty() || !is_valid_channel(msg.subject) {
             return self.pub_ack(reply, msg.guid, "stan: invalid publish request");
         }
+        // Partitioning: the publisher's connect may still be on its way (BEHAVIOUR §12).
+        if self.partitions.is_some()
+            && self.park_publish(
+                now,
+                reply,
+                payload,
+                msg.client_id,
+                msg.conn_id,
+                publisher_known,
+            )
+        {
+            return;
+        }
+        if !publisher_known {
+            return self.pub_ack(reply, msg.guid, "stan: invalid publish request");
+        }
+        self.accept_publish(now, reply, &msg);
+    }
+
+    /// A parked publish whose publisher has registered since.
+    pub(crate) fn publish_validated(&mut self, now: Now, reply: Option<&str>, payload: &[u8]) {
+        if let Ok(msg) = PubMsgRef::decode(payload) {
+            self.accept_publish(now, reply, &msg);
+        }
+    }
+
+    /// A parked publish whose publisher never registered.
+    pub(crate) fn refuse_publish(&mut self, reply: Option<&str>, payload: &[u8]) {
+        let guid = PubMsgRef::decode(payload).map_or("", |m| m.guid);
+        self.pub_ack(reply, guid, "stan: invalid publish request");
+    }
+
+    /// Stores a validated publish and acknowledges it.
+    fn accept_publish(&mut self, now: Now, reply: Option<&str>, msg: &PubMsgRef<'_>) {
         self.trace(|| {
             format!(
                 "[Client:{}] Received message from publisher subj={} guid={}",
@@ -43,7 +77,7 @@ impl Streaming {
         if let Err(e) = self.lookup_or_create_channel(now, msg.subject) {
             return self.pub_ack(reply, msg.guid, &e);
         }
-        if let Err(e) = self.store_message(now, &msg) {
+        if let Err(e) = self.store_message(now, msg) {
             return self.pub_ack(reply, msg.guid, &e);
         }
         self.deliver_channel(now, msg.subject);

@@ -394,7 +394,7 @@ impl Streaming {
         self.store = store;
         self.log(Level::Info, "Server is active".into());
         self.send_ft_heartbeat(now);
-        if let Err(e) = self.recover_and_serve(now) {
+        if let Err(e) = self.begin_serving(now) {
             self.fail(e);
         }
     }
@@ -416,7 +416,7 @@ impl Streaming {
     }
 
     /// Stops this server for good: the line is logged as fatal and the runtime exits.
-    fn fail(&mut self, error: String) {
+    pub(crate) fn fail(&mut self, error: String) {
         if let Some(ft) = self.ft.as_mut() {
             ft.state = FtState::Stopped;
         }

@@ -6,6 +6,7 @@ mod delivery;
 pub mod ft;
 pub mod limits;
 pub mod monitor;
+pub mod partition;
 pub mod pb;
 mod recovery;
 mod server;
@@ -37,6 +38,9 @@ pub struct Config {
     pub store_location: Option<String>,
     /// `--ft_group`: the fault-tolerance group this server belongs to, if any.
     pub ft_group: Option<String>,
+    /// `partitioning`: serve only the channels of the per-channel limits entries,
+    /// sharing the cluster ID with other servers (BEHAVIOUR §12).
+    pub partitioning: bool,
 }
 
 #[cfg(all(feature = "planted-bugs", not(debug_assertions)))]
@@ -92,6 +96,7 @@ impl Default for Config {
             rng_seed: 0,
             store_location: None,
             ft_group: None,
+            partitioning: false,
         }
     }
 }

@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 
 use super::ft::Ft;
 use super::limits::{ResolvedLimits, StoreLimits};
+use super::partition::Partitions;
 use super::pb::{self, ClientInfo, ConnectRequest, ConnectResponse, CtrlMsg, ServerInfo};
 use super::state::{Channel, Client, SubId};
 use super::Config;
@@ -50,7 +51,12 @@ pub(crate) mod sid {
     pub const PINGS: u64 = 7;
     pub const REPLIES: u64 = 8;
     pub const FT: u64 = 9;
+    pub const PARTITIONS: u64 = 10;
+    pub const PARTITIONS_INBOX: u64 = 11;
     pub const FIRST_ACK: u64 = 1000;
+    /// Partitioning: the publish subscriptions after the first (which is `PUBLISH`), far
+    /// above any ack inbox's id.
+    pub const MORE_PUBLISH: u64 = 1 << 48;
 }
 
 /// Timers, keyed by what they are for; a firing timer whose record no longer expects it
@@ -128,6 +134,8 @@ pub struct Streaming {
     pub(crate) started: bool,
     /// Fault-tolerance mode's state, when the server belongs to an FT group.
     pub(crate) ft: Option<Ft>,
+    /// Partitioning mode's state, when the server owns only its configured channels.
+    pub(crate) partitions: Option<Partitions>,
     /// The fatal error that stopped the server, if one did.
     pub(crate) failure: Option<String>,
 }
@@ -138,6 +146,8 @@ pub const VERSION: &str = "0.25.6";
 const INVALID_CLIENT_ID: &str =
     "stan: invalid clientID: only alphanumeric and `-` or `_` characters allowed";
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The NATS default, for splitting the partitioning announcement until the node says.
+const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
 impl Streaming {
     /// A server with the given configuration and store; call [`Streaming::start`] next.
@@ -150,6 +160,12 @@ impl Streaming {
             .ft_group
             .as_deref()
             .map(|group| Ft::new(&cfg.cluster_id, group, cfg.rng_seed));
+        let partitions = cfg.partitioning.then(|| {
+            let mut inbox = String::from("_INBOX.");
+            rng.push_nuid(&mut inbox);
+            let channels = cfg.limits.per_channel.keys().cloned().collect();
+            Partitions::new(&cfg.cluster_id, channels, inbox, DEFAULT_MAX_PAYLOAD)
+        });
         Ok(Streaming {
             info: ServerInfo::default(),
             limits,
@@ -172,6 +188,7 @@ impl Streaming {
             stats: Stats::default(),
             started: false,
             ft,
+            partitions,
             failure: None,
             cfg,
         })
@@ -223,11 +240,29 @@ impl Streaming {
 
     /// Recovers state, opens the client-facing subscriptions and logs the startup
     /// block. A member of an FT group enters standby instead; it does all this once it
-    /// holds the store's lock (see [`Streaming::handle_store_lock`]).
+    /// holds the store's lock (see [`Streaming::handle_store_lock`]). In partitioning
+    /// mode it first announces its channels and waits for objections: the start then
+    /// finishes on a later [`Streaming::handle_timeout`], or fails (see
+    /// [`Streaming::failure`]).
     pub fn start(&mut self, now: Now) -> Result<(), String> {
         if self.ft.is_some() {
             self.enter_standby(now);
             return Ok(());
+        }
+        self.begin_serving(now)
+    }
+
+    /// The largest payload NATS accepts, which the partitioning announcement respects.
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        if let Some(p) = self.partitions.as_mut() {
+            p.set_max_payload(max_payload);
+        }
+    }
+
+    /// The start proper (BEHAVIOUR §10 from step 4), once any FT standby is over.
+    pub(crate) fn begin_serving(&mut self, now: Now) -> Result<(), String> {
+        if self.partitions.is_some() {
+            return self.announce_partitions(now);
         }
         self.recover_and_serve(now)
     }
@@ -285,9 +320,28 @@ impl Streaming {
             self.log(Level::Info, "No recovered state".into());
         }
         self.restore(now, recovered.clients, recovered.channels);
+        let publish = match &self.partitions {
+            // One subscription per owned entry instead of the whole publish tree.
+            Some(p) => p
+                .channels()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let sid = if i == 0 {
+                        sid::PUBLISH
+                    } else {
+                        sid::MORE_PUBLISH + i as u64
+                    };
+                    (sid, format!("{}.{c}", self.info.publish))
+                })
+                .collect(),
+            None => vec![(sid::PUBLISH, format!("{}.>", self.info.publish))],
+        };
+        for (sid, subject) in publish {
+            self.actions.push_back(Action::Subscribe { sid, subject });
+        }
         let subjects = [
             (sid::DISCOVER, self.info.discovery.clone()),
-            (sid::PUBLISH, format!("{}.>", self.info.publish)),
             (sid::SUBSCRIBE, self.info.subscribe.clone()),
             (sid::UNSUBSCRIBE, self.info.unsubscribe.clone()),
             (sid::SUB_CLOSE, self.info.sub_close.clone()),
@@ -300,7 +354,11 @@ impl Streaming {
         }
         let info = self.info.clone();
         self.debug(|| format!("Discover subject:           {}", info.discovery));
-        self.debug(|| format!("Publish subject:            {}.>", info.publish));
+        if self.partitions.is_some() {
+            self.debug(|| format!("Publish subjects root:      {}", info.publish));
+        } else {
+            self.debug(|| format!("Publish subject:            {}.>", info.publish));
+        }
         self.debug(|| format!("Subscribe subject:          {}", info.subscribe));
         self.debug(|| format!("Subscription Close subject: {}", info.sub_close));
         self.debug(|| format!("Unsubscribe subject:        {}", info.unsubscribe));
@@ -341,7 +399,15 @@ impl Streaming {
             }
             sid::REPLIES => return self.on_reply(now, subject),
             sid::FT => return self.on_ft_msg(now, payload),
-            sid::DISCOVER..=sid::PINGS => {}
+            sid::PARTITIONS_INBOX => return self.on_partitions_reply(now, payload),
+            sid::MORE_PUBLISH.. => {
+                return self.on_publish(
+                    now,
+                    reply.and_then(|r| std::str::from_utf8(r).ok()),
+                    payload,
+                )
+            }
+            sid::DISCOVER..=sid::PINGS | sid::PARTITIONS => {}
             ack => return self.on_ack(now, ack, payload),
         }
         let reply = reply.map(|r| String::from_utf8_lossy(r).into_owned());
@@ -352,6 +418,7 @@ impl Streaming {
             sid::SUB_CLOSE => self.on_unsubscribe(now, reply, payload, true),
             sid::CLOSE => self.on_close(now, reply, payload),
             sid::PINGS => self.on_ping(now, reply, payload),
+            sid::PARTITIONS => self.on_partitions_request(reply, payload),
             _ => {}
         }
     }
@@ -380,14 +447,15 @@ impl Streaming {
             }
         }
         self.ft_timeout(now);
+        self.partition_timeout(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.first().map(|t| t.0);
-        match (timer, self.ft_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, self.ft_deadline(), self.partition_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
@@ -531,6 +599,7 @@ impl Streaming {
             resp.ping_max_out = req.ping_max_out;
         }
         self.respond(&reply, &resp);
+        self.client_registered(now);
     }
 
     /// Registers a client (new or recovered) and arms its first heartbeat.

@@ -49,13 +49,36 @@ impl Streaming {
             Some("stan: invalid start position")
         } else if !is_valid_channel(&req.subject) {
             Some("stan: invalid subject")
-        } else if !self.clients.contains_key(&req.client_id) {
-            Some("stan: unknown clientID")
         } else {
             None
         };
         if let Some(err) = check {
             return self.respond(&reply, &sub_error(err));
+        }
+        // Partitioning: another server may own the channel, and the client's connect
+        // may still be on its way (BEHAVIOUR §12).
+        if self.partitions.is_some()
+            && (self.not_owned(&req.subject) || self.park_subscription(now, &reply, &req))
+        {
+            return;
+        }
+        self.subscribe_validated(now, req, reply);
+    }
+
+    /// A parked subscription request whose client never registered.
+    pub(crate) fn refuse_subscription(&mut self, reply: &Option<String>) {
+        self.respond(reply, &sub_error("stan: invalid subscription request"));
+    }
+
+    /// Goes on with a request that passed the checks up to the client's registration.
+    pub(crate) fn subscribe_validated(
+        &mut self,
+        now: Now,
+        req: SubscriptionRequest,
+        reply: Option<String>,
+    ) {
+        if !self.clients.contains_key(&req.client_id) {
+            return self.respond(&reply, &sub_error("stan: unknown clientID"));
         }
         if let Err(e) = self.lookup_or_create_channel(now, &req.subject) {
             return self.respond(&reply, &sub_error(&e));
@@ -332,6 +355,9 @@ impl Streaming {
         let Ok(req) = UnsubscribeRequest::decode(payload) else {
             return self.respond(&reply, &sub_error("stan: invalid unsubscribe request"));
         };
+        if self.not_owned(&req.subject) {
+            return;
+        }
         let Some(ch) = self.channels.get(&req.subject) else {
             return self.respond(&reply, &sub_error("stan: unknown channel"));
         };

@@ -25,6 +25,10 @@ pub enum Carries {
     CloseResponse,
     PingResponse,
     Heartbeat,
+    /// Partitioning announcements, their data a channel list.
+    ChannelList,
+    /// Replies to partitioning announcements, their data a channel name.
+    CtrlMsg,
 }
 
 /// A message received by a client.
@@ -84,6 +88,14 @@ impl StanWorld {
     }
 
     pub fn with_store(cfg: streaming::Config, store: Box<dyn stan_core::store::Store>) -> Self {
+        let mut w = Self::unstarted(cfg, store);
+        w.node.start(w.now).expect("starts");
+        while w.node.poll_output().is_some() {}
+        w
+    }
+
+    /// A world whose node is not started yet: connections made now see the start.
+    pub fn unstarted(cfg: streaming::Config, store: Box<dyn stan_core::store::Store>) -> Self {
         let node_cfg = NodeConfig {
             nats: stan_core::nats::Config {
                 rng_seed: 3,
@@ -91,13 +103,11 @@ impl StanWorld {
             },
             streaming: Some(cfg),
         };
-        let mut node = Node::with_streaming(node_cfg, store).expect("valid config");
+        let node = Node::with_streaming(node_cfg, store).expect("valid config");
         let now = Now {
             mono: stan_core::Instant::from_nanos(0),
             wall_ns: START_WALL_NS,
         };
-        node.start(now).expect("starts");
-        while node.poll_output().is_some() {}
         StanWorld {
             node,
             now,
@@ -125,6 +135,57 @@ impl StanWorld {
             let stamp = self.stamp();
             let _ = writeln!(self.transcript, "{stamp} {text}");
         }
+    }
+
+    /// A plain NATS connection (no STAN client on it) subscribed to `subjects`, whose
+    /// messages carry `carries`; read what it gets with [`StanWorld::take_raw`].
+    pub fn nats_peer(&mut self, subjects: &[&str], carries: Carries) -> ConnId {
+        self.next_port += 1;
+        let peer = format!("127.0.0.1:{}", self.next_port).parse().unwrap();
+        let conn = self.node.accept(self.now, peer);
+        self.drain();
+        self.inbox.remove(&conn);
+        let mut out = b"CONNECT {\"echo\":false,\"protocol\":1}\r\n".to_vec();
+        for (i, subject) in subjects.iter().enumerate() {
+            self.carries.insert(subject.to_string(), carries);
+            let sid = (i + 1).to_string();
+            proto::write_sub(&mut out, subject.as_bytes(), None, sid.as_bytes());
+        }
+        self.raw(conn, &out);
+        conn
+    }
+
+    /// Publishes from a plain NATS connection; `what` is the transcript's description.
+    pub fn raw_publish(
+        &mut self,
+        conn: ConnId,
+        subject: &str,
+        reply: Option<&str>,
+        payload: &[u8],
+        what: &str,
+    ) {
+        let who = self.clients.iter().find(|c| c.conn == conn);
+        let name = who.map_or_else(|| format!("c{}", conn.0), |c| c.id.clone());
+        self.line(format!("{name} -> {subject}: {what}"));
+        let mut out = Vec::new();
+        proto::write_pub(
+            &mut out,
+            subject.as_bytes(),
+            reply.map(str::as_bytes),
+            None,
+            payload,
+        );
+        self.raw(conn, &out);
+    }
+
+    /// Messages a connection received so far, taken.
+    pub fn take_raw(&mut self, conn: ConnId) -> Vec<Received> {
+        self.inbox.remove(&conn).unwrap_or_default()
+    }
+
+    /// Records a line in the transcript at the current time.
+    pub fn say(&mut self, text: &str) {
+        self.line(text.to_string());
     }
 
     /// Writes raw protocol bytes from a client connection.
@@ -510,8 +571,11 @@ impl StanWorld {
                 Output::Log(l) => {
                     if matches!(
                         l.level,
-                        stan_core::log::Level::Error | stan_core::log::Level::Warn
+                        stan_core::log::Level::Error
+                            | stan_core::log::Level::Warn
+                            | stan_core::log::Level::Fatal
                     ) || l.text.contains("Channel")
+                        || l.text == "Streaming Server is ready"
                     {
                         self.line(format!("log [{}] {}", l.level.tag(), l.text));
                     }
@@ -600,6 +664,23 @@ impl StanWorld {
             }
             Some(Carries::PingResponse) => PingResponse::decode(payload).map(|m| format!("{m:?}")),
             Some(Carries::Heartbeat) => Ok("heartbeat".into()),
+            Some(Carries::CtrlMsg) => CtrlMsg::decode(payload).map(|m| {
+                format!(
+                    "CtrlMsg type={:?} server_id={} data={:?}",
+                    CtrlMsgType::try_from(m.msg_type),
+                    m.server_id,
+                    String::from_utf8_lossy(&m.data),
+                )
+            }),
+            Some(Carries::ChannelList) => CtrlMsg::decode(payload).map(|m| {
+                let channels = stan_core::streaming::partition::decode_channel_list(&m.data)
+                    .map_or_else(|e| e, |c| format!("{c:?}"));
+                format!(
+                    "CtrlMsg type={:?} server_id={} channels={channels}",
+                    CtrlMsgType::try_from(m.msg_type),
+                    m.server_id,
+                )
+            }),
             None => Ok(format!("{} bytes", payload.len())),
         };
         text.unwrap_or_else(|e| format!("undecodable: {e}"))
