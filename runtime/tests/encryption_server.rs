@@ -3,13 +3,16 @@
 //! from a flag, the environment or a configuration file; a missing key or an unknown
 //! cipher stops the start with the Go server's error and exit code 1.
 
+mod support;
+
 #[path = "file_store_common.rs"]
 mod common;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::{fatal_line, free_port, run_refused};
 
 use common::{ls, parse_dat, read, TempDir, IEEE};
 use prost::Message;
@@ -17,14 +20,6 @@ use stan_core::store::crypto::{Cipher, MasterKey, OVERHEAD};
 use stan_core::streaming::pb::MsgProto;
 use stan_runtime::encryption::KEY_ENV;
 use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `stan-server` on loopback with `args`, the key variable set to `env_key` or unset.
 fn command(port: u16, args: &[&str], env_key: Option<&str>) -> Command {
@@ -93,30 +88,7 @@ impl Drop for Server {
 
 /// A start that must fail; its output once it exited.
 fn refused(args: &[&str], env_key: Option<&str>) -> Output {
-    let child = command(free_port(), args, env_key)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("server starts");
-    let pid = child.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(30));
-        // Still running after this long means it did not refuse.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(killer);
-    out
-}
-
-fn fatal_line(out: &Output) -> String {
-    let text = String::from_utf8_lossy(&out.stderr);
-    text.lines()
-        .find(|l| l.contains("[FTL]"))
-        .unwrap_or_else(|| panic!("no fatal line in:\n{text}"))
-        .split_once("[FTL] ")
-        .unwrap()
-        .1
-        .to_owned()
+    run_refused(&mut command(free_port(), args, env_key))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -3,24 +3,17 @@
 //! fails with `[FTL] STREAM: Failed to start: <reason>` and exit code 1, and leaves
 //! every file as it was.
 
+mod support;
+
 #[path = "file_store_common.rs"]
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use support::{fatal_line, free_port, run_refused, wait_for_port, Logged};
 
 use common::TempDir;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn command(dir: &Path, port: u16) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_stan-server"));
@@ -37,59 +30,16 @@ fn command(dir: &Path, port: u16) -> Command {
     c
 }
 
-/// Kills the server however the test ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Server {
+fn serve(dir: &Path) -> Logged {
     let port = free_port();
-    let child = command(dir, port)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("server starts");
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not open its port");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut server = Logged::spawn(&mut command(dir, port));
+    wait_for_port(&mut server.child, port);
     server
 }
 
 /// Starts a server that must refuse to start; its output once it exited.
 fn refused(dir: &Path) -> Output {
-    let child = command(dir, free_port())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("server starts");
-    let pid = child.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(30));
-        // Still running after this long means it did not refuse.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(killer);
-    out
-}
-
-fn fatal_line(out: &Output) -> String {
-    let text = String::from_utf8_lossy(&out.stderr);
-    text.lines()
-        .find(|l| l.contains("[FTL]"))
-        .unwrap_or_else(|| panic!("no fatal line in:\n{text}"))
-        .split_once("[FTL] ")
-        .unwrap()
-        .1
-        .to_owned()
+    run_refused(&mut command(dir, free_port()))
 }
 
 /// Every file under `dir` with its bytes, the lock file aside (opening it truncates
@@ -114,19 +64,8 @@ fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 fn populated(name: &str) -> TempDir {
     let dir = TempDir::new(name);
     let port = free_port();
-    let log_path =
-        std::env::temp_dir().join(format!("stan-refusals-{}-{name}.log", std::process::id()));
-    let child = command(dir.path(), port)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not open its port");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut server = Logged::spawn(&mut command(dir.path(), port));
+    wait_for_port(&mut server.child, port);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -152,15 +91,12 @@ fn populated(name: &str) -> TempDir {
             conn.publish("foo", &[i; 32]).await.unwrap();
         }
     });
-    drop(server);
-    let log = std::fs::read_to_string(&log_path).unwrap();
-    let _ = std::fs::remove_file(&log_path);
-    assert!(
-        log.contains("[INF] STREAM: Message store is FILE\n"),
-        "{log}"
-    );
-    let location = format!("[INF] STREAM: Store location: {}\n", dir.path().display());
-    assert!(log.contains(&location), "{log}");
+    server.kill_9();
+    let log = server.wait_for_exit();
+    let has = |line: &str| log.iter().any(|l| l.ends_with(line));
+    assert!(has("[INF] STREAM: Message store is FILE"), "{log:#?}");
+    let location = format!("[INF] STREAM: Store location: {}", dir.path().display());
+    assert!(has(&location), "{log:#?}");
     dir
 }
 

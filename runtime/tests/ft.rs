@@ -6,115 +6,63 @@
 
 #[path = "file_store_common.rs"]
 mod common;
+mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
 
 use common::TempDir;
 use stan_core::store::Store;
 use stan_runtime::harness::monitor_json;
 use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
 use stan_runtime::store::{FileStore, FileStoreOptions, LockAttempt, MemFs, StdFs};
+use support::{free_port, run_refused, Logged};
 
 const READY: &str = "STREAM: Streaming Server is ready";
 const STANDBY: &str = "STREAM: Starting in standby mode";
 const ACTIVE: &str = "STREAM: Server is active";
 const BUSY: &str = "STREAM: ft: unable to get store lock at this time, going back to standby";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `stan-server` whose log is read line by line; killed when dropped.
+/// A `stan-server` on its own ports, its log read line by line.
 struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    /// Every line read so far.
-    log: Vec<String>,
+    proc: Logged,
     port: u16,
     http: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     fn start(args: &[&str]) -> Server {
         let (port, http) = (free_port(), free_port());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-m", &http.to_string()])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("stan-server starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Server {
-            child,
-            lines,
-            log: Vec::new(),
-            port,
-            http,
-        }
+        let (p, h) = (port.to_string(), http.to_string());
+        let base = ["-a", "127.0.0.1", "-p", &p, "-m", &h];
+        let proc = Logged::server(&[&base[..], args].concat());
+        Server { proc, port, http }
     }
 
     fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Waits (a minute at most) for a log line containing `text`.
+    /// Waits for a log line containing `text`, unless one was read already.
     fn wait_for(&mut self, text: &str) {
-        if self.log.iter().any(|l| l.contains(text)) {
-            return;
+        if !self.proc.log.iter().any(|l| l.contains(text)) {
+            self.proc.wait_for(text);
         }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.contains(text);
-                    self.log.push(line);
-                    if done {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no line with {text:?} in:\n{}", self.log.join("\n"));
     }
 
     /// Index of the first line read so far that contains `text`.
     fn position(&self, text: &str) -> usize {
-        self.log
-            .iter()
+        let log = &self.proc.log;
+        log.iter()
             .position(|l| l.contains(text))
-            .unwrap_or_else(|| panic!("no line with {text:?} in:\n{}", self.log.join("\n")))
+            .unwrap_or_else(|| panic!("no line with {text:?} in:\n{}", log.join("\n")))
     }
 
     fn kill_9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.proc.kill_9();
     }
 }
 
@@ -175,7 +123,11 @@ async fn the_standby_takes_over_when_the_active_server_dies() {
     // alone keeps it waiting.
     b.wait_for(BUSY);
     assert!(b.position("Server is ready") < b.position(STANDBY));
-    assert!(!b.log.iter().any(|l| l.contains("Recovering the state")));
+    assert!(!b
+        .proc
+        .log
+        .iter()
+        .any(|l| l.contains("Recovering the state")));
     assert_eq!(http_status(a.http, "/streaming/isFTActive"), 200);
     assert_eq!(http_status(b.http, "/streaming/isFTActive"), 204);
     assert_eq!(serverz_state(a.http).await, "FT_ACTIVE");
@@ -281,21 +233,15 @@ async fn the_standby_takes_over_when_the_active_server_dies() {
 
 #[test]
 fn the_memory_store_is_refused_in_ft_mode() {
-    let child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
-        .args(["-a", "127.0.0.1", "-p", &free_port().to_string()])
-        .args(["--ft_group", "grp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stan-server starts");
-    let pid = child.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(30));
-        // Still running after this long means it did not refuse.
-        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-    });
-    let out = child.wait_with_output().unwrap();
-    drop(killer);
+    let port = free_port().to_string();
+    let out = run_refused(Command::new(env!("CARGO_BIN_EXE_stan-server")).args([
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "--ft_group",
+        "grp",
+    ]));
     assert_eq!(out.status.code(), Some(1));
     let log = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = log.lines().collect();

@@ -2,9 +2,12 @@
 //! a streaming client's activity, the HTTP conventions (JSONP, CORS, 404 texts) and
 //! `/metrics` read by a Prometheus text-format parser.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::free_port;
 
 use prometheus_parse::{Scrape, Value};
 use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
@@ -27,13 +30,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn start_server() -> Server {

@@ -3,11 +3,12 @@
 //! only, answers another server's announcement of one of them, and refuses to start
 //! without any.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
+mod support;
+
+use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
+use support::{free_port, Logged};
 
 use prost::Message;
 use stan_core::client::errors::SUBSCRIBE_TIMEOUT;
@@ -15,14 +16,6 @@ use stan_core::streaming::partition::encode_channel_lists;
 use stan_core::streaming::pb::{CtrlMsg, CtrlMsgType};
 use stan_runtime::harness::raw::{parse_msg, RawConn};
 use stan_runtime::stan_client::{StanConn, StanOptions, SubscribeOptions};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A configuration file of its own, removed when dropped.
 struct Conf(std::path::PathBuf);
@@ -55,42 +48,9 @@ async fn serves_its_channels_and_leaves_the_others_unanswered() {
         "partitioning: true\nstore_limits {\n  channels {\n    \"orders.>\": {}\n  }\n}\n",
     );
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
-        .args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-c",
-            conf.path(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stan-server starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = Vec::new();
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-        let ready = line.contains("STREAM: Streaming Server is ready");
-        log.push(line);
-        if ready {
-            break;
-        }
-    }
-    assert!(
-        log.last()
-            .is_some_and(|l| l.contains("Streaming Server is ready")),
-        "{}",
-        log.join("\n")
-    );
+    let port_text = port.to_string();
+    let mut server = Logged::server(&["-a", "127.0.0.1", "-p", &port_text, "-c", conf.path()]);
+    server.wait_for("STREAM: Streaming Server is ready");
 
     let addr = format!("127.0.0.1:{port}");
     let conn = StanConn::connect(&addr, "test-cluster", "app", StanOptions::default())
@@ -144,8 +104,6 @@ async fn serves_its_channels_and_leaves_the_others_unanswered() {
     assert_eq!(answer.data, b"orders.us");
 
     conn.close().await.expect("close is answered");
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -2,77 +2,17 @@
 //! file is read again and applied to running connections; a change it cannot apply,
 //! or a broken file, is reported and the server keeps running as it was.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Server {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
+use support::{free_port, Logged};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Waits for a log line containing `text`; the lines before it are returned.
-    fn wait_for(&self, text: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.contains(text);
-                    seen.push(line);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no line with {text:?} in:\n{}", seen.join("\n"));
-    }
-
-    fn hangup(&self) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(conf: &PathBuf) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
-        .args(["-c"])
-        .arg(conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stan-server starts");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let server = Server { child, lines };
+fn start(conf: &PathBuf) -> Logged {
+    let mut server = Logged::server(&["-c", conf.to_str().unwrap()]);
     server.wait_for("Streaming Server is ready");
     server
 }
@@ -102,7 +42,7 @@ fn sighup_reloads_the_nats_configuration() {
     let conf = dir.join("server.conf");
     let port = free_port();
     std::fs::write(&conf, config(port, "")).unwrap();
-    let server = start(&conf);
+    let mut server = start(&conf);
     assert!(info(port).contains("\"max_payload\":1048576"));
 
     // A client that keeps its connection across the reload, then must authenticate.
@@ -118,7 +58,7 @@ fn sighup_reloads_the_nats_configuration() {
         ),
     )
     .unwrap();
-    server.hangup();
+    server.signal(libc::SIGHUP);
     let lines = server.wait_for("Reloaded server configuration");
     let tail: Vec<&str> = lines
         .iter()
@@ -144,7 +84,7 @@ fn sighup_reloads_the_nats_configuration() {
 
     // What cannot change is refused, and the server goes on with what it had.
     std::fs::write(&conf, config(free_port(), "max_payload: 100\n")).unwrap();
-    server.hangup();
+    server.signal(libc::SIGHUP);
     let lines = server.wait_for("Reload:");
     let last = lines.last().unwrap();
     assert!(
@@ -155,7 +95,7 @@ fn sighup_reloads_the_nats_configuration() {
 
     // A broken file is reported with its file and line.
     std::fs::write(&conf, "listen: 127.0.0.1:1\nport: x\n").unwrap();
-    server.hangup();
+    server.signal(libc::SIGHUP);
     let lines = server.wait_for("Reload:");
     let want = format!(
         "] [ERR] STREAM: Reload: {}:2: interface conversion: interface {{}} is string, not int64",
@@ -169,24 +109,9 @@ fn sighup_reloads_the_nats_configuration() {
 #[test]
 fn sighup_without_a_configuration_file_is_refused() {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let server = Server { child, lines };
+    let mut server = Logged::server(&["-a", "127.0.0.1", "-p", &port.to_string()]);
     server.wait_for("Streaming Server is ready");
-    server.hangup();
+    server.signal(libc::SIGHUP);
     let lines = server.wait_for("Reload:");
     assert!(lines.last().unwrap().ends_with(
         "[ERR] STREAM: Reload: Can only reload config when a file is provided using -c or --config"

@@ -2,76 +2,18 @@
 //! with the NATS server's priorities and header, a SIGHUP moves logging to and from
 //! it, and an unusable URL stops the start as the NATS server stops it.
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
+mod support;
+
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use support::{free_port, Logged};
 
 /// Generous: only there so that a server that never logs fails the test instead of
 /// hanging it.
 const SAFETY_TIMEOUT: Duration = Duration::from_secs(20);
-
-struct Server {
-    child: Child,
-    stderr: mpsc::Receiver<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("stan-server starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Server {
-            child,
-            stderr: lines,
-        }
-    }
-
-    /// Waits for a stderr line containing `text`; the lines before it are returned.
-    fn wait_for_stderr(&self, text: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + SAFETY_TIMEOUT;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.contains(text);
-                    seen.push(line);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no stderr line with {text:?} in:\n{}", seen.join("\n"));
-    }
-
-    fn hangup(&self) {
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
-    }
-}
 
 /// A syslog server on a UDP port of its own.
 struct Collector(UdpSocket);
@@ -109,14 +51,6 @@ impl Collector {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The priority and the text after the `tag[pid]: ` header of one message.
 fn priority_and_text(message: &str, pid: u32) -> (&str, &str) {
     let header_end = format!(" stan-server[{pid}]: ");
@@ -132,7 +66,7 @@ fn remote_syslog_receives_the_log_lines() {
     let collector = Collector::new();
     let port = free_port().to_string();
     let url = collector.url();
-    let server = Server::start(&["-a", "127.0.0.1", "-p", &port, "-SD", "-r", &url]);
+    let mut server = Logged::server(&["-a", "127.0.0.1", "-p", &port, "-SD", "-r", &url]);
     let pid = server.child.id();
     let messages = collector.wait_for("Streaming Server is ready");
     let lines: Vec<(&str, &str)> = messages.iter().map(|m| priority_and_text(m, pid)).collect();
@@ -162,7 +96,7 @@ fn remote_syslog_receives_the_log_lines() {
     let host = first.split(' ').nth(1).unwrap();
     assert!(!host.is_empty() && !host.contains('['), "{first:?}");
     // Nothing is written to stderr meanwhile.
-    assert!(server.stderr.try_recv().is_err());
+    assert_eq!(server.try_line(), None);
 }
 
 fn write_config(path: &Path, port: &str, extra: &str) {
@@ -181,15 +115,15 @@ fn sighup_moves_logging_to_and_from_remote_syslog() {
     let conf = dir.join("server.conf");
     let port = free_port().to_string();
     write_config(&conf, &port, "");
-    let server = Server::start(&["-c", conf.to_str().unwrap()]);
+    let mut server = Logged::server(&["-c", conf.to_str().unwrap()]);
     let pid = server.child.id();
-    server.wait_for_stderr("Streaming Server is ready");
+    server.wait_for("Streaming Server is ready");
 
     let collector = Collector::new();
     let url = collector.url();
     write_config(&conf, &port, &format!("remote_syslog: \"{url}\"\n"));
-    server.hangup();
-    let lines = server.wait_for_stderr("Reloaded: remote_syslog");
+    server.signal(libc::SIGHUP);
+    let lines = server.wait_for("Reloaded: remote_syslog");
     assert!(
         lines
             .last()
@@ -209,7 +143,7 @@ fn sighup_moves_logging_to_and_from_remote_syslog() {
         &port,
         &format!("remote_syslog: \"{url}\"\nhttp_base_path: /mon\n"),
     );
-    server.hangup();
+    server.signal(libc::SIGHUP);
     let messages = collector.wait_for("Reload:");
     assert_eq!(
         priority_and_text(messages.last().unwrap(), pid),
@@ -221,13 +155,13 @@ fn sighup_moves_logging_to_and_from_remote_syslog() {
 
     // Back to stderr.
     write_config(&conf, &port, "");
-    server.hangup();
+    server.signal(libc::SIGHUP);
     let messages = collector.wait_for("Reloaded: remote_syslog");
     assert_eq!(
         priority_and_text(messages.last().unwrap(), pid),
         ("<5>", "Reloaded: remote_syslog = \n")
     );
-    let lines = server.wait_for_stderr("Reloaded server configuration");
+    let lines = server.wait_for("Reloaded server configuration");
     assert!(lines
         .last()
         .unwrap()

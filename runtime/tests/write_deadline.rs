@@ -2,28 +2,12 @@
 //! once a write to it blocks that long, even while its backlog is far below
 //! `max_pending`, and the server goes on serving the others.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, Logged};
 
 fn connect(port: u16) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -52,23 +36,7 @@ fn a_blocked_write_past_the_deadline_closes_the_client() {
         format!("listen: 127.0.0.1:{port}\nwrite_deadline: \"1s\"\nmax_pending: 1GB\n"),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stan-server"))
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let _server = Server(child);
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut server = Logged::server(&["-c", conf.to_str().unwrap()]);
 
     let mut stuck = connect(port);
     let stuck_port = stuck.local_addr().unwrap().port();
@@ -113,23 +81,15 @@ fn a_blocked_write_past_the_deadline_closes_the_client() {
         }
         String::from_utf8_lossy(&got).into_owned()
     });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no write deadline line in:\n{}", seen.join("\n")));
-        if line.contains("Slow Consumer Detected: WriteDeadline of 1s exceeded with") {
-            // The stuck client, not the reader.
-            assert!(
-                line.contains(&format!("127.0.0.1:{stuck_port} - cid:")),
-                "{line}"
-            );
-            break;
-        }
-        seen.push(line);
-    }
+    let line = server
+        .wait_for("Slow Consumer Detected: WriteDeadline of 1s exceeded with")
+        .pop()
+        .unwrap();
+    // The stuck client, not the reader.
+    assert!(
+        line.contains(&format!("127.0.0.1:{stuck_port} - cid:")),
+        "{line}"
+    );
     // The publisher was never held up for good, and newcomers are served.
     assert!(flood.join().unwrap().contains("PONG"));
     let mut fresh = connect(port);
