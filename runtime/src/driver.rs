@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
+use crate::tls::HandshakeFailed;
+
 /// Accepts connections; implemented for tokio's listener here and for simulated
 /// listeners elsewhere.
 pub trait Listener: Send + 'static {
@@ -62,6 +64,12 @@ enum Event {
     Flushed(ConnId, usize),
     Closed(ConnId),
     Job(Job),
+    /// The client's TLS handshake failed; its input ends next.
+    HandshakeFailed {
+        id: ConnId,
+        peer: SocketAddr,
+        reason: String,
+    },
     /// A write to the client blocked past the write deadline.
     WriteDeadline {
         id: ConnId,
@@ -489,6 +497,11 @@ impl Driver {
                 });
                 self.apply(now, Event::Closed(id));
             }
+            Event::HandshakeFailed { id, peer, reason } => (self.log)(LogLine {
+                origin: stan_core::log::Origin::Nats,
+                level: stan_core::log::Level::Error,
+                text: format!("{peer} - cid:{} - {reason}", id.0),
+            }),
         }
     }
 
@@ -609,6 +622,12 @@ where
         let mut buf = vec![0u8; MIN_READ_BUF];
         loop {
             match rd.read(&mut buf).await {
+                Err(e) if e.get_ref().is_some_and(|r| r.is::<HandshakeFailed>()) => {
+                    let reason = e.to_string();
+                    let _ = events.send(Event::HandshakeFailed { id, peer, reason });
+                    let _ = data.send(Data::Eof(id)).await;
+                    return;
+                }
                 Ok(0) | Err(_) => {
                     let _ = data.send(Data::Eof(id)).await;
                     return;

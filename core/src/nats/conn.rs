@@ -116,6 +116,10 @@ pub(crate) struct Info<'a> {
     pub headers: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     pub max_payload: usize,
     pub client_id: u64,
     pub client_ip: String,

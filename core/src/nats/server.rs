@@ -54,6 +54,13 @@ pub struct Config {
     pub rng_seed: u64,
     /// `http_base_path` as written; `/varz` shows it and a reload cannot change it.
     pub http_base_path: String,
+    /// Clients must speak TLS: INFO says so, and the driver expects a TLS handshake
+    /// right after it (shared/spec/PROTOCOL.md, INFO).
+    pub tls_required: bool,
+    /// Clients must present a verified certificate.
+    pub tls_verify: bool,
+    /// How long a client has to complete the TLS handshake; shown by `/varz`.
+    pub tls_timeout: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +82,9 @@ impl Default for Config {
             verbosity: Verbosity::default(),
             rng_seed: 0,
             http_base_path: String::new(),
+            tls_required: false,
+            tls_verify: false,
+            tls_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -274,6 +284,12 @@ impl Server {
         if old.max_pending != new.max_pending {
             lines.push(format!("Reloaded: max_pending = {}", new.max_pending));
         }
+        if old.tls_timeout != new.tls_timeout {
+            lines.push(format!(
+                "Reloaded: tls timeout = {}",
+                new.tls_timeout.as_secs_f64()
+            ));
+        }
         let auth_changed = old.auth != new.auth;
         let keep = (self.cfg.server_id.clone(), self.cfg.rng_seed);
         self.cfg = Config {
@@ -361,6 +377,8 @@ impl Server {
             port: self.cfg.port,
             headers: true,
             auth_required,
+            tls_required: self.cfg.tls_required,
+            tls_verify: self.cfg.tls_required && self.cfg.tls_verify,
             max_payload: self.cfg.max_payload,
             client_id: id.0,
             client_ip: peer.ip().to_string(),
