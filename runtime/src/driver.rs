@@ -64,12 +64,8 @@ enum Event {
     Flushed(ConnId, usize),
     Closed(ConnId),
     Job(Job),
-    /// The client's TLS handshake failed; its input ends next.
-    HandshakeFailed {
-        id: ConnId,
-        peer: SocketAddr,
-        reason: String,
-    },
+    /// The client's TLS handshake failed; nothing was read from it.
+    HandshakeFailed(ConnId, String),
     /// A write to the client blocked past the write deadline.
     WriteDeadline {
         id: ConnId,
@@ -497,11 +493,16 @@ impl Driver {
                 });
                 self.apply(now, Event::Closed(id));
             }
-            Event::HandshakeFailed { id, peer, reason } => (self.log)(LogLine {
-                origin: stan_core::log::Origin::Nats,
-                level: stan_core::log::Level::Error,
-                text: format!("{peer} - cid:{} - {reason}", id.0),
-            }),
+            Event::HandshakeFailed(id, error) => {
+                self.node.handle_input(
+                    now,
+                    Input::TlsFailed {
+                        conn: id,
+                        error: &error,
+                    },
+                );
+                self.apply(now, Event::Closed(id));
+            }
         }
     }
 
@@ -622,10 +623,9 @@ where
         let mut buf = vec![0u8; MIN_READ_BUF];
         loop {
             match rd.read(&mut buf).await {
+                // No input came before the handshake, so none can be overtaken.
                 Err(e) if e.get_ref().is_some_and(|r| r.is::<HandshakeFailed>()) => {
-                    let reason = e.to_string();
-                    let _ = events.send(Event::HandshakeFailed { id, peer, reason });
-                    let _ = data.send(Data::Eof(id)).await;
+                    let _ = events.send(Event::HandshakeFailed(id, e.to_string()));
                     return;
                 }
                 Ok(0) | Err(_) => {

@@ -40,6 +40,7 @@ pub enum CloseReason {
     MaxConnectionsExceeded,
     NoRespondersRequiresHeaders,
     ServerShutdown,
+    TlsHandshakeError,
 }
 
 impl CloseReason {
@@ -58,6 +59,7 @@ impl CloseReason {
             CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
             CloseReason::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::TlsHandshakeError => "TLS Handshake Failure",
         }
     }
 }

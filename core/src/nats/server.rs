@@ -121,6 +121,9 @@ pub enum Input<'a> {
     Flushed { conn: ConnId, bytes: usize },
     /// The peer closed the connection or it failed.
     Closed { conn: ConnId },
+    /// The client's TLS handshake failed, for the reason `error` gives in the NATS
+    /// server's words; the connection is gone.
+    TlsFailed { conn: ConnId, error: &'a str },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -415,6 +418,12 @@ impl Server {
             Input::Closed { conn } => {
                 if self.conns.contains_key(&conn) {
                     self.remove_conn(conn, CloseReason::ClientClosed);
+                }
+            }
+            Input::TlsFailed { conn, error } => {
+                if self.conns.contains_key(&conn) {
+                    self.error(conn, format_args!("{error}"));
+                    self.remove_conn(conn, CloseReason::TlsHandshakeError);
                 }
             }
         }
