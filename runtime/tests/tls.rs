@@ -395,3 +395,63 @@ fn bad_certificate_files_stop_the_start() {
         )
     );
 }
+
+/// SIGHUP with a new `tls { }`: new connections must speak TLS, the ones already
+/// open go on in clear; taking it away again turns TLS off for new connections.
+#[test]
+fn reload_applies_tls_to_new_connections() {
+    let dir = std::env::temp_dir().join(format!("stan-rs-tls-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("reload.conf");
+    let port = free_port();
+    let base = format!("listen: 127.0.0.1:{port}\n");
+    std::fs::write(&conf, &base).unwrap();
+    let server = Server::start(&["-c", conf.to_str().unwrap()]);
+    let hangup = || unsafe { libc::kill(server.child.id() as i32, libc::SIGHUP) };
+    let rt = runtime();
+
+    let mut old = rt.block_on(async {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        assert!(!read_info(&mut tcp).await.contains("tls_required"));
+        tcp.write_all(b"CONNECT {}\r\nPING\r\n").await.unwrap();
+        read_until(&mut tcp, "PONG\r\n")
+            .await
+            .expect("PONG in clear");
+        tcp
+    });
+
+    std::fs::write(
+        &conf,
+        format!(
+            "{base}tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\n",
+            cert("server-cert.pem"),
+            cert("server-key.pem")
+        ),
+    )
+    .unwrap();
+    hangup();
+    server.wait_for("Reloaded: tls = enabled");
+    server.wait_for("Reloaded server configuration");
+    let (info, ponged) = rt.block_on(connect_and_ping(port, client_config(None)));
+    assert!(info.contains("\"tls_required\":true"), "{info}");
+    assert!(ponged);
+    rt.block_on(async {
+        old.write_all(b"PING\r\n").await.unwrap();
+        read_until(&mut old, "PONG\r\n")
+            .await
+            .expect("the old connection stays in clear");
+    });
+
+    std::fs::write(&conf, &base).unwrap();
+    hangup();
+    server.wait_for("Reloaded: tls = disabled");
+    server.wait_for("Reloaded server configuration");
+    rt.block_on(async {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        assert!(!read_info(&mut tcp).await.contains("tls_required"));
+        tcp.write_all(b"CONNECT {}\r\nPING\r\n").await.unwrap();
+        read_until(&mut tcp, "PONG\r\n")
+            .await
+            .expect("PONG in clear again");
+    });
+}
