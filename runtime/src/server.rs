@@ -464,9 +464,8 @@ impl Reload {
             Ok(_) => return fail("the command line no longer starts a server"),
             Err(exit) => return fail(exit.stderr.trim_end()),
         };
-        // Connections open keep their TLS; new ones get the reloaded settings.
-        let tls_changed = self.current.tls_config != new.tls_config
-            || self.current.tls_timeout != new.tls_timeout;
+        // Connections open keep their TLS; new ones get the reloaded settings, and
+        // the files are read again, so that renewed certificates are taken up.
         let new_tls = match server_tls(&new) {
             Ok(tls) => tls,
             Err(e) => return fail(&e),
@@ -484,9 +483,7 @@ impl Reload {
             Some(Err(e)) => return fail(&e),
             None => return,
         };
-        if tls_changed {
-            *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = new_tls;
-        }
+        *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = new_tls;
         let old = &self.current;
         if old.tls_config != new.tls_config {
             let state = if new.tls_config.is_some() {
