@@ -545,9 +545,20 @@ fn tls_required() {
     assert!(w
         .transcript
         .contains("Client connection closed: TLS Handshake Failure"));
+    let peer = "127.0.0.1:50002".parse().unwrap();
+    w.node
+        .tls_established(w.now, peer, "1.3", "TLS_AES_128_GCM_SHA256");
+    w.drain();
     w.send(served, CONNECT);
     w.send(served, b"PING\r\n");
     assert!(w.take(served).ends_with("PONG\r\n"));
+    let connz =
+        stan_core::nats::monitor::connz(w.node.nats(), &Default::default(), &Default::default());
+    let shown = serde_json::to_string(&connz).unwrap();
+    assert!(
+        shown.contains("\"tls_version\":\"1.3\",\"tls_cipher_suite\":\"TLS_AES_128_GCM_SHA256\""),
+        "{shown}"
+    );
     let varz = stan_core::nats::monitor::varz(w.node.nats(), &Default::default());
     assert!(varz.tls_required && varz.tls_verify);
     assert_eq!(varz.tls_timeout, 0.5);

@@ -239,7 +239,8 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             return 1;
         }
     };
-    let listener = crate::tls::TlsListener::new(listener, tls.clone());
+    let (established, mut handshakes) = tokio::sync::mpsc::unbounded_channel();
+    let listener = crate::tls::TlsListener::new(listener, tls.clone(), established);
     let local = listener.local_addr().ok();
     cfg.nats.port = local.map_or(cfg.nats.port, |a| a.port());
     // In FT mode the FILE store is opened once this server holds its lock; only its
@@ -380,6 +381,17 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         });
     }
     let accept_task = driver.serve(listener);
+    // Ends with the listener, whose streams announce completed handshakes.
+    let tls_task = {
+        let driver = handle.clone();
+        tokio::spawn(async move {
+            while let Some((peer, version, cipher)) = handshakes.recv().await {
+                driver
+                    .update(move |node, now| node.tls_established(now, peer, &version, &cipher))
+                    .await;
+            }
+        })
+    };
     if let Err(e) = driver.start() {
         log.log(
             Origin::Stream,
@@ -411,6 +423,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     // Dropping the node closes the store (and releases an FT lock).
     drop(driver.run(shutdown).await);
     accept_task.abort();
+    tls_task.abort();
     signals.abort();
     if let Some(t) = http_task {
         t.abort();

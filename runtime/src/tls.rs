@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
@@ -177,15 +178,29 @@ impl ServerTls {
 /// already open keep what they started with, as with the NATS server.
 pub type TlsSwitch = Arc<Mutex<Option<ServerTls>>>;
 
-/// The client listener, with TLS when the switch holds settings.
+/// A completed handshake: the client's address, the TLS version (`1.3`) and the
+/// cipher suite, named as Go's TLS library names them.
+pub type Established = (SocketAddr, String, String);
+
+/// The client listener, with TLS when the switch holds settings. Completed
+/// handshakes are announced on `established`, for the node to show them.
 pub struct TlsListener {
     inner: TcpListener,
     tls: TlsSwitch,
+    established: mpsc::UnboundedSender<Established>,
 }
 
 impl TlsListener {
-    pub fn new(inner: TcpListener, tls: TlsSwitch) -> TlsListener {
-        TlsListener { inner, tls }
+    pub fn new(
+        inner: TcpListener,
+        tls: TlsSwitch,
+        established: mpsc::UnboundedSender<Established>,
+    ) -> TlsListener {
+        TlsListener {
+            inner,
+            tls,
+            established,
+        }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -198,7 +213,11 @@ impl Listener for TlsListener {
     async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
         let (stream, peer) = Listener::accept(&mut self.inner).await?;
         let tls = self.tls.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Ok((ClientStream::new(stream, tls), peer))
+        let mut stream = ClientStream::new(stream, tls);
+        if matches!(stream.state, State::Info(..)) {
+            stream.announce = Some((peer, self.established.clone()));
+        }
+        Ok((stream, peer))
     }
 }
 
@@ -238,6 +257,8 @@ pub struct ClientStream<S> {
     state: State<S>,
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// Where to announce the completed handshake.
+    announce: Option<(SocketAddr, mpsc::UnboundedSender<Established>)>,
 }
 
 impl<S> ClientStream<S> {
@@ -250,7 +271,19 @@ impl<S> ClientStream<S> {
             state,
             reader: None,
             writer: None,
+            announce: None,
         }
+    }
+}
+
+/// Go names the TLS 1.3 suites without the `13` and the ChaCha20 suites of TLS 1.2
+/// without the hash.
+fn go_cipher_name(suite: rustls::CipherSuite) -> String {
+    let name = format!("{suite:?}");
+    let name = name.replacen("TLS13_", "TLS_", 1);
+    match name.strip_suffix("_CHACHA20_POLY1305_SHA256") {
+        Some(head) if head.starts_with("TLS_ECDHE_") => format!("{head}_CHACHA20_POLY1305"),
+        _ => name,
     }
 }
 
@@ -297,6 +330,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientStream<S> {
         }
         match outcome {
             Ok(tls) => {
+                if let Some((peer, tx)) = self.announce.take() {
+                    let session = tls.get_ref().1;
+                    let version = match session.protocol_version() {
+                        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2".to_string(),
+                        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3".to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    let cipher = session
+                        .negotiated_cipher_suite()
+                        .map(|s| go_cipher_name(s.suite()))
+                        .unwrap_or_default();
+                    let _ = tx.send((peer, version, cipher));
+                }
                 self.state = State::Tls(Box::new(tls));
                 Poll::Ready(Ok(()))
             }

@@ -193,7 +193,7 @@ fn nats_over_tls_from_the_configuration_file() {
     let rt = runtime();
 
     // Publish and receive over TLS.
-    rt.block_on(async {
+    let _open = rt.block_on(async {
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let info = read_info(&mut tcp).await;
         assert!(info.starts_with("INFO {"), "{info}");
@@ -209,7 +209,14 @@ fn nats_over_tls_from_the_configuration_file() {
             .unwrap();
         let got = read_until(&mut tls, "PONG\r\n").await.expect("PONG over TLS");
         assert!(got.contains("MSG greetings 1 5\r\nhello\r\n"), "{got}");
+        tls
     });
+    let connz = http_get(http, "/connz");
+    assert!(connz.contains("\"tls_version\": \"1.3\""), "{connz}");
+    assert!(
+        connz.contains("\"tls_cipher_suite\": \"TLS_AES_"),
+        "{connz}"
+    );
 
     // A client that ignores TLS is closed, and the reason logged.
     rt.block_on(async {

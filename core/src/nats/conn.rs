@@ -163,6 +163,8 @@ pub(crate) struct Conn {
     pub auth_deadline: Option<Instant>,
     pub traffic: Traffic,
     pub close_reason: Option<CloseReason>,
+    /// TLS version and cipher suite, once the handshake completed.
+    pub tls: Option<(String, String)>,
 }
 
 impl Conn {

@@ -198,6 +198,10 @@ pub struct ConnInfo {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cipher_suite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions_list: Option<Vec<String>>,
 }
 
@@ -246,6 +250,8 @@ pub fn connz(s: &Server, ctx: &Context, q: &ConnzQuery) -> Connz {
             name: c.opts.name.clone(),
             lang: c.opts.lang.clone(),
             version: c.opts.version.clone(),
+            tls_version: c.tls.as_ref().map(|t| t.0.clone()),
+            tls_cipher_suite: c.tls.as_ref().map(|t| t.1.clone()),
             subscriptions_list: q.subs.then(|| {
                 let mut subs: Vec<String> = c
                     .subs

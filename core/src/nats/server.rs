@@ -368,6 +368,7 @@ impl Server {
             auth_deadline: auth_required.then(|| now.mono + self.cfg.auth_timeout),
             traffic: Traffic::default(),
             close_reason: None,
+            tls: None,
         };
         let info = Info {
             server_id: &self.server_id,
@@ -427,6 +428,23 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// The TLS handshake of the client at `peer` completed with TLS `version`
+    /// (`1.3`) and `cipher` (its name in Go's TLS library): `/connz` shows them and the
+    /// debug log says so.
+    pub fn tls_established(&mut self, peer: SocketAddr, version: &str, cipher: &str) {
+        let Some(c) = self
+            .conns
+            .values_mut()
+            .find(|c| !c.internal && c.peer == peer)
+        else {
+            return;
+        };
+        c.tls = Some((version.to_string(), cipher.to_string()));
+        let id = c.id.0;
+        self.debug(|| format!("{peer} - cid:{id} - TLS handshake complete"));
+        self.debug(|| format!("{peer} - cid:{id} - TLS version {version}, cipher suite {cipher}"));
     }
 
     pub fn handle_timeout(&mut self, now: Now) {
@@ -998,6 +1016,7 @@ impl Server {
             auth_deadline: None,
             traffic: Traffic::default(),
             close_reason: None,
+            tls: None,
         };
         self.conns.insert(id, conn);
         id
