@@ -109,6 +109,13 @@ impl Node {
         self.pump(now);
     }
 
+    /// The TLS handshake of the client at `peer` completed; see
+    /// [`Server::tls_established`](crate::nats::Server::tls_established).
+    pub fn tls_established(&mut self, now: Now, peer: SocketAddr, version: &str, cipher: &str) {
+        self.nats.tls_established(peer, version, cipher);
+        self.pump(now);
+    }
+
     pub fn handle_timeout(&mut self, now: Now) {
         self.nats.handle_timeout(now);
         if let Some(att) = self.streaming.as_mut() {

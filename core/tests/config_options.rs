@@ -652,7 +652,7 @@ fn unsupported_streaming_keys_are_refused_by_name() {
             format!("s.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
         );
     }
-    for key in ["tls", "sql", "sql_options", "cluster", "TLS", "Cluster"] {
+    for key in ["sql", "sql_options", "cluster", "Cluster"] {
         assert_eq!(
             streaming_error(&format!("{key} {{ }}\n")),
             format!("s.conf:1: parameter \"{key}\" is not supported yet by stan-server"),
@@ -930,6 +930,7 @@ pid_file: "/tmp/stan.pid"
         syslog: Some(true),
         remote_syslog: Some("udp://127.0.0.1:514".into()),
         pid_file: Some("/tmp/stan.pid".into()),
+        tls: None,
     };
     assert_eq!(o, want);
 
@@ -1120,7 +1121,6 @@ fn unsupported_nats_keys_are_refused_by_name() {
         "gateway",
         "leafnodes",
         "jetstream",
-        "tls",
         "operator",
         "resolver",
         "system_account",
@@ -1135,5 +1135,91 @@ fn unsupported_nats_keys_are_refused_by_name() {
             nats_error(&format!("\n{key}: 1\n")),
             format!("n.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
         );
+    }
+}
+
+/// The streaming server reads a shared file's `tls { }` too: the NATS server's keys
+/// there are no concern of its, while the client side of its own connections is not
+/// supported yet.
+#[test]
+fn streaming_tls_refused_only_for_the_client_side() {
+    let o = streaming("tls {\n  cert_file: \"c.pem\"\n  key_file: \"k.pem\"\n  verify: true\n}\n");
+    assert_eq!(o, StreamingFileOptions::default());
+    for (key, value) in [
+        ("client_cert", "\"c.pem\""),
+        ("client_ca", "\"ca.pem\""),
+        ("skip_verify", "true"),
+    ] {
+        assert_eq!(
+            streaming_error(&format!("TLS {{\n  {key}: {value}\n}}\n")),
+            "s.conf:1: parameter \"TLS\" is not supported yet by stan-server"
+        );
+    }
+}
+
+#[test]
+fn nats_tls_block() {
+    let o = nats(
+        "tls {\n  cert_file: \"/c.pem\"\n  KEY_FILE: \"/k.pem\"\n  ca_file: \"/ca.pem\"\n  verify: true\n  timeout: 0.5\n  insecure: false\n}\n",
+    );
+    let tls = o.tls.expect("tls read");
+    assert_eq!(tls.cert_file.as_deref(), Some("/c.pem"));
+    assert_eq!(tls.key_file.as_deref(), Some("/k.pem"));
+    assert_eq!(tls.ca_file.as_deref(), Some("/ca.pem"));
+    assert!(tls.verify);
+    assert_eq!(tls.timeout, 500_000_000);
+    assert_eq!((&*tls.pos.file, tls.pos.line), ("n.conf", 1));
+    assert_eq!(
+        nats("tls { timeout: 3 }\n").tls.unwrap().timeout,
+        3_000_000_000
+    );
+    assert_eq!(
+        nats("tls { timeout: \"250ms\" }\n").tls.unwrap().timeout,
+        250_000_000
+    );
+}
+
+#[test]
+fn nats_tls_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "tls: 1\n",
+            "n.conf:1: interface conversion: interface {} is int64, not map[string]interface {}",
+        ),
+        (
+            "tls {\n cert_file: 1\n}\n",
+            "n.conf:2: error parsing tls config, expected 'cert_file' to be filename",
+        ),
+        (
+            "tls {\n verify: \"yes\"\n}\n",
+            "n.conf:2: error parsing tls config, expected 'verify' to be a boolean",
+        ),
+        (
+            "tls {\n timeout: \"x\"\n}\n",
+            "n.conf:2: error parsing tls config, 'timeout' time: invalid duration \"x\"",
+        ),
+        (
+            "tls {\n timeout: true\n}\n",
+            "n.conf:2: error parsing tls config, 'timeout' wrong type",
+        ),
+        (
+            "tls {\n color: red\n}\n",
+            "n.conf:2: error parsing tls config, unknown field [\"color\"]",
+        ),
+        (
+            "tls {\n verify_cert_and_check_known_urls: true\n}\n",
+            "n.conf:2: verify_cert_and_check_known_urls not supported in this context",
+        ),
+        (
+            "tls {\n pinned_certs: []\n}\n",
+            "n.conf:2: parameter \"tls.pinned_certs\" is not supported yet by stan-server",
+        ),
+        (
+            "tls {\n cipher_suites: [\"TLS_AES_128_GCM_SHA256\"]\n}\n",
+            "n.conf:2: parameter \"tls.cipher_suites\" is not supported yet by stan-server",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(&nats_error(text), want, "{text:?}");
     }
 }

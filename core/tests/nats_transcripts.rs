@@ -512,3 +512,55 @@ fn max_subscriptions_refuses_the_extra_one_and_keeps_the_client() {
     w.send(c, b"UNSUB 1\r\nSUB c 3\r\nPING\r\n");
     assert_eq!(w.take(c), "PONG\r\n");
 }
+
+/// With TLS, INFO announces it (the driver then runs the handshake); a failed
+/// handshake is logged with the connection and closes it, and nobody else notices.
+#[test]
+fn tls_required() {
+    let mut w = World::new(NodeConfig {
+        nats: nats::Config {
+            rng_seed: 1,
+            tls_required: true,
+            tls_verify: true,
+            tls_timeout: Duration::from_millis(500),
+            verbosity: stan_core::log::Verbosity {
+                debug: true,
+                trace: false,
+            },
+            ..nats::Config::default()
+        },
+        streaming: None,
+    });
+    let refused = w.accept();
+    let served = w.accept();
+    let info = w.take(refused);
+    assert!(
+        info.contains("\"headers\":true,\"tls_required\":true,\"tls_verify\":true,\"max_payload\""),
+        "{info}"
+    );
+    w.tls_fails(
+        refused,
+        "TLS handshake error: tls: client didn't provide a certificate",
+    );
+    assert!(w
+        .transcript
+        .contains("Client connection closed: TLS Handshake Failure"));
+    let peer = "127.0.0.1:50002".parse().unwrap();
+    w.node
+        .tls_established(w.now, peer, "1.3", "TLS_AES_128_GCM_SHA256");
+    w.drain();
+    w.send(served, CONNECT);
+    w.send(served, b"PING\r\n");
+    assert!(w.take(served).ends_with("PONG\r\n"));
+    let connz =
+        stan_core::nats::monitor::connz(w.node.nats(), &Default::default(), &Default::default());
+    let shown = serde_json::to_string(&connz).unwrap();
+    assert!(
+        shown.contains("\"tls_version\":\"1.3\",\"tls_cipher_suite\":\"TLS_AES_128_GCM_SHA256\""),
+        "{shown}"
+    );
+    let varz = stan_core::nats::monitor::varz(w.node.nats(), &Default::default());
+    assert!(varz.tls_required && varz.tls_verify);
+    assert_eq!(varz.tls_timeout, 0.5);
+    snapshot!("nats_tls_required", w.transcript);
+}

@@ -142,6 +142,21 @@ pub struct Options {
     pub pass: Option<String>,
     /// `--auth`: token required from clients and used by the internal connections.
     pub auth: Option<String>,
+    /// `--tls`: `--tls=false` turns off the TLS of a configuration file.
+    pub tls: bool,
+    /// `--tlsverify`: clients must present a verified certificate.
+    pub tlsverify: bool,
+    /// `--tlscert`: the server's certificate file.
+    pub tlscert: Option<String>,
+    /// `--tlskey`: the key file of that certificate.
+    pub tlskey: Option<String>,
+    /// `--tlscacert`: the CA file client certificates must chain to.
+    pub tlscacert: Option<String>,
+    /// TLS on client connections, from the `--tls*` flags or else the configuration
+    /// file's `tls { }`; `None` without TLS.
+    pub tls_config: Option<crate::tls::TlsOptions>,
+    /// How long a client has to complete the TLS handshake (`tls { timeout }`).
+    pub tls_timeout: Duration,
     /// `-cid`, `--cluster_id`.
     pub cluster_id: String,
     /// `-st`, `--store`: store type, upper-cased.
@@ -236,6 +251,13 @@ impl Default for Options {
             user: None,
             pass: None,
             auth: None,
+            tls: false,
+            tlsverify: false,
+            tlscert: None,
+            tlskey: None,
+            tlscacert: None,
+            tls_config: None,
+            tls_timeout: Duration::from_secs(2),
             cluster_id: "test-cluster".to_string(),
             store: "MEMORY".to_string(),
             stan_config_file: None,
@@ -437,11 +459,11 @@ static FLAGS: &[Flag] = &[
     f(&["pass"], "pass", Str, "", YES),
     f(&["auth"], "auth", Str, "", YES),
     // NATS TLS.
-    f(&["tls"], "tls", Bool, "false", NO),
-    f(&["tlsverify"], "tlsverify", Bool, "false", NO),
-    f(&["tlscert"], "tlscert", Str, "", NO),
-    f(&["tlskey"], "tlskey", Str, "", NO),
-    f(&["tlscacert"], "tlscacert", Str, "", NO),
+    f(&["tls"], "tls", Bool, "false", YES),
+    f(&["tlsverify"], "tlsverify", Bool, "false", YES),
+    f(&["tlscert"], "tlscert", Str, "", YES),
+    f(&["tlskey"], "tlskey", Str, "", YES),
+    f(&["tlscacert"], "tlscacert", Str, "", YES),
     // NATS clustering.
     f(&["routes"], "routes", Str, "", NO),
     f(&["cluster", "cluster_listen"], "cluster", Str, "", NO),
@@ -488,6 +510,10 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
     let mut command = parse_flags(args)?;
     if let Command::Run(options) = &mut command {
         crate::config_file::apply(options).map_err(CliExit::fail)?;
+        // The NATS server reads the certificate files while reading its options.
+        if let Some(tls) = &options.tls_config {
+            crate::tls::load(tls).map_err(CliExit::fail)?;
+        }
     }
     Ok(command)
 }
@@ -584,6 +610,8 @@ pub fn parse_flags(args: &[String]) -> Result<Command, CliExit> {
         }
     }
 
+    apply_tls_flags(&mut options)?;
+
     options.store = options.store.to_uppercase();
     match options.store.as_str() {
         "MEMORY" | "FILE" => {}
@@ -598,6 +626,39 @@ pub fn parse_flags(args: &[String]) -> Result<Command, CliExit> {
         }
     }
     Ok(Command::Run(Box::new(options)))
+}
+
+/// The `--tls*` flags, as the NATS server reads them: `--tls=false` turns TLS off;
+/// otherwise any of them replaces the configuration file's TLS with theirs, which
+/// must then name a certificate and its key.
+fn apply_tls_flags(options: &mut Options) -> Result<(), CliExit> {
+    let flags = ["tls", "tlsverify", "tlscert", "tlskey", "tlscacert"];
+    if !flags.iter().any(|f| options.explicit.contains(f)) {
+        return Ok(());
+    }
+    // `tls_config` is marked as set by the command line: files do not override it.
+    options.explicit.insert("tls_config");
+    if options.explicit.contains("tls") && !options.tls {
+        options.tls_config = None;
+        return Ok(());
+    }
+    let cert_file = options
+        .tlscert
+        .clone()
+        .ok_or_else(|| CliExit::fail("TLS Server certificate must be present and valid".into()))?;
+    let key_file = options
+        .tlskey
+        .clone()
+        .ok_or_else(|| CliExit::fail("TLS Server private key must be present and valid".into()))?;
+    options.tls_config = Some(crate::tls::TlsOptions {
+        cert_file: Some(cert_file),
+        key_file: Some(key_file),
+        ca_file: options.tlscacert.clone(),
+        verify: options.tlsverify,
+        origin: None,
+    });
+    options.auth_timeout = options.tls_timeout + Duration::from_secs(1);
+    Ok(())
 }
 
 impl Options {
@@ -655,6 +716,11 @@ impl Options {
             ("user", Value::Str(v)) => self.user = text(v),
             ("pass", Value::Str(v)) => self.pass = text(v),
             ("auth", Value::Str(v)) => self.auth = text(v),
+            ("tls", Value::Bool(v)) => self.tls = v,
+            ("tlsverify", Value::Bool(v)) => self.tlsverify = v,
+            ("tlscert", Value::Str(v)) => self.tlscert = text(v),
+            ("tlskey", Value::Str(v)) => self.tlskey = text(v),
+            ("tlscacert", Value::Str(v)) => self.tlscacert = text(v),
             ("cluster_id", Value::Str(v)) => self.cluster_id = v,
             ("store", Value::Str(v)) => self.store = v,
             ("stan_config_file", Value::Str(v)) => self.stan_config_file = text(v),
@@ -1007,8 +1073,10 @@ mod tests {
 
     #[test]
     fn table_defaults_match_options_default() {
+        // Any `--tls*` flag but `--tls=false` asks for TLS, which needs a certificate.
+        let asks_tls = |f: &Flag| f.canonical.starts_with("tls") && f.canonical != "tls";
         for flag in FLAGS.iter().filter(|f| f.supported && f.kind != Kind::Bool) {
-            if flag.canonical == "signal" {
+            if flag.canonical == "signal" || asks_tls(flag) {
                 continue;
             }
             let arg = format!("--{}={}", flag.names.last().unwrap(), flag.default);
@@ -1018,7 +1086,7 @@ mod tests {
             assert_eq!(o, Options::default(), "{arg}");
         }
         for flag in FLAGS.iter().filter(|f| f.supported && f.kind == Kind::Bool) {
-            if ["help", "version", "help_tls"].contains(&flag.canonical) {
+            if ["help", "version", "help_tls"].contains(&flag.canonical) || asks_tls(flag) {
                 continue;
             }
             let arg = format!("-{}={}", flag.names[0], flag.default);
@@ -1041,6 +1109,9 @@ mod tests {
                 };
                 let mut list = vec![format!("-{name}")];
                 list.extend(value.map(str::to_string));
+                if flag.canonical.starts_with("tls") {
+                    list.extend(["-tlscert", "c", "-tlskey", "k"].map(str::to_string));
+                }
                 match parse_flags(&list) {
                     Ok(Command::Run(o)) => {
                         assert!(!o.explicit.is_empty(), "{list:?}");
@@ -1422,6 +1493,51 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags() {
+        let o = run(&[
+            "--tlscert",
+            "c.pem",
+            "--tlskey=k.pem",
+            "-tlscacert",
+            "ca.pem",
+            "-tlsverify",
+        ]);
+        let tls = o.tls_config.expect("TLS on");
+        assert_eq!(
+            (
+                tls.cert_file.as_deref(),
+                tls.key_file.as_deref(),
+                tls.ca_file.as_deref()
+            ),
+            (Some("c.pem"), Some("k.pem"), Some("ca.pem"))
+        );
+        assert!(tls.verify);
+        assert_eq!(tls.origin, None);
+        // The NATS server gives clients a second more than the handshake to log in.
+        assert_eq!(o.auth_timeout, Duration::from_secs(3));
+        assert!(
+            !run(&["--tls", "--tlscert", "c", "--tlskey", "k"])
+                .tls_config
+                .unwrap()
+                .verify
+        );
+        // `--tls=false` wins wherever it stands.
+        let off = run(&["--tlscert", "c", "--tlskey", "k", "--tls=false"]);
+        assert_eq!(off.tls_config, None);
+        assert!(off.explicit.contains("tls_config"));
+        assert_eq!(off.auth_timeout, Duration::from_secs(2));
+        assert_eq!(
+            failure(&["--tls"]),
+            "TLS Server certificate must be present and valid\n"
+        );
+        assert_eq!(
+            failure(&["--tlsverify", "--tlscert", "c"]),
+            "TLS Server private key must be present and valid\n"
+        );
+        assert_eq!(run(&[]).tls_config, None);
+    }
+
+    #[test]
     fn store_type() {
         assert_eq!(run(&["-st", "Memory"]).store, "MEMORY");
         assert_eq!(run(&["--store=MEMORY"]).store, "MEMORY");
@@ -1477,8 +1593,8 @@ mod tests {
             }
         }
         assert_eq!(
-            failure(&["-p", "1", "--tls", "-ns", "nats://h:4222"]),
-            "flag -tls is not supported yet by stan-server\n"
+            failure(&["-p", "1", "--secure", "-ns", "nats://h:4222"]),
+            "flag -secure is not supported yet by stan-server\n"
         );
         // A value of an unsupported flag is still checked by the flag syntax first.
         assert_eq!(

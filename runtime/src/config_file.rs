@@ -225,8 +225,25 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     if let Some(v) = positive(file.ping_interval) {
         opts.ping_interval = Duration::from_nanos(v as u64);
     }
-    if let Some(v) = positive(file.auth_timeout) {
-        opts.auth_timeout = Duration::from_nanos(v as u64);
+    if let Some(v) = positive(file.tls.as_ref().map(|t| t.timeout)) {
+        opts.tls_timeout = Duration::from_nanos(v as u64);
+    }
+    if let Some(tls) = file.tls.filter(|_| free(opts, "tls_config")) {
+        opts.tls_config = Some(crate::tls::TlsOptions {
+            cert_file: tls.cert_file,
+            key_file: tls.key_file,
+            ca_file: tls.ca_file,
+            verify: tls.verify,
+            origin: Some(format!("{}:{}", tls.pos.file, tls.pos.line)),
+        });
+    }
+    match positive(file.auth_timeout) {
+        Some(v) => opts.auth_timeout = Duration::from_nanos(v as u64),
+        // With TLS, the NATS server's default leaves a second after the handshake.
+        None if opts.tls_config.is_some() => {
+            opts.auth_timeout = opts.tls_timeout + Duration::from_secs(1);
+        }
+        None => {}
     }
     if let Some((host, pos)) = file.http_host {
         if host != opts.addr {

@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
+use crate::tls::HandshakeFailed;
+
 /// Accepts connections; implemented for tokio's listener here and for simulated
 /// listeners elsewhere.
 pub trait Listener: Send + 'static {
@@ -62,6 +64,8 @@ enum Event {
     Flushed(ConnId, usize),
     Closed(ConnId),
     Job(Job),
+    /// The client's TLS handshake failed; nothing was read from it.
+    HandshakeFailed(ConnId, String),
     /// A write to the client blocked past the write deadline.
     WriteDeadline {
         id: ConnId,
@@ -513,6 +517,16 @@ impl Driver {
                 });
                 self.apply(now, Event::Closed(id));
             }
+            Event::HandshakeFailed(id, error) => {
+                self.node.handle_input(
+                    now,
+                    Input::TlsFailed {
+                        conn: id,
+                        error: &error,
+                    },
+                );
+                self.apply(now, Event::Closed(id));
+            }
         }
     }
 
@@ -634,6 +648,11 @@ where
         let mut buf = vec![0u8; MIN_READ_BUF];
         loop {
             match rd.read(&mut buf).await {
+                // No input came before the handshake, so none can be overtaken.
+                Err(e) if e.get_ref().is_some_and(|r| r.is::<HandshakeFailed>()) => {
+                    let _ = events.send(Event::HandshakeFailed(id, e.to_string()));
+                    return;
+                }
                 Ok(0) | Err(_) => {
                     let _ = data.send(Data::Eof(id)).await;
                     return;

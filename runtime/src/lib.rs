@@ -18,3 +18,4 @@ pub mod process;
 pub mod server;
 pub mod stan_client;
 pub mod store;
+pub mod tls;

@@ -82,6 +82,9 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             },
             rng_seed: seed,
             http_base_path: opts.http_base_path.clone(),
+            tls_required: opts.tls_config.is_some(),
+            tls_verify: opts.tls_config.as_ref().is_some_and(|t| t.verify),
+            tls_timeout: opts.tls_timeout,
             ..nats::Config::default()
         },
         streaming: Some(streaming),
@@ -230,6 +233,16 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             return 1;
         }
     };
+    // The files were read once with the options; a failure now is one of the disk.
+    let tls: crate::tls::TlsSwitch = match server_tls(&opts) {
+        Ok(tls) => Arc::new(Mutex::new(tls)),
+        Err(e) => {
+            log.log(Origin::Nats, Level::Fatal, &e);
+            return 1;
+        }
+    };
+    let (established, mut handshakes) = tokio::sync::mpsc::unbounded_channel();
+    let listener = crate::tls::TlsListener::new(listener, tls.clone(), established);
     let local = listener.local_addr().ok();
     cfg.nats.port = local.map_or(cfg.nats.port, |a| a.port());
     // In FT mode the FILE store is opened once this server holds its lock; only its
@@ -343,6 +356,13 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             shown.port()
         ),
     );
+    if opts.tls_config.is_some() {
+        log.log(
+            Origin::Nats,
+            Level::Info,
+            "TLS required for client connections",
+        );
+    }
     log.log(Origin::Nats, Level::Info, "Server is ready");
     if opts.ft_group.is_some() && ft_store.is_none() {
         log.log(
@@ -369,6 +389,17 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         }),
     }
     let accept_task = driver.serve(listener);
+    // Ends with the listener, whose streams announce completed handshakes.
+    let tls_task = {
+        let driver = handle.clone();
+        tokio::spawn(async move {
+            while let Some((peer, version, cipher)) = handshakes.recv().await {
+                driver
+                    .update(move |node, now| node.tls_established(now, peer, &version, &cipher))
+                    .await;
+            }
+        })
+    };
     if let Err(e) = driver.start() {
         log.log(
             Origin::Stream,
@@ -384,6 +415,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             port: shown.port(),
             driver: handle.clone(),
             log: log.clone(),
+            tls,
         };
         tokio::spawn(async move {
             let code = wait_for_exit_signal(signals, &mut reload).await;
@@ -399,6 +431,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     // Dropping the node closes the store (and releases an FT lock).
     drop(driver.run(shutdown).await);
     accept_task.abort();
+    tls_task.abort();
     signals.abort();
     if let Some(t) = http_task {
         t.abort();
@@ -425,6 +458,17 @@ struct Reload {
     port: u16,
     driver: crate::driver::DriverHandle,
     log: Logger,
+    /// What new client connections get; a reload may change it.
+    tls: crate::tls::TlsSwitch,
+}
+
+/// The TLS new client connections must speak, from the options.
+fn server_tls(opts: &Options) -> Result<Option<crate::tls::ServerTls>, String> {
+    let Some(settings) = &opts.tls_config else {
+        return Ok(None);
+    };
+    let config = crate::tls::load(settings)?;
+    Ok(Some(crate::tls::ServerTls::new(config, opts.tls_timeout)))
 }
 
 impl Reload {
@@ -441,6 +485,12 @@ impl Reload {
             Ok(_) => return fail("the command line no longer starts a server"),
             Err(exit) => return fail(exit.stderr.trim_end()),
         };
+        // Connections open keep their TLS; new ones get the reloaded settings, and
+        // the files are read again, so that renewed certificates are taken up.
+        let new_tls = match server_tls(&new) {
+            Ok(tls) => tls,
+            Err(e) => return fail(&e),
+        };
         let mut nats = node_config(&new, 0).nats;
         if new.port == self.current.port {
             nats.port = self.port;
@@ -454,7 +504,16 @@ impl Reload {
             Some(Err(e)) => return fail(&e),
             None => return,
         };
+        *self.tls.lock().unwrap_or_else(|e| e.into_inner()) = new_tls;
         let old = &self.current;
+        if old.tls_config != new.tls_config {
+            let state = if new.tls_config.is_some() {
+                "enabled"
+            } else {
+                "disabled"
+            };
+            lines.push(format!("Reloaded: tls = {state}"));
+        }
         if old.write_deadline != new.write_deadline {
             self.driver.set_write_deadline(new.write_deadline);
             lines.push(format!(

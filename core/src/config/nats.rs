@@ -53,6 +53,23 @@ pub struct NatsFileOptions {
     /// `unix:///path`); wins over `syslog`, while a log file wins over both.
     pub remote_syslog: Option<String>,
     pub pid_file: Option<String>,
+    /// `tls { }`: TLS on client connections.
+    pub tls: Option<TlsFileOptions>,
+}
+
+/// The `tls { }` block of the NATS server: what clients must do to connect. Files
+/// are named, not read; the caller loads them and reports their errors at `pos`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFileOptions {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+    /// Clients must present a certificate that chains to `ca_file`.
+    pub verify: bool,
+    /// Nanoseconds a client has to complete the handshake; 0 keeps the default.
+    pub timeout: i64,
+    /// Where the block is, for errors about its files.
+    pub pos: Pos,
 }
 
 /// Keys of NATS server features stan-server does not have; refused by name.
@@ -77,7 +94,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "max_traced_msg_len",
     "max_sub_tokens",
     "max_subscription_tokens",
-    "tls",
     "ocsp",
     "ocsp_cache",
     "allow_non_tls",
@@ -178,6 +194,7 @@ impl NatsFileOptions {
             "syslog" => self.syslog = Some(boolean(e)?),
             "remote_syslog" => self.remote_syslog = Some(string(e)?),
             "pidfile" | "pid_file" => self.pid_file = Some(string(e)?),
+            "tls" => self.tls = Some(tls(e)?),
             n if NOT_SUPPORTED.contains(&n) => return Err(not_supported(e, &e.key)),
             _ => {}
         }
@@ -240,6 +257,103 @@ impl NatsFileOptions {
         self.pass = Some(pass);
         self.token = Some(token);
         Ok(())
+    }
+}
+
+/// `tls { }`, with the NATS server's messages for its keys (its `parseTLS`).
+fn tls(e: &Entry) -> Result<TlsFileOptions> {
+    let Value::Map(block) = &e.value else {
+        return Err(conversion(e, "map[string]interface {}"));
+    };
+    let mut t = TlsFileOptions {
+        cert_file: None,
+        key_file: None,
+        ca_file: None,
+        verify: false,
+        timeout: 0,
+        pos: e.pos.clone(),
+    };
+    let filename = |a: &Entry| match &a.value {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(ConfigError::at(
+            a,
+            format!(
+                "error parsing tls config, expected '{}' to be filename",
+                a.key
+            ),
+        )),
+    };
+    let flag = |a: &Entry| match a.value {
+        Value::Bool(b) => Ok(b),
+        _ => Err(ConfigError::at(
+            a,
+            format!(
+                "error parsing tls config, expected '{}' to be a boolean",
+                a.key
+            ),
+        )),
+    };
+    for a in block {
+        match a.key.to_lowercase().as_str() {
+            "cert_file" => t.cert_file = Some(filename(a)?),
+            "key_file" => t.key_file = Some(filename(a)?),
+            "ca_file" => t.ca_file = Some(filename(a)?),
+            "verify" => t.verify = flag(a)?,
+            // Skipping verification is a client-side setting; a server never uses it.
+            "insecure" => {
+                flag(a)?;
+            }
+            "verify_cert_and_check_known_urls" => {
+                if flag(a)? {
+                    return Err(ConfigError::at(
+                        a,
+                        "verify_cert_and_check_known_urls not supported in this context",
+                    ));
+                }
+            }
+            "timeout" => t.timeout = tls_timeout(a)?,
+            "verify_and_map" => {
+                // `verify_and_map: false` asks for nothing.
+                if flag(a)? {
+                    return Err(not_supported(a, &format!("{}.{}", e.key, a.key)));
+                }
+            }
+            "cipher_suites"
+            | "curve_preferences"
+            | "connection_rate_limit"
+            | "pinned_certs"
+            | "cert_store"
+            | "cert_match_by"
+            | "cert_match"
+            | "ocsp_peer" => {
+                return Err(not_supported(a, &format!("{}.{}", e.key, a.key)));
+            }
+            _ => {
+                return Err(ConfigError::at(
+                    a,
+                    format!(
+                        "error parsing tls config, unknown field [{}]",
+                        go_quote(&a.key)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(t)
+}
+
+/// `tls { timeout }`: seconds as a number, or a duration string; in nanoseconds.
+fn tls_timeout(a: &Entry) -> Result<i64> {
+    match &a.value {
+        Value::Integer(n) => Ok(n.saturating_mul(1_000_000_000)),
+        Value::Float(x) => Ok((x * 1e9) as i64),
+        Value::String(s) => parse_go_duration(s).map_err(|err| {
+            ConfigError::at(a, format!("error parsing tls config, 'timeout' {err}"))
+        }),
+        _ => Err(ConfigError::at(
+            a,
+            "error parsing tls config, 'timeout' wrong type",
+        )),
     }
 }
 

@@ -354,21 +354,29 @@ fn section<'m>(e: &'m Entry, what: &str) -> Result<&'m Map> {
 // Sections of features not built yet are read in full first, so that a malformed
 // one gets the Go server's message for it; a well-formed one is then refused by name.
 
-/// `tls { }`, the client side of the server's own NATS connections.
+/// `tls { }`, the client side of the server's own NATS connections. A file shared
+/// with the NATS server also has the NATS server's `tls { }` here, whose keys
+/// (`cert_file`, `verify`, ...) mean nothing to the streaming server: only a block
+/// that sets the client side is refused.
 fn refuse_tls(e: &Entry) -> Result<()> {
+    let mut client_side = false;
     for entry in section(e, "TLS")? {
         match entry.key.to_lowercase().as_str() {
             "client_cert" | "client_key" | "client_ca" | "client_cacert" | "server_name"
             | "server_hostname" => {
-                string(entry)?;
+                client_side |= !string(entry)?.is_empty();
             }
-            "skip_verify" | "insecure" => {
+            "skip_verify" => client_side |= boolean(entry)?,
+            "insecure" => {
                 boolean(entry)?;
             }
             _ => {}
         }
     }
-    Err(not_supported(e, &e.key))
+    if client_side {
+        return Err(not_supported(e, &e.key));
+    }
+    Ok(())
 }
 
 /// `sql { }`. Its type errors name the key in lower case, as the Go server's do.

@@ -40,6 +40,7 @@ pub enum CloseReason {
     MaxConnectionsExceeded,
     NoRespondersRequiresHeaders,
     ServerShutdown,
+    TlsHandshakeError,
 }
 
 impl CloseReason {
@@ -58,6 +59,7 @@ impl CloseReason {
             CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
             CloseReason::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::TlsHandshakeError => "TLS Handshake Failure",
         }
     }
 }
@@ -116,6 +118,10 @@ pub(crate) struct Info<'a> {
     pub headers: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     pub max_payload: usize,
     pub client_id: u64,
     pub client_ip: String,
@@ -157,6 +163,8 @@ pub(crate) struct Conn {
     pub auth_deadline: Option<Instant>,
     pub traffic: Traffic,
     pub close_reason: Option<CloseReason>,
+    /// TLS version and cipher suite, once the handshake completed.
+    pub tls: Option<(String, String)>,
 }
 
 impl Conn {

@@ -44,6 +44,10 @@ pub struct Varz {
     pub port: u16,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_verify: bool,
     pub max_connections: usize,
     pub ping_interval: u64,
     pub ping_max: u32,
@@ -99,6 +103,8 @@ pub fn varz(s: &Server, ctx: &Context) -> Varz {
         host: cfg.host.clone(),
         port: cfg.port,
         auth_required: cfg.auth != super::Auth::None,
+        tls_required: cfg.tls_required,
+        tls_verify: cfg.tls_required && cfg.tls_verify,
         max_connections: cfg.max_connections,
         ping_interval: cfg.ping_interval.as_nanos() as u64,
         ping_max: cfg.ping_max,
@@ -116,7 +122,7 @@ pub fn varz(s: &Server, ctx: &Context) -> Varz {
         mqtt: empty(),
         websocket: empty(),
         jetstream: empty(),
-        tls_timeout: 2.0,
+        tls_timeout: cfg.tls_timeout.as_secs_f64(),
         write_deadline: 10_000_000_000,
         start: ctx.time(ctx.start_wall_ns),
         now: ctx.time(ctx.now.wall_ns),
@@ -192,6 +198,10 @@ pub struct ConnInfo {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub version: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cipher_suite: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions_list: Option<Vec<String>>,
 }
 
@@ -240,6 +250,8 @@ pub fn connz(s: &Server, ctx: &Context, q: &ConnzQuery) -> Connz {
             name: c.opts.name.clone(),
             lang: c.opts.lang.clone(),
             version: c.opts.version.clone(),
+            tls_version: c.tls.as_ref().map(|t| t.0.clone()),
+            tls_cipher_suite: c.tls.as_ref().map(|t| t.1.clone()),
             subscriptions_list: q.subs.then(|| {
                 let mut subs: Vec<String> = c
                     .subs

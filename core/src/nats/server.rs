@@ -54,6 +54,13 @@ pub struct Config {
     pub rng_seed: u64,
     /// `http_base_path` as written; `/varz` shows it and a reload cannot change it.
     pub http_base_path: String,
+    /// Clients must speak TLS: INFO says so, and the driver expects a TLS handshake
+    /// right after it (shared/spec/PROTOCOL.md, INFO).
+    pub tls_required: bool,
+    /// Clients must present a verified certificate.
+    pub tls_verify: bool,
+    /// How long a client has to complete the TLS handshake; shown by `/varz`.
+    pub tls_timeout: Duration,
 }
 
 impl Default for Config {
@@ -75,6 +82,9 @@ impl Default for Config {
             verbosity: Verbosity::default(),
             rng_seed: 0,
             http_base_path: String::new(),
+            tls_required: false,
+            tls_verify: false,
+            tls_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -111,6 +121,9 @@ pub enum Input<'a> {
     Flushed { conn: ConnId, bytes: usize },
     /// The peer closed the connection or it failed.
     Closed { conn: ConnId },
+    /// The client's TLS handshake failed, for the reason `error` gives in the NATS
+    /// server's words; the connection is gone.
+    TlsFailed { conn: ConnId, error: &'a str },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -274,6 +287,12 @@ impl Server {
         if old.max_pending != new.max_pending {
             lines.push(format!("Reloaded: max_pending = {}", new.max_pending));
         }
+        if old.tls_timeout != new.tls_timeout {
+            lines.push(format!(
+                "Reloaded: tls timeout = {}",
+                new.tls_timeout.as_secs_f64()
+            ));
+        }
         let auth_changed = old.auth != new.auth;
         let keep = (self.cfg.server_id.clone(), self.cfg.rng_seed);
         self.cfg = Config {
@@ -349,6 +368,7 @@ impl Server {
             auth_deadline: auth_required.then(|| now.mono + self.cfg.auth_timeout),
             traffic: Traffic::default(),
             close_reason: None,
+            tls: None,
         };
         let info = Info {
             server_id: &self.server_id,
@@ -361,6 +381,8 @@ impl Server {
             port: self.cfg.port,
             headers: true,
             auth_required,
+            tls_required: self.cfg.tls_required,
+            tls_verify: self.cfg.tls_required && self.cfg.tls_verify,
             max_payload: self.cfg.max_payload,
             client_id: id.0,
             client_ip: peer.ip().to_string(),
@@ -399,7 +421,30 @@ impl Server {
                     self.remove_conn(conn, CloseReason::ClientClosed);
                 }
             }
+            Input::TlsFailed { conn, error } => {
+                if self.conns.contains_key(&conn) {
+                    self.error(conn, format_args!("{error}"));
+                    self.remove_conn(conn, CloseReason::TlsHandshakeError);
+                }
+            }
         }
+    }
+
+    /// The TLS handshake of the client at `peer` completed with TLS `version`
+    /// (`1.3`) and `cipher` (its name in Go's TLS library): `/connz` shows them and the
+    /// debug log says so.
+    pub fn tls_established(&mut self, peer: SocketAddr, version: &str, cipher: &str) {
+        let Some(c) = self
+            .conns
+            .values_mut()
+            .find(|c| !c.internal && c.peer == peer)
+        else {
+            return;
+        };
+        c.tls = Some((version.to_string(), cipher.to_string()));
+        let id = c.id.0;
+        self.debug(|| format!("{peer} - cid:{id} - TLS handshake complete"));
+        self.debug(|| format!("{peer} - cid:{id} - TLS version {version}, cipher suite {cipher}"));
     }
 
     pub fn handle_timeout(&mut self, now: Now) {
@@ -971,6 +1016,7 @@ impl Server {
             auth_deadline: None,
             traffic: Traffic::default(),
             close_reason: None,
+            tls: None,
         };
         self.conns.insert(id, conn);
         id

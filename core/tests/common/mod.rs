@@ -84,6 +84,19 @@ impl World {
         self.drain();
     }
 
+    /// The driver reports that the client's TLS handshake failed.
+    pub fn tls_fails(&mut self, conn: ConnId, error: &str) {
+        let _ = writeln!(
+            self.transcript,
+            "{} c{} TLS handshake fails: {error}",
+            self.stamp(),
+            conn.0
+        );
+        self.node
+            .handle_input(self.now, Input::TlsFailed { conn, error });
+        self.drain();
+    }
+
     /// Advances virtual time to `d` later, firing every timer due on the way.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now.advanced(d);
