@@ -390,8 +390,8 @@ proptest! {
     #[test]
     fn invariants_hold(ops in proptest::collection::vec(op(), 1..60)) {
         let mut k = Checker::new();
-        for client in 0..IDS.len() {
-            let c = k.w.connect(IDS[client]);
+        for (client, id) in IDS.iter().enumerate() {
+            let c = k.w.connect(id);
             k.conn_of.insert(client, c);
         }
         for op in &ops {

@@ -6,12 +6,12 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use support::{free_port, Logged};
 
-fn start(conf: &PathBuf) -> Logged {
+fn start(conf: &Path) -> Logged {
     let mut server = Logged::server(&["-c", conf.to_str().unwrap()]);
     server.wait_for("Streaming Server is ready");
     server

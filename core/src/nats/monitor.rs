@@ -210,7 +210,7 @@ pub fn connz(s: &Server, ctx: &Context, q: &ConnzQuery) -> Connz {
     let limit = if q.limit == 0 { 1024 } else { q.limit };
     let mut conns: Vec<&Conn> = s
         .conns()
-        .filter(|c| q.cid.map_or(true, |id| c.id.0 == id))
+        .filter(|c| q.cid.is_none_or(|id| c.id.0 == id))
         .collect();
     conns.sort_by_key(|c| c.id);
     match q.sort.as_str() {

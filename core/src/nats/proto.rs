@@ -249,13 +249,16 @@ fn header_sizes(
     Ok((h as usize, total))
 }
 
+/// An operation, its argument text and where its body starts.
+type Head<'a> = (Op, &'a [u8], usize);
+
 /// The operation, its argument text and where its body starts, once the whole control
 /// line is there.
 fn head<'a>(
     buf: &'a [u8],
     limits: &Limits,
     table: &[(&[u8], Op)],
-) -> Result<Option<(Op, &'a [u8], usize)>, ParseError> {
+) -> Result<Option<Head<'a>>, ParseError> {
     if buf.is_empty() {
         return Ok(None);
     }
