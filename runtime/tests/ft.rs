@@ -17,7 +17,9 @@ use std::time::Duration;
 use common::TempDir;
 use stan_core::store::Store;
 use stan_runtime::harness::monitor_json;
-use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
+use stan_runtime::stan_client::{
+    StanConn, StanOptions, StanSubscription, StartAt, SubscribeOptions,
+};
 use stan_runtime::store::{FileStore, FileStoreOptions, LockAttempt, MemFs, StdFs};
 use support::{free_port, run_refused, Logged};
 
@@ -85,6 +87,21 @@ async fn serverz_state(port: u16) -> String {
     doc["state"].as_str().unwrap().to_string()
 }
 
+/// The durable `dur` on `orders`, acknowledging by hand, from the first message.
+async fn durable(conn: &StanConn) -> StanSubscription {
+    conn.subscribe(
+        "orders",
+        SubscribeOptions {
+            durable_name: Some("dur".into()),
+            manual_ack: true,
+            start: StartAt::First,
+            ..SubscribeOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 async fn connect(addr: &str, id: &str) -> StanConn {
     StanConn::connect(addr, "test-cluster", id, StanOptions::default())
         .await
@@ -150,18 +167,7 @@ async fn the_standby_takes_over_when_the_active_server_dies() {
 
     // On the active server: 50 messages, a durable that acknowledges the first 20.
     let conn = connect(&a.addr(), "reader").await;
-    let mut dur = conn
-        .subscribe(
-            "orders",
-            SubscribeOptions {
-                durable_name: Some("dur".into()),
-                manual_ack: true,
-                start: StartAt::First,
-                ..SubscribeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut dur = durable(&conn).await;
     for i in 1..=50 {
         conn.publish("orders", format!("m{i}").as_bytes())
             .await
@@ -209,18 +215,7 @@ async fn the_standby_takes_over_when_the_active_server_dies() {
 
     // The durable resumes after what it acknowledged.
     let conn = connect(&b.addr(), "reader").await;
-    let mut dur = conn
-        .subscribe(
-            "orders",
-            SubscribeOptions {
-                durable_name: Some("dur".into()),
-                manual_ack: true,
-                start: StartAt::First,
-                ..SubscribeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut dur = durable(&conn).await;
     let mut got = BTreeSet::new();
     while got.len() < 31 {
         let m = next(&mut dur).await;
