@@ -41,3 +41,16 @@ fn is_go_printable(c: char) -> bool {
         | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}');
     !(c.is_control() || (c != ' ' && c.is_whitespace()) || format_char)
 }
+
+/// Go's `%q` quoting of bytes: a string, with each byte of invalid UTF-8 as `\xNN`.
+pub fn go_quote_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 2);
+    for chunk in bytes.utf8_chunks() {
+        let quoted = go_quote(chunk.valid());
+        out.push_str(&quoted[1..quoted.len() - 1]);
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    format!("\"{out}\"")
+}

@@ -900,6 +900,8 @@ logfile_size_limit: 1MB
 syslog: true
 remote_syslog: "udp://127.0.0.1:514"
 pid_file: "/tmp/stan.pid"
+client_advertise: "nats.example.com:4333"
+max_traced_msg_len: 64
 "#,
     );
     let want = NatsFileOptions {
@@ -930,6 +932,8 @@ pid_file: "/tmp/stan.pid"
         syslog: Some(true),
         remote_syslog: Some("udp://127.0.0.1:514".into()),
         pid_file: Some("/tmp/stan.pid".into()),
+        client_advertise: Some("nats.example.com:4333".into()),
+        max_traced_msg_len: Some(64),
         tls: None,
     };
     assert_eq!(o, want);
@@ -1112,7 +1116,6 @@ fn nats_errors() {
 #[test]
 fn unsupported_nats_keys_are_refused_by_name() {
     for key in [
-        "client_advertise",
         "mappings",
         "accounts",
         "https",
@@ -1129,7 +1132,7 @@ fn unsupported_nats_keys_are_refused_by_name() {
         "mqtt",
         "ports_file_dir",
         "prof_port",
-        "Max_Traced_Msg_Len",
+        "Max_Sub_Tokens",
     ] {
         assert_eq!(
             nats_error(&format!("\n{key}: 1\n")),

@@ -564,3 +564,86 @@ fn tls_required() {
     assert_eq!(varz.tls_timeout, 0.5);
     snapshot!("nats_tls_required", w.transcript);
 }
+
+/// With `trace`, every operation in and out is logged as the NATS server logs it with
+/// `-V`: secrets of a CONNECT redacted, payloads quoted and cut after
+/// `max_traced_msg_len` bytes. `client_advertise` replaces the address in INFO.
+#[test]
+fn trace() {
+    let mut w = World::new(NodeConfig {
+        nats: nats::Config {
+            rng_seed: 1,
+            max_traced_msg_len: 5,
+            client_advertise: Some(("nats.example.com".into(), 4333)),
+            verbosity: stan_core::log::Verbosity {
+                debug: false,
+                trace: true,
+            },
+            ..nats::Config::default()
+        },
+        streaming: None,
+    });
+    let sub = w.accept();
+    let publisher = w.accept();
+    assert!(w
+        .take(sub)
+        .contains("\"host\":\"nats.example.com\",\"port\":4333,"));
+    w.send(
+        sub,
+        b"CONNECT {\"verbose\":true,\"pedantic\":false,\"headers\":true,\"user\":\"u\",\"pass\":\"p\\\"w\",\"auth_token\" : \"tok3n\"}\r\n",
+    );
+    w.send(sub, b"sub foo  1\r\nPING\r\n");
+    w.send(publisher, CONNECT);
+    w.send(
+        publisher,
+        b"PUB foo 2\r\nhi\r\nPUB foo r.1 12\r\nl\xc3\xa9on\x00\tbien!\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nok\r\nPUB foo 7\r\na\x00bcdef\r\n",
+    );
+    w.send(sub, b"UNSUB 1\r\nNOPE\r\n");
+    let log = &w.transcript;
+    for line in [
+        "<<- [CONNECT {\"verbose\":true,\"pedantic\":false,\"headers\":true,\"user\":\"u\",\"pass\":\"[REDACTED]\",\"auth_token\" : \"[REDACTED]\"}]",
+        "<<- [SUB foo  1]",
+        "->> [OK]",
+        "<<- [PING]",
+        "->> [PONG]",
+        "<<- MSG_PAYLOAD: [\"hi\"]",
+        "->> [MSG foo 1 2]",
+        "<<- [PUB foo r.1 12]",
+        "<<- MSG_PAYLOAD: [\"léon...\"]",
+        "<<- MSG_PAYLOAD: [\"a\\x00...\"]",
+        "->> [MSG foo 1 r.1 12]",
+        "<<- [HPUB foo 12 14]",
+        "->> [HMSG foo 1 12 14]",
+        "<<- [UNSUB 1]",
+        "->> [-ERR Unknown Protocol Operation]",
+    ] {
+        assert!(log.contains(line), "{line} missing from\n{log}");
+    }
+    let traced: Vec<&str> = log.lines().filter(|l| l.contains("[TRC]")).collect();
+    assert!(
+        traced
+            .iter()
+            .all(|l| !l.contains("p\\\"w") && !l.contains("tok3n")),
+        "a secret was traced:\n{log}"
+    );
+    snapshot!("nats_trace", w.transcript);
+}
+
+#[test]
+fn client_advertise_is_read_as_the_nats_server_reads_it() {
+    let parse = |s| nats::parse_host_port(s, 4222);
+    assert_eq!(parse("example.com"), Ok(("example.com".into(), 4222)));
+    assert_eq!(parse("example.com:1234"), Ok(("example.com".into(), 1234)));
+    assert_eq!(parse("example.com:-1"), Ok(("example.com".into(), 4222)));
+    assert_eq!(parse("[::1]:5000"), Ok(("::1".into(), 5000)));
+    assert_eq!(parse("[::1]"), Ok(("::1".into(), 4222)));
+    assert_eq!(
+        parse("a:b:c"),
+        Err("address a:b:c: too many colons in address".into())
+    );
+    assert_eq!(
+        parse("host:port"),
+        Err("strconv.Atoi: parsing \"port\": invalid syntax".into())
+    );
+    assert_eq!(parse(""), Err("no hostport specified".into()));
+}

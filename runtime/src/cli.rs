@@ -116,6 +116,11 @@ pub struct Options {
     pub server_name: Option<String>,
     /// `-P`, `--pid`: file to write the process ID to.
     pub pid_file: Option<String>,
+    /// `--client_advertise`: the `host[:port]` INFO gives clients instead of the
+    /// listen address.
+    pub client_advertise: Option<String>,
+    /// `--max_traced_msg_len`: payload bytes a trace line shows (0 = all).
+    pub max_traced_msg_len: i64,
     /// `-m`, `--http_port`: monitoring port; 0 disables monitoring.
     pub http_port: i64,
     /// `-c`, `--config`: NATS configuration file.
@@ -238,6 +243,8 @@ impl Default for Options {
             port: 4222,
             server_name: None,
             pid_file: None,
+            client_advertise: None,
+            max_traced_msg_len: 0,
             http_port: 0,
             config_file: None,
             log_file: None,
@@ -432,7 +439,7 @@ static FLAGS: &[Flag] = &[
     f(&["a", "addr", "net"], "addr", Str, "0.0.0.0", YES),
     f(&["p", "port"], "port", Int, "4222", YES),
     f(&["n", "name", "server_name"], "server_name", Str, "", YES),
-    f(&["client_advertise"], "client_advertise", Str, "", NO),
+    f(&["client_advertise"], "client_advertise", Str, "", YES),
     f(&["P", "pid"], "pid_file", Str, "", YES),
     f(&["ports_file_dir"], "ports_file_dir", Str, "", NO),
     f(&["m", "http_port"], "http_port", Int, "0", YES),
@@ -453,7 +460,7 @@ static FLAGS: &[Flag] = &[
     f(&["VV"], "VV", Bool, "false", YES),
     f(&["DV"], "DV", Bool, "false", YES),
     f(&["DVV"], "DVV", Bool, "false", YES),
-    f(&["max_traced_msg_len"], "max_traced_msg_len", Int, "0", NO),
+    f(&["max_traced_msg_len"], "max_traced_msg_len", Int, "0", YES),
     // Authorization.
     f(&["user"], "user", Str, "", YES),
     f(&["pass"], "pass", Str, "", YES),
@@ -703,6 +710,8 @@ impl Options {
             ("port", Value::Int(v)) => self.port = v,
             ("server_name", Value::Str(v)) => self.server_name = text(v),
             ("pid_file", Value::Str(v)) => self.pid_file = text(v),
+            ("client_advertise", Value::Str(v)) => self.client_advertise = text(v),
+            ("max_traced_msg_len", Value::Int(v)) => self.max_traced_msg_len = v,
             ("http_port", Value::Int(v)) => self.http_port = v,
             ("config_file", Value::Str(v)) => self.config_file = text(v),
             ("log_file", Value::Str(v)) => self.log_file = text(v),

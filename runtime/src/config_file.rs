@@ -196,6 +196,18 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     if let Some(v) = file.http_base_path {
         opts.http_base_path = v;
     }
+    if let Some(v) = file
+        .client_advertise
+        .filter(|_| free(opts, "client_advertise"))
+    {
+        opts.client_advertise = text(v);
+    }
+    if let Some(v) = file
+        .max_traced_msg_len
+        .filter(|_| free(opts, "max_traced_msg_len"))
+    {
+        opts.max_traced_msg_len = v;
+    }
     if let Some(v) = file.pid_file.filter(|_| free(opts, "pid_file")) {
         opts.pid_file = text(v);
     }

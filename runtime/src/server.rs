@@ -85,10 +85,25 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             tls_required: opts.tls_config.is_some(),
             tls_verify: opts.tls_config.as_ref().is_some_and(|t| t.verify),
             tls_timeout: opts.tls_timeout,
+            // A negative length shows everything, as 0 does.
+            max_traced_msg_len: usize::try_from(opts.max_traced_msg_len).unwrap_or(0),
             ..nats::Config::default()
         },
         streaming: Some(streaming),
     }
+}
+
+/// The `client_advertise` address INFO carries, its port defaulting to the one the
+/// server listens on.
+fn advertised(opts: &Options, listen_port: u16) -> Result<Option<(String, u16)>, String> {
+    let Some(text) = &opts.client_advertise else {
+        return Ok(None);
+    };
+    nats::parse_host_port(text, listen_port)
+        .map(Some)
+        .map_err(|e| {
+            format!("Error setting server INFO with ClientAdvertise value of {text}, err={e}")
+        })
 }
 
 fn random_seed() -> u64 {
@@ -245,6 +260,13 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     let listener = crate::tls::TlsListener::new(listener, tls.clone(), established);
     let local = listener.local_addr().ok();
     cfg.nats.port = local.map_or(cfg.nats.port, |a| a.port());
+    match advertised(&opts, cfg.nats.port) {
+        Ok(a) => cfg.nats.client_advertise = a,
+        Err(e) => {
+            log.log(Origin::Nats, Level::Fatal, &e);
+            return 1;
+        }
+    }
     // In FT mode the FILE store is opened once this server holds its lock; only its
     // preparation happens now.
     let mut ft_store = None;
@@ -495,6 +517,10 @@ impl Reload {
         if new.port == self.current.port {
             nats.port = self.port;
         }
+        nats.client_advertise = match advertised(&new, nats.port) {
+            Ok(a) => a,
+            Err(e) => return fail(&e),
+        };
         let result = self
             .driver
             .update(move |node, now| node.reload_nats(now, nats))

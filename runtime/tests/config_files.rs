@@ -87,6 +87,8 @@ fn every_supported_key_reaches_the_options() {
         port: 4333,
         server_name: Some("fixture-server".into()),
         pid_file: Some("/tmp/stan-rs-fixture.pid".into()),
+        client_advertise: None,
+        max_traced_msg_len: 0,
         http_port: 8333,
         config_file: Some(fixture("all_keys.conf")),
         log_file: Some("/tmp/stan-rs-fixture.log".into()),

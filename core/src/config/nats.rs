@@ -53,6 +53,8 @@ pub struct NatsFileOptions {
     /// `unix:///path`); wins over `syslog`, while a log file wins over both.
     pub remote_syslog: Option<String>,
     pub pid_file: Option<String>,
+    pub client_advertise: Option<String>,
+    pub max_traced_msg_len: Option<i64>,
     /// `tls { }`: TLS on client connections.
     pub tls: Option<TlsFileOptions>,
 }
@@ -74,7 +76,6 @@ pub struct TlsFileOptions {
 
 /// Keys of NATS server features stan-server does not have; refused by name.
 const NOT_SUPPORTED: &[&str] = &[
-    "client_advertise",
     "mappings",
     "maps",
     "disable_sublist_cache",
@@ -91,7 +92,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "jetstream",
     "ports_file_dir",
     "prof_port",
-    "max_traced_msg_len",
     "max_sub_tokens",
     "max_subscription_tokens",
     "ocsp",
@@ -194,6 +194,8 @@ impl NatsFileOptions {
             "syslog" => self.syslog = Some(boolean(e)?),
             "remote_syslog" => self.remote_syslog = Some(string(e)?),
             "pidfile" | "pid_file" => self.pid_file = Some(string(e)?),
+            "client_advertise" => self.client_advertise = Some(string(e)?),
+            "max_traced_msg_len" => self.max_traced_msg_len = Some(integer(e)?),
             "tls" => self.tls = Some(tls(e)?),
             n if NOT_SUPPORTED.contains(&n) => return Err(not_supported(e, &e.key)),
             _ => {}

@@ -8,4 +8,4 @@ pub mod subject;
 pub mod sublist;
 
 pub use conn::{CloseReason, ConnId, ConnectOptions, InternalMsg};
-pub use server::{Auth, Config, Input, Output, Server};
+pub use server::{parse_host_port, Auth, Config, Input, Output, Server};

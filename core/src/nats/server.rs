@@ -14,6 +14,7 @@ use super::conn::{
 use super::proto::{self, ClientOp, Limits, ParseError};
 use super::subject::is_valid_literal_subject;
 use super::sublist::{SubKey, Sublist};
+use crate::gofmt::{go_quote, go_quote_bytes};
 use crate::log::{Level, LogLine, Origin, Verbosity};
 use crate::rng::Rng;
 use crate::time::{Instant, Now};
@@ -61,6 +62,11 @@ pub struct Config {
     pub tls_verify: bool,
     /// How long a client has to complete the TLS handshake; shown by `/varz`.
     pub tls_timeout: Duration,
+    /// Payload bytes a trace line shows before `...`; 0 shows all.
+    pub max_traced_msg_len: usize,
+    /// The host and port INFO tells clients (`client_advertise`), when not the
+    /// listen address: the address clients reach through a proxy or NAT.
+    pub client_advertise: Option<(String, u16)>,
 }
 
 impl Default for Config {
@@ -85,6 +91,8 @@ impl Default for Config {
             tls_required: false,
             tls_verify: false,
             tls_timeout: Duration::from_secs(2),
+            max_traced_msg_len: 0,
+            client_advertise: None,
         }
     }
 }
@@ -234,6 +242,20 @@ impl Server {
         fixed("MaxSubs", &old.max_subscriptions, &new.max_subscriptions)?;
         fixed("HTTPBasePath", &old.http_base_path, &new.http_base_path)?;
         let mut lines = Vec::new();
+        if old.client_advertise != new.client_advertise {
+            let shown = new
+                .client_advertise
+                .as_ref()
+                .map(|(h, p)| format!("{h}:{p}"))
+                .unwrap_or_default();
+            lines.push(format!("Reloaded: client_advertise = {shown}"));
+        }
+        if old.max_traced_msg_len != new.max_traced_msg_len {
+            lines.push(format!(
+                "Reloaded: max_traced_msg_len = {}",
+                new.max_traced_msg_len
+            ));
+        }
         if old.verbosity.trace != new.verbosity.trace {
             lines.push(format!("Reloaded: trace = {}", new.verbosity.trace));
         }
@@ -377,8 +399,16 @@ impl Server {
             proto: 1,
             git_commit: "",
             go: "rust",
-            host: &self.cfg.host,
-            port: self.cfg.port,
+            host: self
+                .cfg
+                .client_advertise
+                .as_ref()
+                .map_or(&self.cfg.host, |(h, _)| h),
+            port: self
+                .cfg
+                .client_advertise
+                .as_ref()
+                .map_or(self.cfg.port, |a| a.1),
             headers: true,
             auth_required,
             tls_required: self.cfg.tls_required,
@@ -514,6 +544,9 @@ impl Server {
         let result = loop {
             match proto::parse_client_op(&buf[pos..], &limits) {
                 Ok(Some((op, used))) => {
+                    if self.cfg.verbosity.trace {
+                        self.trace_in(id, &buf[pos..pos + used], &op);
+                    }
                     pos += used;
                     if !self.process(now, id, op) {
                         return;
@@ -579,7 +612,10 @@ impl Server {
         }
         match op {
             ClientOp::Connect(json) => return self.connect(id, json),
-            ClientOp::Ping => c.out.extend_from_slice(proto::PONG),
+            ClientOp::Ping => {
+                c.out.extend_from_slice(proto::PONG);
+                self.trace_out(id, || "PONG".into());
+            }
             ClientOp::Pong => c.pings_out = 0,
             ClientOp::Sub {
                 subject,
@@ -629,6 +665,7 @@ impl Server {
         c.opts = opts;
         if verbose {
             c.out.extend_from_slice(proto::OK);
+            self.trace_out(id, || "OK".into());
         }
         self.mark_dirty(id);
         true
@@ -693,6 +730,7 @@ impl Server {
         }
         if verbose {
             c.out.extend_from_slice(proto::OK);
+            self.trace_out(id, || "OK".into());
         }
     }
 
@@ -700,7 +738,9 @@ impl Server {
         let c = self.conns.get_mut(&id).expect("caller checked");
         if c.opts.verbose {
             c.out.extend_from_slice(proto::OK);
+            self.trace_out(id, || "OK".into());
         }
+        let c = self.conns.get_mut(&id).expect("caller checked");
         let Some(&key) = c.subs.get(sid) else { return };
         let sub = self.subs[key.0 as usize]
             .as_mut()
@@ -736,10 +776,13 @@ impl Server {
         c.traffic.in_bytes += payload.len() as u64;
         self.stats.traffic.in_msgs += 1;
         self.stats.traffic.in_bytes += payload.len() as u64;
-        if c.opts.verbose {
+        let (verbose, pedantic) = (c.opts.verbose, c.opts.pedantic);
+        if verbose {
             c.out.extend_from_slice(proto::OK);
+            self.trace_out(id, || "OK".into());
         }
-        if c.opts.pedantic && !is_valid_literal_subject(subject) {
+        let c = self.conns.get_mut(&id).expect("caller checked");
+        if pedantic && !is_valid_literal_subject(subject) {
             self.send_err(id, "Invalid Publish Subject");
             return false;
         }
@@ -807,6 +850,11 @@ impl Server {
             other => (other, payload),
         };
         proto::write_msg(&mut c.out, subject, &sub.sid, reply, header_len, payload);
+        if self.cfg.verbosity.trace {
+            let line = msg_line(subject, &sub.sid, reply, header_len, payload.len());
+            self.ready
+                .push_back(trace_line(c.peer, sub.conn, format!("->> [{line}]")));
+        }
         c.traffic.out_msgs += 1;
         c.traffic.out_bytes += payload.len() as u64;
         self.stats.traffic.out_msgs += 1;
@@ -891,6 +939,7 @@ impl Server {
             }
             c.pings_out += 1;
             c.out.extend_from_slice(proto::PING);
+            self.trace_out(id, || "PING".into());
             self.mark_dirty(id);
         }
         let c = self.conns.get_mut(&id).expect("still open");
@@ -901,6 +950,7 @@ impl Server {
     fn send_err(&mut self, id: ConnId, text: &str) {
         if let Some(c) = self.conns.get_mut(&id) {
             proto::write_err(&mut c.out, text);
+            self.trace_out(id, || format!("-ERR {text}"));
             self.mark_dirty(id);
         }
     }
@@ -956,6 +1006,46 @@ impl Server {
                 c.dirty = true;
                 self.dirty.push_back(id);
             }
+        }
+    }
+
+    /// Traces an operation received from a client as the NATS server does with `-V`:
+    /// its control line, a `CONNECT` without its secrets, a message's payload.
+    fn trace_in(&mut self, id: ConnId, raw: &[u8], op: &ClientOp<'_>) {
+        let Some(peer) = self.conns.get(&id).map(|c| c.peer) else {
+            return;
+        };
+        let line = &raw[..memchr::memchr(b'\n', raw).unwrap_or(raw.len())];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let name_end = line
+            .iter()
+            .position(|b| b.is_ascii_whitespace())
+            .unwrap_or(line.len());
+        let name = String::from_utf8_lossy(&line[..name_end]).to_ascii_uppercase();
+        let arg = match op {
+            ClientOp::Connect(json) => redact_secrets(json),
+            _ => String::from_utf8_lossy(line[name_end..].trim_ascii_start()).into_owned(),
+        };
+        let text = if arg.is_empty() {
+            format!("<<- [{name}]")
+        } else {
+            format!("<<- [{name} {arg}]")
+        };
+        self.ready.push_back(trace_line(peer, id, text));
+        if let ClientOp::Pub { payload, .. } = op {
+            let text = payload_trace(payload, self.cfg.max_traced_msg_len);
+            self.ready.push_back(trace_line(peer, id, text));
+        }
+    }
+
+    /// Traces an operation sent to a client (`->> [PONG]`).
+    fn trace_out(&mut self, id: ConnId, op: impl FnOnce() -> String) {
+        if !self.cfg.verbosity.trace {
+            return;
+        }
+        if let Some(c) = self.conns.get(&id).filter(|c| !c.internal) {
+            let text = format!("->> [{}]", op());
+            self.ready.push_back(trace_line(c.peer, id, text));
         }
     }
 
@@ -1122,4 +1212,156 @@ impl Server {
     pub(crate) fn subscription(&self, key: SubKey) -> Option<&Subscription> {
         self.subs.get(key.0 as usize).and_then(Option::as_ref)
     }
+}
+
+fn trace_line(peer: SocketAddr, id: ConnId, text: String) -> Output {
+    Output::Log(LogLine {
+        origin: Origin::Nats,
+        level: Level::Trace,
+        text: format!("{peer} - cid:{} - {text}", id.0),
+    })
+}
+
+/// The control line of a delivery, as written, for its trace.
+fn msg_line(
+    subject: &[u8],
+    sid: &[u8],
+    reply: Option<&[u8]>,
+    header_len: Option<usize>,
+    len: usize,
+) -> String {
+    let mut line = String::from(if header_len.is_some() {
+        "HMSG "
+    } else {
+        "MSG "
+    });
+    line.push_str(&String::from_utf8_lossy(subject));
+    line.push(' ');
+    line.push_str(&String::from_utf8_lossy(sid));
+    if let Some(reply) = reply {
+        line.push(' ');
+        line.push_str(&String::from_utf8_lossy(reply));
+    }
+    if let Some(h) = header_len {
+        line.push_str(&format!(" {h}"));
+    }
+    line.push_str(&format!(" {len}"));
+    line
+}
+
+/// `<<- MSG_PAYLOAD: ["..."]`, cut after `max` bytes when `max` is not 0.
+fn payload_trace(payload: &[u8], max: usize) -> String {
+    if max > 0 && payload.len() > max {
+        // The NATS server cuts the quoted text, not the payload, at `max` bytes, so an
+        // escape sequence may be cut short.
+        let quoted = go_quote_bytes(&payload[..max]);
+        let shown = String::from_utf8_lossy(&quoted.as_bytes()[1..=max]);
+        format!("<<- MSG_PAYLOAD: [\"{shown}...\"]")
+    } else {
+        format!("<<- MSG_PAYLOAD: [{}]", go_quote_bytes(payload))
+    }
+}
+
+/// A `CONNECT` document with the values of `pass` and `auth_token` replaced by
+/// `[REDACTED]`, so that traces can be shared without the credentials in them.
+fn redact_secrets(json: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(json).into_owned();
+    for key in ["\"pass\"", "\"auth_token\""] {
+        let mut from = 0;
+        while let Some(found) = text[from..].find(key) {
+            let after_key = from + found + key.len();
+            let rest = &text[after_key..];
+            let Some(colon) = rest.find(|c: char| !c.is_ascii_whitespace()) else {
+                break;
+            };
+            let value_start = rest[colon + 1..]
+                .find(|c: char| !c.is_ascii_whitespace())
+                .map(|i| after_key + colon + 1 + i);
+            match value_start {
+                Some(start) if rest.as_bytes()[colon] == b':' && text.as_bytes()[start] == b'"' => {
+                    let end = string_end(&text, start + 1);
+                    text.replace_range(start + 1..end, "[REDACTED]");
+                    from = start + 1 + "[REDACTED]".len();
+                }
+                _ => from = after_key,
+            }
+        }
+    }
+    text
+}
+
+/// Where the JSON string whose content starts at `from` ends (its closing quote).
+fn string_end(text: &str, from: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = from;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return i,
+            _ => i += 1,
+        }
+    }
+    bytes.len()
+}
+
+/// Reads a `client_advertise` value as the NATS server does: `host:port`, `host`
+/// alone or with port 0 or -1 taking `default_port`; errors in Go's words.
+pub fn parse_host_port(text: &str, default_port: u16) -> Result<(String, u16), String> {
+    if text.is_empty() {
+        return Err("no hostport specified".into());
+    }
+    let (host, port) = match split_host_port(text) {
+        Err(e) if e.ends_with("missing port in address") => {
+            split_host_port(&format!("{text}:{default_port}"))?
+        }
+        other => other?,
+    };
+    let port = port.trim();
+    let port: i64 = port
+        .parse()
+        .map_err(|_| format!("strconv.Atoi: parsing {}: invalid syntax", go_quote(port)))?;
+    let port = match port {
+        0 | -1 => default_port,
+        p => u16::try_from(p)
+            .map_err(|_| format!("strconv.Atoi: parsing \"{p}\": value out of range"))?,
+    };
+    Ok((host.trim().to_string(), port))
+}
+
+/// Go's `net.SplitHostPort`.
+fn split_host_port(text: &str) -> Result<(String, String), String> {
+    let fail = |why: &str| Err(format!("address {text}: {why}"));
+    let (host, rest) = if let Some(inner) = text.strip_prefix('[') {
+        let Some(end) = inner.find(']') else {
+            return fail("missing ']' in address");
+        };
+        let rest = &inner[end + 1..];
+        if rest.is_empty() {
+            return fail("missing port in address");
+        }
+        let Some(port) = rest.strip_prefix(':') else {
+            return fail(if rest.contains(']') {
+                "unexpected ']' in address"
+            } else {
+                "missing port in address"
+            });
+        };
+        (&inner[..end], port)
+    } else {
+        let Some(colon) = text.rfind(':') else {
+            return fail("missing port in address");
+        };
+        let host = &text[..colon];
+        if host.contains(':') {
+            return fail("too many colons in address");
+        }
+        (host, &text[colon + 1..])
+    };
+    if host.contains('[') || rest.contains('[') {
+        return fail("unexpected '[' in address");
+    }
+    if host.contains(']') || rest.contains(']') {
+        return fail("unexpected ']' in address");
+    }
+    Ok((host.to_string(), rest.to_string()))
 }
