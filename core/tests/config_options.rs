@@ -910,6 +910,7 @@ max_traced_msg_len: 64
         server_name: Some("srv".into()),
         http_host: None,
         http_port: Some(8223),
+        https_port: None,
         http_base_path: Some("/nats".into()),
         user: Some("alice".into()),
         pass: Some("s3cret".into()),
@@ -1118,8 +1119,6 @@ fn unsupported_nats_keys_are_refused_by_name() {
     for key in [
         "mappings",
         "accounts",
-        "https",
-        "https_port",
         "cluster",
         "gateway",
         "leafnodes",

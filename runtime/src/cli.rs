@@ -123,6 +123,12 @@ pub struct Options {
     pub max_traced_msg_len: i64,
     /// `-m`, `--http_port`: monitoring port; 0 disables monitoring.
     pub http_port: i64,
+    /// `-ms`, `--https_port`: monitoring port over TLS, with the certificate of the
+    /// client TLS settings; 0 disables it.
+    pub https_port: i64,
+    /// The monitoring listeners' host (`http: "host:port"` in a file); the client
+    /// host when `None`.
+    pub http_host: Option<String>,
     /// `-c`, `--config`: NATS configuration file.
     pub config_file: Option<String>,
     /// `-l`, `--log`: log file instead of stderr.
@@ -246,6 +252,8 @@ impl Default for Options {
             client_advertise: None,
             max_traced_msg_len: 0,
             http_port: 0,
+            https_port: 0,
+            http_host: None,
             config_file: None,
             log_file: None,
             log_size_limit: 0,
@@ -443,7 +451,7 @@ static FLAGS: &[Flag] = &[
     f(&["P", "pid"], "pid_file", Str, "", YES),
     f(&["ports_file_dir"], "ports_file_dir", Str, "", NO),
     f(&["m", "http_port"], "http_port", Int, "0", YES),
-    f(&["ms", "https_port"], "https_port", Int, "0", NO),
+    f(&["ms", "https_port"], "https_port", Int, "0", YES),
     f(&["c", "config"], "config_file", Str, "", YES),
     hidden(f(&["t"], "t", Bool, "false", NO)),
     f(&["sl", "signal"], "signal", Str, "", YES),
@@ -713,6 +721,7 @@ impl Options {
             ("client_advertise", Value::Str(v)) => self.client_advertise = text(v),
             ("max_traced_msg_len", Value::Int(v)) => self.max_traced_msg_len = v,
             ("http_port", Value::Int(v)) => self.http_port = v,
+            ("https_port", Value::Int(v)) => self.https_port = v,
             ("config_file", Value::Str(v)) => self.config_file = text(v),
             ("log_file", Value::Str(v)) => self.log_file = text(v),
             ("log_size_limit", Value::Int(v)) => self.log_size_limit = v,

@@ -160,6 +160,9 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     if let Some(v) = file.http_port.filter(|_| free(opts, "http_port")) {
         opts.http_port = v;
     }
+    if let Some(v) = file.https_port.filter(|_| free(opts, "https_port")) {
+        opts.https_port = v;
+    }
     if let Some(v) = file.user.filter(|_| free(opts, "user")) {
         opts.user = text(v);
     }
@@ -257,13 +260,8 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
         }
         None => {}
     }
-    if let Some((host, pos)) = file.http_host {
-        if host != opts.addr {
-            return Err(format!(
-                "{}:{}: parameter \"http\" with host \"{host}\" is not supported yet by stan-server: monitoring is served on the client host \"{}\"",
-                pos.file, pos.line, opts.addr
-            ));
-        }
+    if let Some((host, _)) = file.http_host {
+        opts.http_host = Some(host);
     }
     Ok(())
 }

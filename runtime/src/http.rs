@@ -19,6 +19,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use stan_core::nats::monitor::Context;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 use crate::driver::DriverHandle;
 use crate::{metrics, process};
@@ -33,28 +34,46 @@ pub struct HttpState {
     pub start_wall_ns: i64,
     pub http_host: String,
     pub http_port: u16,
+    pub https_port: u16,
     /// `http_base_path`, normalized ([`routes::normalize_base_path`]).
     pub base_path: String,
     pub req_stats: Mutex<BTreeMap<String, u64>>,
 }
 
-/// Serves monitoring requests until the task is dropped.
-pub async fn serve(listener: TcpListener, state: Arc<HttpState>) {
+/// Serves monitoring requests until the task is dropped; over TLS when `tls` is
+/// given (the HTTPS listener).
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>, tls: Option<TlsAcceptor>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let state = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            match tls {
+                // A failed handshake concerns nobody but that browser or scraper.
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        serve_connection(stream, state).await;
+                    }
+                }
+                None => serve_connection(stream, state).await,
+            }
         });
     }
+}
+
+async fn serve_connection<S>(stream: S, state: Arc<HttpState>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(&state, req).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
 }
 
 type HttpReply = Response<Full<Bytes>>;
@@ -142,6 +161,7 @@ fn context(state: &HttpState) -> Context {
         cores: p.cores,
         http_host: state.http_host.clone(),
         http_port: state.http_port,
+        https_port: state.https_port,
         http_req_stats: state.req_stats.lock().expect("stats lock").clone(),
         config_load_wall_ns: state.start_wall_ns,
         ..Context::default()

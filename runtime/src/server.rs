@@ -93,6 +93,66 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
     }
 }
 
+/// The monitoring listeners: HTTP (`-m`) and HTTPS (`-ms`, with the certificate of
+/// the client TLS settings but never asking for a client's), each logged as it
+/// starts. Err once the fatal line is logged.
+async fn bind_monitors(
+    opts: &Options,
+    log: &Logger,
+) -> Result<Vec<(TcpListener, Option<tokio_rustls::TlsAcceptor>)>, ()> {
+    let host = opts.http_host.as_deref().unwrap_or(&opts.addr);
+    let fatal = |text: &str| {
+        log.log(Origin::Nats, Level::Fatal, text);
+    };
+    let mut monitors = Vec::new();
+    for (port, secure) in [(opts.http_port, false), (opts.https_port, true)] {
+        if port == 0 {
+            continue;
+        }
+        let tls = if secure {
+            let Some(tls) = &opts.tls_config else {
+                fatal("TLS cert and key required for HTTPS");
+                return Err(());
+            };
+            let no_client_certs = crate::tls::TlsOptions {
+                verify: false,
+                ..tls.clone()
+            };
+            match crate::tls::load(&no_client_certs) {
+                Ok(config) => Some(tokio_rustls::TlsAcceptor::from(config)),
+                Err(e) => {
+                    fatal(&e);
+                    return Err(());
+                }
+            }
+        } else {
+            None
+        };
+        // -1 asks for any free port, as 0 does to the system.
+        let port = u16::try_from(port).unwrap_or(0);
+        let listener = match TcpListener::bind((host, port)).await {
+            Ok(l) => l,
+            Err(e) => {
+                fatal(&format!(
+                    "Can't listen to the monitor port: listen tcp {host}:{port}: {e}"
+                ));
+                return Err(());
+            }
+        };
+        let shown = listener
+            .local_addr()
+            .map_or_else(|_| format!("{host}:{port}"), |a| a.to_string());
+        let scheme = if secure { "https" } else { "http" };
+        log.log(
+            Origin::Nats,
+            Level::Info,
+            &format!("Starting {scheme} monitor on {shown}"),
+        );
+        monitors.push((listener, tls));
+    }
+    Ok(monitors)
+}
+
 /// The `client_advertise` address INFO carries, its port defaulting to the one the
 /// server listens on.
 fn advertised(opts: &Options, listen_port: u16) -> Result<Option<(String, u16)>, String> {
@@ -332,42 +392,29 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     );
     let handle = driver.handle();
     handle.set_write_deadline(opts.write_deadline);
-    let mut http_task = None;
-    if opts.http_port != 0 {
-        let port = u16::try_from(opts.http_port).unwrap_or(0);
-        match TcpListener::bind((opts.addr.as_str(), port)).await {
-            Ok(l) => {
-                let addr = l
-                    .local_addr()
-                    .map_or_else(|_| format!("{}:{port}", opts.addr), |a| a.to_string());
-                log.log(
-                    Origin::Nats,
-                    Level::Info,
-                    &format!("Starting http monitor on {addr}"),
-                );
-                let state = Arc::new(HttpState {
-                    driver: handle.clone(),
-                    start_wall_ns,
-                    http_host: opts.addr.clone(),
-                    http_port: l.local_addr().map_or(port, |a| a.port()),
-                    base_path: http::routes::normalize_base_path(&opts.http_base_path),
-                    req_stats: Mutex::new(Default::default()),
-                });
-                http_task = Some(tokio::spawn(http::serve(l, state)));
-            }
-            Err(e) => {
-                log.log(
-                    Origin::Nats,
-                    Level::Fatal,
-                    &format!(
-                        "Can't listen to the monitor port: listen tcp {}:{port}: {e}",
-                        opts.addr
-                    ),
-                );
-                return 1;
-            }
-        }
-    }
+    let Ok(monitors) = bind_monitors(&opts, &log).await else {
+        return 1;
+    };
+    let port_of = |secure: bool| {
+        monitors
+            .iter()
+            .find(|(_, tls)| tls.is_some() == secure)
+            .and_then(|(l, _)| l.local_addr().ok())
+            .map_or(0, |a| a.port())
+    };
+    let state = Arc::new(HttpState {
+        driver: handle.clone(),
+        start_wall_ns,
+        http_host: opts.http_host.clone().unwrap_or_else(|| opts.addr.clone()),
+        http_port: port_of(false),
+        https_port: port_of(true),
+        base_path: http::routes::normalize_base_path(&opts.http_base_path),
+        req_stats: Mutex::new(Default::default()),
+    });
+    let http_tasks: Vec<_> = monitors
+        .into_iter()
+        .map(|(l, tls)| tokio::spawn(http::serve(l, state.clone(), tls)))
+        .collect();
     let shown: SocketAddr = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     log.log(
         Origin::Nats,
@@ -455,7 +502,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     accept_task.abort();
     tls_task.abort();
     signals.abort();
-    if let Some(t) = http_task {
+    for t in http_tasks {
         t.abort();
     }
     if let Some(pid_file) = &opts.pid_file {

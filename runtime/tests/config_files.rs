@@ -89,6 +89,8 @@ fn every_supported_key_reaches_the_options() {
         pid_file: Some("/tmp/stan-rs-fixture.pid".into()),
         client_advertise: None,
         max_traced_msg_len: 0,
+        https_port: 0,
+        http_host: None,
         http_port: 8333,
         config_file: Some(fixture("all_keys.conf")),
         log_file: Some("/tmp/stan-rs-fixture.log".into()),
@@ -466,18 +468,22 @@ fn malformed_files_name_file_line_and_key() {
     let n = dir.file("n.conf", "port: x\n");
     let s = dir.file("s.conf", "hbi: 1\n");
     assert!(failure(&["-c", &n, "-sc", &s]).starts_with(&n));
-    // A monitoring host other than the client host cannot be served.
+    // The monitoring host may differ from the client host.
     let path = dir.file("http.conf", "\nhttp: \"127.0.0.1:8222\"\n");
-    assert_eq!(
-        failure(&["-c", &path]),
-        format!("{path}:2: parameter \"http\" with host \"127.0.0.1\" is not supported yet by stan-server: monitoring is served on the client host \"0.0.0.0\"\n")
-    );
-    let path = dir.file(
-        "http_ok.conf",
-        "listen: 127.0.0.1:4222\nhttp: \"127.0.0.1:8222\"\n",
-    );
     let o = run(&["-c", &path]);
-    assert_eq!((o.addr.as_str(), o.http_port), ("127.0.0.1", 8222));
+    assert_eq!(
+        (o.addr.as_str(), o.http_host.as_deref(), o.http_port),
+        ("0.0.0.0", Some("127.0.0.1"), 8222)
+    );
+    let path = dir.file("https.conf", "https: \"localhost:8443\"\n");
+    let o = run(&["-c", &path]);
+    assert_eq!(
+        (o.http_host.as_deref(), o.http_port, o.https_port),
+        (Some("localhost"), 0, 8443)
+    );
+    let path = dir.file("https_port.conf", "https_port: 8443\n");
+    assert_eq!(run(&["-c", &path]).https_port, 8443);
+    assert_eq!(run(&["-c", &path, "-ms", "9443"]).https_port, 9443);
 }
 
 #[test]

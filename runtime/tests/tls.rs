@@ -462,3 +462,75 @@ fn reload_applies_tls_to_new_connections() {
             .expect("PONG in clear again");
     });
 }
+
+/// GET over TLS, verifying the server against the test CA; the whole response.
+async fn https_get(port: u16, path: &str) -> String {
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = TlsConnector::from(client_config(None))
+        .connect(name, tcp)
+        .await
+        .expect("the HTTPS listener completes the handshake");
+    tls.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    tls.read_to_end(&mut body).await.unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+/// `-ms` serves the monitoring endpoints over TLS with the client TLS certificate,
+/// without asking for a client certificate even when clients must show one; the
+/// HTTP listener runs beside it, and `/varz` names both ports.
+#[test]
+fn https_monitoring_beside_http() {
+    let (port, http, https) = (free_port(), free_port(), free_port());
+    let (p, m, ms) = (port.to_string(), http.to_string(), https.to_string());
+    let (ca, crt, key) = (
+        cert("ca.pem"),
+        cert("server-cert.pem"),
+        cert("server-key.pem"),
+    );
+    let _server = Server::start(&[
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &p,
+        "-m",
+        &m,
+        "-ms",
+        &ms,
+        "--tlsverify",
+        "--tlscert",
+        &crt,
+        "--tlskey",
+        &key,
+        "--tlscacert",
+        &ca,
+    ]);
+    runtime().block_on(async {
+        let varz = https_get(https, "/varz").await;
+        assert!(varz.starts_with("HTTP/1.0 200 OK"), "{varz}");
+        assert!(varz.contains(&format!("\"http_port\": {http},")), "{varz}");
+        assert!(
+            varz.contains(&format!("\"https_port\": {https},")),
+            "{varz}"
+        );
+        let serverz = https_get(https, "/streaming/serverz").await;
+        assert!(
+            serverz.contains("\"cluster_id\": \"test-cluster\""),
+            "{serverz}"
+        );
+    });
+    assert!(http_get(http, "/streaming/serverz").contains("\"cluster_id\": \"test-cluster\""));
+}
+
+#[test]
+fn https_monitoring_needs_a_certificate() {
+    let (port, https) = (free_port().to_string(), free_port().to_string());
+    let stderr = refused(&["-a", "127.0.0.1", "-p", &port, "-ms", &https]);
+    assert!(
+        stderr.contains("[FTL] TLS cert and key required for HTTPS\n"),
+        "{stderr}"
+    );
+}

@@ -16,10 +16,12 @@ pub struct NatsFileOptions {
     pub addr: Option<String>,
     pub port: Option<i64>,
     pub server_name: Option<String>,
-    /// The host of `http: "host:port"`, with where it was written: stan-server serves
-    /// monitoring on the client host, so the caller refuses a different one.
+    /// The host of `http: "host:port"` or `https: "host:port"`, with where it was
+    /// written; monitoring listens on the client host without it.
     pub http_host: Option<(String, Pos)>,
     pub http_port: Option<i64>,
+    /// Port of the HTTPS monitoring listener (`https`, `https_port`).
+    pub https_port: Option<i64>,
     /// The monitoring endpoints' path prefix, as written: `/varz` shows it so and a
     /// reload compares it so; the listener normalizes it.
     pub http_base_path: Option<String>,
@@ -81,8 +83,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "disable_sublist_cache",
     "no_sublist_cache",
     "accounts",
-    "https",
-    "https_port",
     "cluster",
     "gateway",
     "leaf",
@@ -167,6 +167,14 @@ impl NatsFileOptions {
                 self.http_port = Some(port);
             }
             "http_port" | "monitor_port" => self.http_port = Some(integer(e)?),
+            "https" => {
+                let (host, port) = listen(e)?;
+                if !host.is_empty() {
+                    self.http_host = Some((host, e.pos.clone()));
+                }
+                self.https_port = Some(port);
+            }
+            "https_port" => self.https_port = Some(integer(e)?),
             "http_base_path" => self.http_base_path = Some(string(e)?),
             "authorization" => self.authorization(e)?,
             "max_payload" => self.max_payload = Some(int32(e)?),

@@ -23,6 +23,7 @@ pub struct Context {
     pub cores: usize,
     pub http_host: String,
     pub http_port: u16,
+    pub https_port: u16,
     pub http_req_stats: BTreeMap<String, u64>,
     pub config_load_wall_ns: i64,
 }
@@ -111,7 +112,7 @@ pub fn varz(s: &Server, ctx: &Context) -> Varz {
         http_host: ctx.http_host.clone(),
         http_port: ctx.http_port,
         http_base_path: cfg.http_base_path.clone(),
-        https_port: 0,
+        https_port: ctx.https_port,
         auth_timeout: cfg.auth_timeout.as_secs_f64(),
         max_control_line: cfg.max_control_line,
         max_payload: cfg.max_payload,
