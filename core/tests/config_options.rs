@@ -902,6 +902,7 @@ remote_syslog: "udp://127.0.0.1:514"
 pid_file: "/tmp/stan.pid"
 client_advertise: "nats.example.com:4333"
 max_traced_msg_len: 64
+ports_file_dir: "/tmp"
 "#,
     );
     let want = NatsFileOptions {
@@ -935,6 +936,7 @@ max_traced_msg_len: 64
         pid_file: Some("/tmp/stan.pid".into()),
         client_advertise: Some("nats.example.com:4333".into()),
         max_traced_msg_len: Some(64),
+        ports_file_dir: Some("/tmp".into()),
         tls: None,
     };
     assert_eq!(o, want);
@@ -1129,7 +1131,6 @@ fn unsupported_nats_keys_are_refused_by_name() {
         "no_auth_user",
         "websocket",
         "mqtt",
-        "ports_file_dir",
         "prof_port",
         "Max_Sub_Tokens",
     ] {

@@ -121,6 +121,8 @@ pub struct Options {
     pub client_advertise: Option<String>,
     /// `--max_traced_msg_len`: payload bytes a trace line shows (0 = all).
     pub max_traced_msg_len: i64,
+    /// `--ports_file_dir`: where to write the ports file.
+    pub ports_file_dir: Option<String>,
     /// `-m`, `--http_port`: monitoring port; 0 disables monitoring.
     pub http_port: i64,
     /// `-ms`, `--https_port`: monitoring port over TLS, with the certificate of the
@@ -251,6 +253,7 @@ impl Default for Options {
             pid_file: None,
             client_advertise: None,
             max_traced_msg_len: 0,
+            ports_file_dir: None,
             http_port: 0,
             https_port: 0,
             http_host: None,
@@ -449,7 +452,7 @@ static FLAGS: &[Flag] = &[
     f(&["n", "name", "server_name"], "server_name", Str, "", YES),
     f(&["client_advertise"], "client_advertise", Str, "", YES),
     f(&["P", "pid"], "pid_file", Str, "", YES),
-    f(&["ports_file_dir"], "ports_file_dir", Str, "", NO),
+    f(&["ports_file_dir"], "ports_file_dir", Str, "", YES),
     f(&["m", "http_port"], "http_port", Int, "0", YES),
     f(&["ms", "https_port"], "https_port", Int, "0", YES),
     f(&["c", "config"], "config_file", Str, "", YES),
@@ -720,6 +723,7 @@ impl Options {
             ("pid_file", Value::Str(v)) => self.pid_file = text(v),
             ("client_advertise", Value::Str(v)) => self.client_advertise = text(v),
             ("max_traced_msg_len", Value::Int(v)) => self.max_traced_msg_len = v,
+            ("ports_file_dir", Value::Str(v)) => self.ports_file_dir = text(v),
             ("http_port", Value::Int(v)) => self.http_port = v,
             ("https_port", Value::Int(v)) => self.https_port = v,
             ("config_file", Value::Str(v)) => self.config_file = text(v),

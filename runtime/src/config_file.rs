@@ -211,6 +211,9 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     {
         opts.max_traced_msg_len = v;
     }
+    if let Some(v) = file.ports_file_dir.filter(|_| free(opts, "ports_file_dir")) {
+        opts.ports_file_dir = text(v);
+    }
     if let Some(v) = file.pid_file.filter(|_| free(opts, "pid_file")) {
         opts.pid_file = text(v);
     }

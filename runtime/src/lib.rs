@@ -14,6 +14,7 @@ pub mod load;
 pub mod logger;
 pub mod memory;
 pub mod metrics;
+pub mod ports_file;
 pub mod process;
 pub mod server;
 pub mod stan_client;

@@ -411,6 +411,25 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         base_path: http::routes::normalize_base_path(&opts.http_base_path),
         req_stats: Mutex::new(Default::default()),
     });
+    let ports_file = opts.ports_file_dir.as_deref().map(crate::ports_file::path);
+    if let (Some(file), Some(nats)) = (&ports_file, local) {
+        // The HTTPS listener, started last, is the one named when both run.
+        let monitoring = monitors
+            .last()
+            .and_then(|(l, tls)| Some((l.local_addr().ok()?, tls.is_some())));
+        let text = crate::ports_file::contents(nats, opts.tls_config.is_some(), monitoring);
+        if let Err(e) = std::fs::write(file, text) {
+            log.log(
+                Origin::Nats,
+                Level::Error,
+                &format!(
+                    "Error writing ports file ({}): {}",
+                    file.display(),
+                    crate::store::os_error("open", file, &e)
+                ),
+            );
+        }
+    }
     let http_tasks: Vec<_> = monitors
         .into_iter()
         .map(|(l, tls)| tokio::spawn(http::serve(l, state.clone(), tls)))
@@ -507,6 +526,19 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     }
     if let Some(pid_file) = &opts.pid_file {
         let _ = std::fs::remove_file(pid_file);
+    }
+    if let Some(file) = &ports_file {
+        if let Err(e) = std::fs::remove_file(file) {
+            log.log(
+                Origin::Nats,
+                Level::Error,
+                &format!(
+                    "Error cleaning up ports file {}: {}",
+                    file.display(),
+                    crate::store::os_error("remove", file, &e)
+                ),
+            );
+        }
     }
     match stop {
         Stop::Signal(code) => {

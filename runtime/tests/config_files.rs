@@ -89,6 +89,7 @@ fn every_supported_key_reaches_the_options() {
         pid_file: Some("/tmp/stan-rs-fixture.pid".into()),
         client_advertise: None,
         max_traced_msg_len: 0,
+        ports_file_dir: None,
         https_port: 0,
         http_host: None,
         http_port: 8333,

@@ -117,3 +117,35 @@ fn an_unreadable_advertise_address_stops_the_start() {
         "Error setting server INFO with ClientAdvertise value of host:port:x, err=address host:port:x: too many colons in address"
     );
 }
+
+/// `--ports_file_dir` writes where the server can be reached, as the NATS server
+/// does, and removes the file at shutdown.
+#[test]
+fn ports_file_names_the_listeners_until_shutdown() {
+    let dir = std::env::temp_dir().join(format!("stan-rs-ports-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (port, http) = (free_port(), free_port());
+    let mut server = Logged::server(&[
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        &http.to_string(),
+        "--ports_file_dir",
+        dir.to_str().unwrap(),
+    ]);
+    server.wait_for("Streaming Server is ready");
+    let file = dir.join(format!("stan-server_{}.ports", server.child.id()));
+    let text = std::fs::read_to_string(&file).expect("the ports file is written");
+    assert_eq!(
+        text,
+        format!(
+            r#"{{"nats":["nats://127.0.0.1:{port}"],"monitoring":["http://127.0.0.1:{http}"]}}"#
+        )
+    );
+    server.signal(libc::SIGINT);
+    server.wait_for_exit();
+    assert!(!file.exists(), "the ports file is removed at shutdown");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -57,6 +57,7 @@ pub struct NatsFileOptions {
     pub pid_file: Option<String>,
     pub client_advertise: Option<String>,
     pub max_traced_msg_len: Option<i64>,
+    pub ports_file_dir: Option<String>,
     /// `tls { }`: TLS on client connections.
     pub tls: Option<TlsFileOptions>,
 }
@@ -90,7 +91,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "store_dir",
     "storedir",
     "jetstream",
-    "ports_file_dir",
     "prof_port",
     "max_sub_tokens",
     "max_subscription_tokens",
@@ -204,6 +204,7 @@ impl NatsFileOptions {
             "pidfile" | "pid_file" => self.pid_file = Some(string(e)?),
             "client_advertise" => self.client_advertise = Some(string(e)?),
             "max_traced_msg_len" => self.max_traced_msg_len = Some(integer(e)?),
+            "ports_file_dir" => self.ports_file_dir = Some(string(e)?),
             "tls" => self.tls = Some(tls(e)?),
             n if NOT_SUPPORTED.contains(&n) => return Err(not_supported(e, &e.key)),
             _ => {}

@@ -21,6 +21,7 @@ mod root_files;
 mod subs;
 mod tempfile;
 
+pub(crate) use env::os_error;
 pub use env::{ChannelLimitsFn, Clock, LogSink};
 pub use file::{FileStore, LockAttempt, RootLock};
 pub use fs::{DirEntry, Fs, FsFile, FsLock, StdFs};
