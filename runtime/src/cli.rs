@@ -123,6 +123,8 @@ pub struct Options {
     pub max_traced_msg_len: i64,
     /// `--ports_file_dir`: where to write the ports file.
     pub ports_file_dir: Option<String>,
+    /// `-t`: read the configuration, say whether it is valid, and exit.
+    pub check_config: bool,
     /// `-m`, `--http_port`: monitoring port; 0 disables monitoring.
     pub http_port: i64,
     /// `-ms`, `--https_port`: monitoring port over TLS, with the certificate of the
@@ -254,6 +256,7 @@ impl Default for Options {
             client_advertise: None,
             max_traced_msg_len: 0,
             ports_file_dir: None,
+            check_config: false,
             http_port: 0,
             https_port: 0,
             http_host: None,
@@ -456,7 +459,7 @@ static FLAGS: &[Flag] = &[
     f(&["m", "http_port"], "http_port", Int, "0", YES),
     f(&["ms", "https_port"], "https_port", Int, "0", YES),
     f(&["c", "config"], "config_file", Str, "", YES),
-    hidden(f(&["t"], "t", Bool, "false", NO)),
+    hidden(f(&["t"], "t", Bool, "false", YES)),
     f(&["sl", "signal"], "signal", Str, "", YES),
     f(&["profile"], "profile", Int, "0", NO),
     // Logging.
@@ -724,6 +727,7 @@ impl Options {
             ("client_advertise", Value::Str(v)) => self.client_advertise = text(v),
             ("max_traced_msg_len", Value::Int(v)) => self.max_traced_msg_len = v,
             ("ports_file_dir", Value::Str(v)) => self.ports_file_dir = text(v),
+            ("t", Value::Bool(v)) => self.check_config = v,
             ("http_port", Value::Int(v)) => self.http_port = v,
             ("https_port", Value::Int(v)) => self.https_port = v,
             ("config_file", Value::Str(v)) => self.config_file = text(v),

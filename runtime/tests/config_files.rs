@@ -90,6 +90,7 @@ fn every_supported_key_reaches_the_options() {
         client_advertise: None,
         max_traced_msg_len: 0,
         ports_file_dir: None,
+        check_config: false,
         https_port: 0,
         http_host: None,
         http_port: 8333,

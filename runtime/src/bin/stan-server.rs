@@ -35,6 +35,12 @@ fn main() {
             std::process::exit(exit.code);
         }
     };
+    if opts.check_config {
+        // Every file was read and checked while the options were built.
+        let file = opts.config_file.as_deref().unwrap_or_default();
+        eprintln!("stan-server: configuration file {file} is valid");
+        return;
+    }
     let log = match Logger::new(opts.log_config()) {
         Ok(l) => l,
         Err(OpenError::Syslog(e)) => {

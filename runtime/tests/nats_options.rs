@@ -1,5 +1,6 @@
-//! NATS protocol tracing (`-V`, `trace`, `max_traced_msg_len`) and `client_advertise`
-//! on the real binary, from the command line and from a configuration file.
+//! Options of the embedded NATS server on the real binary, from the command line and
+//! from a configuration file: protocol tracing (`-V`, `trace`, `max_traced_msg_len`),
+//! `client_advertise`, the ports file and `-t`.
 
 mod support;
 
@@ -147,5 +148,35 @@ fn ports_file_names_the_listeners_until_shutdown() {
     server.signal(libc::SIGINT);
     server.wait_for_exit();
     assert!(!file.exists(), "the ports file is removed at shutdown");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `-t` reads everything a start would read, says so and exits without serving.
+#[test]
+fn check_config_reports_and_exits() {
+    let dir = std::env::temp_dir().join(format!("stan-rs-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.conf");
+    std::fs::write(&good, "port: 4999\nstreaming { id: checked }\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stan-server"))
+        .args(["-t", "-c", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "stan-server: configuration file {} is valid\n",
+            good.display()
+        )
+    );
+    let bad = dir.join("bad.conf");
+    std::fs::write(&bad, "port: x\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stan-server"))
+        .args(["-t", "-c", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with(bad.to_str().unwrap()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
