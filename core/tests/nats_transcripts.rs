@@ -459,6 +459,26 @@ fn reload() {
         .take(frank)
         .ends_with("-ERR 'maximum connections exceeded'\r\n"));
     snapshot!("nats_reload", w.transcript);
+
+    let current = w.node.nats().config().clone();
+    let advertised = nats::Config {
+        client_advertise: Some(("edge.example.com".into(), 4333)),
+        max_traced_msg_len: 32,
+        max_connections: 10,
+        ..current
+    };
+    let lines = w.node.reload_nats(w.now, advertised).unwrap();
+    assert_eq!(
+        lines[..2],
+        [
+            "Reloaded: client_advertise = edge.example.com:4333",
+            "Reloaded: max_traced_msg_len = 32",
+        ]
+    );
+    let grace = w.accept();
+    assert!(w
+        .take(grace)
+        .contains("\"host\":\"edge.example.com\",\"port\":4333,"));
 }
 
 #[test]

@@ -596,9 +596,14 @@ impl Reload {
         if new.port == self.current.port {
             nats.port = self.port;
         }
-        nats.client_advertise = match advertised(&new, nats.port) {
-            Ok(a) => a,
-            Err(e) => return fail(&e),
+        nats.client_advertise = match &new.client_advertise {
+            None => None,
+            Some(text) => match nats::parse_host_port(text, nats.port) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    return fail(&format!("invalid ClientAdvertise value of {text}, err={e}"))
+                }
+            },
         };
         let result = self
             .driver
