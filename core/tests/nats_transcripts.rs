@@ -616,7 +616,7 @@ fn trace() {
     w.send(publisher, CONNECT);
     w.send(
         publisher,
-        b"PUB foo 2\r\nhi\r\nPUB foo r.1 12\r\nl\xc3\xa9on\x00\tbien!\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nok\r\nPUB foo 7\r\na\x00bcdef\r\n",
+        b"PUB foo 2\r\nhi\r\nPUB foo r.1 12\r\nl\xc3\xa9on\x07\tbien!\r\nHPUB foo 12 14\r\nNATS/1.0\r\n\r\nok\r\nPUB foo 7\r\na\x01bcdef\r\n",
     );
     w.send(sub, b"UNSUB 1\r\nNOPE\r\n");
     let log = &w.transcript;
@@ -630,7 +630,7 @@ fn trace() {
         "->> [MSG foo 1 2]",
         "<<- [PUB foo r.1 12]",
         "<<- MSG_PAYLOAD: [\"léon...\"]",
-        "<<- MSG_PAYLOAD: [\"a\\x00...\"]",
+        "<<- MSG_PAYLOAD: [\"a\\x01...\"]",
         "->> [MSG foo 1 r.1 12]",
         "<<- [HPUB foo 12 14]",
         "->> [HMSG foo 1 12 14]",
