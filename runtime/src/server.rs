@@ -12,7 +12,7 @@ use stan_core::store::{MemStore, Store, Unopened};
 use stan_core::streaming::ft::StoreLock;
 use stan_core::Now;
 
-use crate::store::{FileStore, LockAttempt, StdFs};
+use crate::store::{FileStore, LockAttempt, SqlStore, StdFs};
 use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
 use tokio::net::TcpListener;
 
@@ -103,8 +103,8 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
-/// The store chosen by `-st` (memory, or the FILE store in `--dir`), encrypted when
-/// asked for (BEHAVIOUR §10 step 1).
+/// The store chosen by `-st` (memory, the FILE store in `--dir`, or the SQL store),
+/// encrypted when asked for (BEHAVIOUR §10 step 1).
 fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn Store>, String> {
     let store = open_plain_store(opts, cfg, log)?;
     crate::encryption::wrap(store, opts)
@@ -115,6 +115,13 @@ fn open_plain_store(
     cfg: &NodeConfig,
     log: &Logger,
 ) -> Result<Box<dyn Store>, String> {
+    if opts.store == "SQL" {
+        let mut store = SqlStore::open(opts.sql.clone()).map_err(|e| e.to_string())?;
+        if let Some(limits) = channel_limits(cfg) {
+            store.set_channel_limits(limits);
+        }
+        return Ok(Box::new(store));
+    }
     if opts.store != "FILE" {
         return Ok(Box::new(MemStore::new()));
     }
@@ -140,17 +147,23 @@ fn configure(mut store: FileStore, cfg: &NodeConfig, log: &Logger) -> FileStore 
     }));
     let origin = std::time::Instant::now();
     store.set_clock(Arc::new(move || origin.elapsed()));
-    if let Some(limits) = cfg.streaming.as_ref().and_then(|s| s.limits.resolve().ok()) {
-        store.set_channel_limits(Arc::new(move |channel: &str| {
-            let l = limits.for_channel(channel);
-            crate::store::ChannelLimits {
-                max_msgs: l.max_msgs,
-                max_bytes: l.max_bytes,
-                max_age: Duration::from_nanos(u64::try_from(l.max_age).unwrap_or(0)),
-            }
-        }));
+    if let Some(limits) = channel_limits(cfg) {
+        store.set_channel_limits(limits);
     }
     store
+}
+
+/// Each channel's limits, as the stores record them.
+fn channel_limits(cfg: &NodeConfig) -> Option<crate::store::ChannelLimitsFn> {
+    let limits = cfg.streaming.as_ref()?.limits.resolve().ok()?;
+    Some(Arc::new(move |channel: &str| {
+        let l = limits.for_channel(channel);
+        crate::store::ChannelLimits {
+            max_msgs: l.max_msgs,
+            max_bytes: l.max_bytes,
+            max_age: Duration::from_nanos(u64::try_from(l.max_age).unwrap_or(0)),
+        }
+    }))
 }
 
 /// The FT standby's store IO (BEHAVIOUR §11): the FILE store is prepared at startup
@@ -248,7 +261,10 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     // In FT mode the FILE store is opened once this server holds its lock; only its
     // preparation happens now.
     let mut ft_store = None;
-    let opened = if opts.ft_group.is_some() && opts.store == "FILE" {
+    let opened = if opts.ft_group.is_some() && opts.store == "SQL" {
+        // The store lock of the SQL tables (STORES §3.7) is not built yet.
+        Err("ft: FT mode with the SQL store is not supported yet by stan-server".to_string())
+    } else if opts.ft_group.is_some() && opts.store == "FILE" {
         FtStore::prepare(&opts, &cfg, &log).map(|ft| {
             ft_store = Some(ft);
             Box::new(Unopened::new("FILE")) as Box<dyn Store>

@@ -1,0 +1,1141 @@
+//! The SQL store: the Go server's tables in PostgreSQL or MySQL/MariaDB, read and
+//! written in place (shared/spec/STORES.md §3), so that a database filled by the Go
+//! server is served here and the other way round.
+//!
+//! Subscription IDs are global in these tables (`SubsPending` is keyed by `subid`
+//! alone) while the core numbers subscriptions per channel, so the store keeps its
+//! own map from the core's ID to the row's.
+
+mod conn;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use stan_core::store::{
+    MsgsState, Recovered, RecoveredChannel, RecoveredSub, Result, Store, StoreError,
+};
+use stan_core::streaming::pb::{encode, ClientInfo, MsgProto, ServerInfo, SubState};
+
+use super::env::ChannelLimitsFn;
+use super::options::ChannelLimits;
+use super::proto;
+use conn::{Db, Sql, Val};
+
+pub use conn::unknown_driver;
+
+/// The schema version this store reads and writes (`ServerInfo.version`).
+const SQL_VERSION: i64 = 1;
+/// Messages kept in the write cache before it is written out on its own.
+const MAX_CACHED_MSGS: usize = 1024;
+/// Multi-row inserts are used from this `bulk_insert_limit` on.
+const MIN_BULK_INSERT: i64 = 5;
+
+// The statements, in MySQL form; the PostgreSQL client numbers the placeholders.
+const LOCK_SELECT: &str = "SELECT id, tick from StoreLock FOR UPDATE";
+const LOCK_INSERT: &str = "INSERT INTO StoreLock (id, tick) VALUES (?, ?)";
+const LOCK_UPDATE: &str = "UPDATE StoreLock SET id=?, tick=?";
+const HAS_SERVER_INFO: &str = "SELECT COUNT(uniquerow) FROM ServerInfo";
+const UPDATE_SERVER_INFO: &str = "UPDATE ServerInfo SET id=?, proto=?, version=? WHERE uniquerow=1";
+const ADD_SERVER_INFO: &str = "INSERT INTO ServerInfo (id, proto, version) VALUES (?, ?, ?)";
+const ADD_CLIENT: &str = "INSERT INTO Clients (id, hbinbox, proto) VALUES (?, ?, ?)";
+const DELETE_CLIENT: &str = "DELETE FROM Clients WHERE id=?";
+const ADD_CHANNEL: &str =
+    "INSERT INTO Channels (id, name, maxmsgs, maxbytes, maxage) VALUES (?, ?, ?, ?, ?)";
+const STORE_MSG: &str = "INSERT INTO Messages VALUES (?, ?, ?, ?, ?)";
+const LOOKUP_MSG: &str = "SELECT timestamp, data FROM Messages WHERE id=? AND seq=?";
+const UPDATE_CHANNEL_MAX_SEQ: &str = "UPDATE Channels SET maxseq=? WHERE id=?";
+const GET_SIZE_OF_MSG: &str = "SELECT size FROM Messages WHERE id=? AND seq=?";
+const DELETE_MSG: &str = "DELETE FROM Messages WHERE id=? AND seq=?";
+const CREATE_SUB: &str = "INSERT INTO Subscriptions (id, subid, proto) VALUES (?, ?, ?)";
+const UPDATE_SUB: &str = "UPDATE Subscriptions SET proto=? WHERE id=? AND subid=?";
+const MARK_SUB_DELETED: &str = "UPDATE Subscriptions SET deleted=TRUE WHERE id=? AND subid=?";
+const DELETE_SUB: &str = "DELETE FROM Subscriptions WHERE id=? AND subid=?";
+const DELETE_SUBS_MARKED: &str = "DELETE FROM Subscriptions WHERE id=? AND deleted=TRUE";
+const DELETE_SUB_PENDING: &str = "DELETE FROM SubsPending WHERE subid=?";
+const SUB_UPDATE_LAST_SENT: &str = "UPDATE Subscriptions SET lastsent=? WHERE id=? AND subid=?";
+const SUB_ADD_PENDING: &str = "INSERT INTO SubsPending (subid, `row`, seq) VALUES (?, ?, ?)";
+const SUB_ADD_PENDING_ROW: &str =
+    "INSERT INTO SubsPending (subid, `row`, lastsent, pending, acks) VALUES (?, ?, ?, ?, ?)";
+const SUB_DELETE_PENDING: &str = "DELETE FROM SubsPending WHERE subid=? AND seq=?";
+const SUB_DELETE_PENDING_ROW: &str = "DELETE FROM SubsPending WHERE subid=? AND `row`=?";
+const RECOVER_SERVER_INFO: &str = "SELECT id, proto, version FROM ServerInfo WHERE uniquerow=1";
+const RECOVER_CLIENTS: &str = "SELECT id, hbinbox, proto FROM Clients";
+const RECOVER_MAX_CHANNEL_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM Channels";
+const RECOVER_MAX_SUB_ID: &str = "SELECT COALESCE(MAX(subid), 0) FROM Subscriptions";
+const RECOVER_CHANNEL_MAX_SUB_ID: &str =
+    "SELECT COALESCE(MAX(subid), 0) FROM Subscriptions WHERE id=?";
+const RECOVER_CHANNELS: &str = "SELECT id, name, maxseq FROM Channels WHERE deleted=FALSE";
+const RECOVER_CHANNEL_MSGS: &str = "SELECT COUNT(seq), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0), COALESCE(SUM(size), 0), COALESCE(MAX(timestamp), 0) FROM Messages WHERE id=?";
+const RECOVER_CHANNEL_SUBS: &str =
+    "SELECT lastsent, proto FROM Subscriptions WHERE id=? AND deleted=FALSE";
+const RECOVER_PURGE_SUB_PENDING: &str =
+    "DELETE FROM SubsPending WHERE subid=? AND (seq > 0 AND seq<?)";
+const RECOVER_SUB_PENDING: &str =
+    "SELECT `row`, seq, lastsent, pending, acks FROM SubsPending WHERE subid=?";
+const RECOVER_CHANNEL_LIMITS: &str = "SELECT maxmsgs, maxbytes, maxage FROM Channels WHERE id=?";
+const RECOVER_UPDATE_CHANNEL_LIMITS: &str =
+    "UPDATE Channels SET maxmsgs=?, maxbytes=?, maxage=? WHERE id=?";
+const DELETE_CHANNEL_FAST: &str = "UPDATE Channels SET deleted=true WHERE id=?";
+const DELETE_CHANNEL_SUB_IDS: &str = "SELECT subid FROM Subscriptions WHERE id=?";
+const DELETE_CHANNEL_SUBS: &str = "DELETE FROM Subscriptions WHERE id=?";
+const DELETE_CHANNEL_MSGS: &str = "DELETE FROM Messages WHERE id=?";
+const DELETE_CHANNEL_ROW: &str = "DELETE FROM Channels WHERE id=?";
+
+/// Every statement, prepared once at startup so that a schema that does not fit
+/// (a table or column missing) stops the start with the statement at fault.
+const ALL: &[&str] = &[
+    LOCK_SELECT,
+    LOCK_INSERT,
+    LOCK_UPDATE,
+    HAS_SERVER_INFO,
+    UPDATE_SERVER_INFO,
+    ADD_SERVER_INFO,
+    ADD_CLIENT,
+    DELETE_CLIENT,
+    ADD_CHANNEL,
+    STORE_MSG,
+    LOOKUP_MSG,
+    UPDATE_CHANNEL_MAX_SEQ,
+    GET_SIZE_OF_MSG,
+    DELETE_MSG,
+    CREATE_SUB,
+    UPDATE_SUB,
+    MARK_SUB_DELETED,
+    DELETE_SUB,
+    DELETE_SUBS_MARKED,
+    DELETE_SUB_PENDING,
+    SUB_UPDATE_LAST_SENT,
+    SUB_ADD_PENDING,
+    SUB_ADD_PENDING_ROW,
+    SUB_DELETE_PENDING,
+    SUB_DELETE_PENDING_ROW,
+    RECOVER_SERVER_INFO,
+    RECOVER_CLIENTS,
+    RECOVER_MAX_CHANNEL_ID,
+    RECOVER_MAX_SUB_ID,
+    RECOVER_CHANNEL_MAX_SUB_ID,
+    RECOVER_CHANNELS,
+    RECOVER_CHANNEL_MSGS,
+    RECOVER_CHANNEL_SUBS,
+    RECOVER_PURGE_SUB_PENDING,
+    RECOVER_SUB_PENDING,
+    RECOVER_CHANNEL_LIMITS,
+    RECOVER_UPDATE_CHANNEL_LIMITS,
+    DELETE_CHANNEL_FAST,
+    DELETE_CHANNEL_SUB_IDS,
+    DELETE_CHANNEL_SUBS,
+    DELETE_CHANNEL_MSGS,
+    DELETE_CHANNEL_ROW,
+];
+
+/// `--sql_*` options (OPERATIONS §1.2, §2.3).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SqlStoreOptions {
+    /// `mysql` or `postgres`.
+    pub driver: String,
+    /// The data source name, in the syntax of the Go driver of that name.
+    pub source: String,
+    /// Writes every message, send and ack as it happens instead of at flushes.
+    pub no_caching: bool,
+    /// Accepted for compatibility: the store uses one connection.
+    pub max_open_conns: i64,
+    /// Rows per multi-row message insert, used from 5 on.
+    pub bulk_insert_limit: i64,
+}
+
+/// A message stored but not yet written (caching mode).
+struct Cached {
+    seq: u64,
+    timestamp: i64,
+    data: Vec<u8>,
+}
+
+/// A `SubsPending` row of caching mode, reference-counted: it goes once every
+/// sequence it lists as pending is acknowledged and every ack it lists no longer
+/// has a row to cancel.
+#[derive(Default)]
+struct PendingRow {
+    unacked: usize,
+    live_acks: usize,
+    /// Rows whose acks cancel pending sequences of this one.
+    ack_holders: Vec<u64>,
+}
+
+#[derive(Default)]
+struct Sub {
+    /// The row's `subid`.
+    subid: u64,
+    next_row: u64,
+    /// Highest sequence sent, and what the tables know of it.
+    last_sent: u64,
+    written_last_sent: u64,
+    /// `Subscriptions.lastsent`: once the pending rows that carried the last sent
+    /// are gone, only this column remembers it.
+    column_last_sent: u64,
+    // Caching mode: changes since the last flush, and the rows written.
+    new_pending: BTreeSet<u64>,
+    new_acks: Vec<u64>,
+    rows: HashMap<u64, PendingRow>,
+    /// Pending sequence → the row that lists it.
+    seq_row: HashMap<u64, u64>,
+}
+
+struct Chan {
+    id: i64,
+    state: MsgsState,
+    cache: VecDeque<Cached>,
+    /// The core's subscription ID → the subscription.
+    subs: HashMap<u64, Sub>,
+    /// Rows marked deleted may exist, to purge at the next subscription created.
+    marked_deleted: bool,
+}
+
+/// The SQL store over one database connection.
+pub struct SqlStore {
+    db: Db,
+    opts: SqlStoreOptions,
+    limits: Option<ChannelLimitsFn>,
+    channels: BTreeMap<String, Chan>,
+    max_channel_id: i64,
+    max_sub_id: u64,
+    /// Subscriptions with unwritten sends or acks (caching mode).
+    dirty_subs: BTreeSet<(String, u64)>,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("driver", &self.opts.driver)
+            .field("channels", &self.channels.len())
+            .finish()
+    }
+}
+
+fn err<T>(e: String) -> Result<T> {
+    Err(StoreError(e))
+}
+
+fn no_channel(channel: &str) -> StoreError {
+    StoreError(format!("channel {channel:?} does not exist"))
+}
+
+fn no_sub(channel: &str, id: u64) -> StoreError {
+    StoreError(format!(
+        "channel {channel:?}: subscription {id} does not exist"
+    ))
+}
+
+/// A JSON array of sequences, as the `pending` and `acks` columns hold them.
+fn json_seqs(seqs: impl Iterator<Item = u64>) -> Val {
+    let items: Vec<String> = seqs.map(|s| s.to_string()).collect();
+    if items.is_empty() {
+        Val::Null
+    } else {
+        Val::Bytes(format!("[{}]", items.join(",")).into_bytes())
+    }
+}
+
+fn parse_seqs(v: &Val, subid: u64, what: &str) -> Result<Vec<u64>> {
+    match v.bytes() {
+        None | Some([]) => Ok(Vec::new()),
+        Some(b) => serde_json::from_slice::<Vec<u64>>(b).map_err(|e| {
+            StoreError(format!(
+                "sql: unable to decode {what} of subscription {subid}: {e}"
+            ))
+        }),
+    }
+}
+
+impl SqlStore {
+    /// Connects, checks that the database answers and prepares every statement.
+    pub fn open(opts: SqlStoreOptions) -> Result<SqlStore> {
+        let db = Db::connect(&opts.driver, &opts.source).map_err(StoreError)?;
+        for stmt in ALL {
+            db.prepare(*stmt).map_err(StoreError)?;
+        }
+        Ok(SqlStore {
+            db,
+            opts,
+            limits: None,
+            channels: BTreeMap::new(),
+            max_channel_id: 0,
+            max_sub_id: 0,
+            dirty_subs: BTreeSet::new(),
+        })
+    }
+
+    /// The limits recorded for each new channel (`Channels.maxmsgs` etc.).
+    pub fn set_channel_limits(&mut self, limits: ChannelLimitsFn) {
+        self.limits = Some(limits);
+    }
+
+    pub fn options(&self) -> &SqlStoreOptions {
+        &self.opts
+    }
+
+    fn channel_limits(&self, name: &str) -> ChannelLimits {
+        self.limits.as_ref().map(|f| f(name)).unwrap_or_default()
+    }
+
+    fn caching(&self) -> bool {
+        !self.opts.no_caching
+    }
+
+    fn exec(&self, sql: impl Into<Sql>, params: Vec<Val>) -> Result<u64> {
+        self.db.exec(sql, params).map_err(StoreError)
+    }
+
+    fn query(&self, sql: impl Into<Sql>, params: Vec<Val>) -> Result<Vec<conn::Row>> {
+        self.db.query(sql, params).map_err(StoreError)
+    }
+
+    fn query_int(&self, sql: impl Into<Sql>, params: Vec<Val>) -> Result<i64> {
+        self.db.query_int(sql, params).map_err(StoreError)
+    }
+
+    fn chan(&mut self, channel: &str) -> Result<&mut Chan> {
+        self.channels
+            .get_mut(channel)
+            .ok_or_else(|| no_channel(channel))
+    }
+
+    /// Writes the channel's cached messages in one transaction.
+    fn flush_msgs(&mut self, channel: &str) -> Result<()> {
+        let bulk = self.opts.bulk_insert_limit;
+        let Some(ch) = self.channels.get_mut(channel) else {
+            return Ok(());
+        };
+        if ch.cache.is_empty() {
+            return Ok(());
+        }
+        let id = ch.id;
+        let row = |m: &Cached| {
+            [
+                Val::Int(id),
+                Val::u64(m.seq),
+                Val::Int(m.timestamp),
+                Val::Int(m.data.len() as i64),
+                Val::Bytes(m.data.clone()),
+            ]
+        };
+        let mut stmts: Vec<(Sql, Vec<Val>)> = Vec::new();
+        if bulk >= MIN_BULK_INSERT {
+            let msgs: Vec<&Cached> = ch.cache.iter().collect();
+            for chunk in msgs.chunks(bulk as usize) {
+                let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(",");
+                let sql = format!(
+                    "INSERT INTO Messages (id, seq, timestamp, size, data) VALUES {values}"
+                );
+                stmts.push((Sql::Owned(sql), chunk.iter().flat_map(|m| row(m)).collect()));
+            }
+        } else {
+            stmts.extend(
+                ch.cache
+                    .iter()
+                    .map(|m| (Sql::Borrowed(STORE_MSG), row(m).to_vec())),
+            );
+        }
+        self.db.tx(stmts).map_err(StoreError)?;
+        if let Some(ch) = self.channels.get_mut(channel) {
+            ch.cache.clear();
+        }
+        Ok(())
+    }
+
+    /// Caching mode: one `SubsPending` row per subscription with new sends or acks,
+    /// all in one transaction, then the rows no longer needed are removed.
+    fn flush_subs(&mut self) -> Result<()> {
+        if self.dirty_subs.is_empty() {
+            return Ok(());
+        }
+        let dirty: Vec<(String, u64)> = self.dirty_subs.iter().cloned().collect();
+        let mut stmts: Vec<(Sql, Vec<Val>)> = Vec::new();
+        for (name, core_id) in &dirty {
+            let Some(ch) = self.channels.get(name) else {
+                continue;
+            };
+            let Some(sub) = ch.subs.get(core_id) else {
+                continue;
+            };
+            if sub.new_pending.is_empty() && sub.new_acks.is_empty() {
+                if sub.last_sent != sub.written_last_sent && sub.last_sent > sub.column_last_sent {
+                    stmts.push((
+                        SUB_UPDATE_LAST_SENT.into(),
+                        vec![
+                            Val::u64(sub.last_sent),
+                            Val::Int(ch.id),
+                            Val::u64(sub.subid),
+                        ],
+                    ));
+                }
+                continue;
+            }
+            stmts.push((
+                SUB_ADD_PENDING_ROW.into(),
+                vec![
+                    Val::u64(sub.subid),
+                    Val::u64(sub.next_row),
+                    Val::u64(sub.last_sent),
+                    json_seqs(sub.new_pending.iter().copied()),
+                    json_seqs(sub.new_acks.iter().copied()),
+                ],
+            ));
+            // Acks of sequences listed only by a write-through row (left by a run
+            // without caching) remove that row instead.
+            for seq in &sub.new_acks {
+                if !sub.seq_row.contains_key(seq) {
+                    stmts.push((
+                        SUB_DELETE_PENDING.into(),
+                        vec![Val::u64(sub.subid), Val::u64(*seq)],
+                    ));
+                }
+            }
+        }
+        self.db.tx(stmts).map_err(StoreError)?;
+        let mut deletes: Vec<(Sql, Vec<Val>)> = Vec::new();
+        for (name, core_id) in dirty {
+            let Some(ch) = self.channels.get_mut(&name) else {
+                continue;
+            };
+            let channel_id = ch.id;
+            let Some(sub) = ch.subs.get_mut(&core_id) else {
+                continue;
+            };
+            sub.written_last_sent = sub.last_sent;
+            if sub.new_pending.is_empty() && sub.new_acks.is_empty() {
+                sub.column_last_sent = sub.column_last_sent.max(sub.last_sent);
+                continue;
+            }
+            let row = sub.next_row;
+            sub.next_row += 1;
+            let pending = std::mem::take(&mut sub.new_pending);
+            let acks = std::mem::take(&mut sub.new_acks);
+            let mut gone = Vec::new();
+            sub.rows.insert(
+                row,
+                PendingRow {
+                    unacked: pending.len(),
+                    ..PendingRow::default()
+                },
+            );
+            for seq in pending {
+                sub.seq_row.insert(seq, row);
+            }
+            for seq in acks {
+                gone.extend(sub.apply_ack(row, seq));
+            }
+            gone.extend(sub.release(row));
+            if !gone.is_empty() && sub.column_last_sent < sub.last_sent {
+                sub.column_last_sent = sub.last_sent;
+                deletes.push((
+                    SUB_UPDATE_LAST_SENT.into(),
+                    vec![
+                        Val::u64(sub.last_sent),
+                        Val::Int(channel_id),
+                        Val::u64(sub.subid),
+                    ],
+                ));
+            }
+            for r in gone {
+                deletes.push((
+                    SUB_DELETE_PENDING_ROW.into(),
+                    vec![Val::u64(sub.subid), Val::u64(r)],
+                ));
+            }
+        }
+        self.dirty_subs.clear();
+        // What stays behind is only work for the next recovery.
+        self.db.tx(deletes).map_err(StoreError)
+    }
+
+    fn recover_channel(&mut self, id: i64, name: String, maxseq: u64) -> Result<RecoveredChannel> {
+        let limits = self.channel_limits(&name);
+        let stored = self.query(RECOVER_CHANNEL_LIMITS, vec![Val::Int(id)])?;
+        let want = [
+            limits.max_msgs,
+            limits.max_bytes,
+            limits.max_age.as_nanos() as i64,
+        ];
+        if let Some(row) = stored.first() {
+            let have: Vec<i64> = row.iter().map(|v| v.int().unwrap_or(0)).collect();
+            if have != want {
+                self.exec(
+                    RECOVER_UPDATE_CHANNEL_LIMITS,
+                    vec![
+                        Val::Int(want[0]),
+                        Val::Int(want[1]),
+                        Val::Int(want[2]),
+                        Val::Int(id),
+                    ],
+                )?;
+            }
+        }
+        let m = self.query(RECOVER_CHANNEL_MSGS, vec![Val::Int(id)])?;
+        let m: Vec<i64> = match m.first() {
+            Some(r) => r
+                .iter()
+                .map(Val::int)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(StoreError)?,
+            None => vec![0; 5],
+        };
+        let (count, min, max, size) = (m[0] as u64, m[1] as u64, m[2] as u64, m[3] as u64);
+        let mut subs_out = Vec::new();
+        let mut subs = HashMap::new();
+        let mut top_sent = 0;
+        let purge_below = if count > 0 { min } else { max.max(maxseq) + 1 };
+        for row in self.query(RECOVER_CHANNEL_SUBS, vec![Val::Int(id)])? {
+            let Some(data) = row[1].bytes() else {
+                continue;
+            };
+            let mut state = proto::decode_sub_state(data).map_err(|e| {
+                StoreError(format!(
+                    "sql: unable to decode a subscription of channel {name:?}: {e}"
+                ))
+            })?;
+            let subid = state.id;
+            let mut sub = Sub {
+                subid,
+                next_row: 1,
+                ..Sub::default()
+            };
+            let column = row[0].int().map_err(StoreError)? as u64;
+            sub.column_last_sent = column;
+            let mut last_sent = column.max(state.last_sent);
+            self.exec(
+                RECOVER_PURGE_SUB_PENDING,
+                vec![Val::u64(subid), Val::u64(purge_below)],
+            )?;
+            let mut rows = self.query(RECOVER_SUB_PENDING, vec![Val::u64(subid)])?;
+            let mut parsed = Vec::with_capacity(rows.len());
+            for r in rows.drain(..) {
+                let n = r[0].int().map_err(StoreError)? as u64;
+                let seq = r[1].int().map_err(StoreError)? as u64;
+                let ls = r[2].int().map_err(StoreError)? as u64;
+                let pending = parse_seqs(&r[3], subid, "pending")?;
+                let acks = parse_seqs(&r[4], subid, "acks")?;
+                parsed.push((n, seq, ls, pending, acks));
+            }
+            parsed.sort_by_key(|p| p.0);
+            let mut pending_set: BTreeSet<u64> = BTreeSet::new();
+            // Sequences of write-through rows (left by a run without caching).
+            let mut plain: BTreeSet<u64> = BTreeSet::new();
+            let mut gone = Vec::new();
+            for (n, seq, ls, pending, acks) in parsed {
+                sub.next_row = sub.next_row.max(n + 1);
+                last_sent = last_sent.max(ls).max(seq);
+                if seq > 0 {
+                    pending_set.insert(seq);
+                    plain.insert(seq);
+                    continue;
+                }
+                sub.rows.insert(
+                    n,
+                    PendingRow {
+                        unacked: 0,
+                        ..PendingRow::default()
+                    },
+                );
+                for s in pending {
+                    if pending_set.insert(s) {
+                        sub.seq_row.insert(s, n);
+                        if let Some(r) = sub.rows.get_mut(&n) {
+                            r.unacked += 1;
+                        }
+                    }
+                }
+                for s in acks {
+                    if pending_set.remove(&s) {
+                        gone.extend(sub.apply_ack(n, s));
+                        if plain.remove(&s) {
+                            self.exec(SUB_DELETE_PENDING, vec![Val::u64(subid), Val::u64(s)])?;
+                        }
+                    }
+                }
+            }
+            // Rows left with nothing to say.
+            let rows: Vec<u64> = sub.rows.keys().copied().collect();
+            for n in rows {
+                gone.extend(sub.release(n));
+            }
+            if !gone.is_empty() && sub.column_last_sent < last_sent {
+                self.exec(
+                    SUB_UPDATE_LAST_SENT,
+                    vec![Val::u64(last_sent), Val::Int(id), Val::u64(subid)],
+                )?;
+                sub.column_last_sent = last_sent;
+            }
+            for n in gone {
+                self.exec(SUB_DELETE_PENDING_ROW, vec![Val::u64(subid), Val::u64(n)])?;
+            }
+            sub.last_sent = last_sent;
+            sub.written_last_sent = last_sent;
+            top_sent = top_sent.max(last_sent);
+            state.last_sent = last_sent;
+            subs_out.push(RecoveredSub {
+                state,
+                pending: pending_set.into_iter().collect(),
+            });
+            subs.insert(subid, sub);
+        }
+        let max_sub_id = self.query_int(RECOVER_CHANNEL_MAX_SUB_ID, vec![Val::Int(id)])? as u64;
+        let last = max.max(maxseq);
+        let state = if top_sent.max(maxseq) > max || count == 0 {
+            let top = top_sent.max(last);
+            MsgsState {
+                count: 0,
+                bytes: 0,
+                first: if top > 0 { top + 1 } else { 0 },
+                last: top,
+            }
+        } else {
+            MsgsState {
+                count,
+                bytes: size,
+                first: min,
+                last,
+            }
+        };
+        self.channels.insert(
+            name.clone(),
+            Chan {
+                id,
+                state,
+                cache: VecDeque::new(),
+                subs,
+                marked_deleted: true,
+            },
+        );
+        Ok(RecoveredChannel {
+            name,
+            msgs: state,
+            subs: subs_out,
+            max_sub_id,
+        })
+    }
+}
+
+impl Sub {
+    /// Records that the ack of `seq`, written in row `holder`, cancels it; the rows
+    /// that may go as a result.
+    fn apply_ack(&mut self, holder: u64, seq: u64) -> Vec<u64> {
+        let Some(target) = self.seq_row.remove(&seq) else {
+            return Vec::new();
+        };
+        if let Some(h) = self.rows.get_mut(&holder) {
+            h.live_acks += 1;
+        }
+        if let Some(t) = self.rows.get_mut(&target) {
+            t.unacked = t.unacked.saturating_sub(1);
+            t.ack_holders.push(holder);
+        }
+        self.release(target)
+    }
+
+    /// Removes `row` if nothing refers to it any more, and with it the references
+    /// its removal drops; the rows removed.
+    fn release(&mut self, row: u64) -> Vec<u64> {
+        let mut gone = Vec::new();
+        let mut work = vec![row];
+        while let Some(r) = work.pop() {
+            let done = matches!(self.rows.get(&r), Some(p) if p.unacked == 0 && p.live_acks == 0);
+            if !done {
+                continue;
+            }
+            let p = self.rows.remove(&r).expect("checked above");
+            gone.push(r);
+            for h in p.ack_holders {
+                if let Some(hr) = self.rows.get_mut(&h) {
+                    hr.live_acks = hr.live_acks.saturating_sub(1);
+                    work.push(h);
+                }
+            }
+        }
+        gone
+    }
+}
+
+impl Store for SqlStore {
+    fn kind(&self) -> &'static str {
+        "SQL"
+    }
+
+    fn recover(&mut self) -> Result<Recovered> {
+        let _ = self.flush();
+        self.channels.clear();
+        self.dirty_subs.clear();
+        let rows = self.query(RECOVER_SERVER_INFO, vec![])?;
+        let server_info = match rows.first() {
+            None => None,
+            Some(row) => {
+                let version = row[2].int().map_err(StoreError)?;
+                if version != SQL_VERSION {
+                    return err(format!(
+                        "sql: unsupported version: {version} (supports [1..{SQL_VERSION}])"
+                    ));
+                }
+                let info = proto::decode_server_info(row[1].bytes().unwrap_or_default())
+                    .map_err(|e| StoreError(format!("sql: unable to decode server info: {e}")))?;
+                let id = row[0].text();
+                if id != info.cluster_id {
+                    return err(format!(
+                        "sql: id {id:?} in column does not match cluster ID in data {:?}",
+                        info.cluster_id
+                    ));
+                }
+                Some(info)
+            }
+        };
+        self.max_channel_id = self.query_int(RECOVER_MAX_CHANNEL_ID, vec![])?;
+        self.max_sub_id = self.query_int(RECOVER_MAX_SUB_ID, vec![])? as u64;
+        let mut clients = Vec::new();
+        for row in self.query(RECOVER_CLIENTS, vec![])? {
+            let client = match row[2].bytes() {
+                Some(b) => proto::decode_client_info(b).map_err(|e| {
+                    StoreError(format!(
+                        "sql: unable to decode client {:?}: {e}",
+                        row[0].text()
+                    ))
+                })?,
+                None => ClientInfo {
+                    id: row[0].text(),
+                    hb_inbox: row[1].text(),
+                    ..ClientInfo::default()
+                },
+            };
+            clients.push(client);
+        }
+        let mut list = Vec::new();
+        for row in self.query(RECOVER_CHANNELS, vec![])? {
+            let id = row[0].int().map_err(StoreError)?;
+            let maxseq = row[2].int().map_err(StoreError)? as u64;
+            list.push((id, row[1].text(), maxseq));
+        }
+        let mut channels = Vec::with_capacity(list.len());
+        for (id, name, maxseq) in list {
+            channels.push(self.recover_channel(id, name, maxseq)?);
+        }
+        channels.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Recovered {
+            server_info,
+            clients,
+            channels,
+        })
+    }
+
+    fn init_server_info(&mut self, info: &ServerInfo) -> Result<()> {
+        let count = self.query_int(HAS_SERVER_INFO, vec![])?;
+        let params = vec![
+            Val::Text(info.cluster_id.clone()),
+            Val::Bytes(encode(info)),
+            Val::Int(SQL_VERSION),
+        ];
+        let stmt = if count == 0 {
+            ADD_SERVER_INFO
+        } else {
+            UPDATE_SERVER_INFO
+        };
+        self.exec(stmt, params).map(|_| ())
+    }
+
+    /// A row left behind by a client that did not close is replaced.
+    fn add_client(&mut self, info: &ClientInfo) -> Result<()> {
+        let params = || {
+            vec![
+                Val::Text(info.id.clone()),
+                Val::Text(info.hb_inbox.clone()),
+                Val::Bytes(encode(info)),
+            ]
+        };
+        if self.exec(ADD_CLIENT, params()).is_ok() {
+            return Ok(());
+        }
+        self.exec(DELETE_CLIENT, vec![Val::Text(info.id.clone())])?;
+        self.exec(ADD_CLIENT, params()).map(|_| ())
+    }
+
+    fn delete_client(&mut self, client_id: &str) -> Result<()> {
+        self.exec(DELETE_CLIENT, vec![Val::Text(client_id.to_owned())])
+            .map(|_| ())
+    }
+
+    fn create_channel(&mut self, name: &str) -> Result<()> {
+        if self.channels.contains_key(name) {
+            return err(format!("channel {name:?} already exists"));
+        }
+        let limits = self.channel_limits(name);
+        let id = self.max_channel_id + 1;
+        self.exec(
+            ADD_CHANNEL,
+            vec![
+                Val::Int(id),
+                Val::Text(name.to_owned()),
+                Val::Int(limits.max_msgs),
+                Val::Int(limits.max_bytes),
+                Val::Int(limits.max_age.as_nanos() as i64),
+            ],
+        )?;
+        self.max_channel_id = id;
+        self.channels.insert(
+            name.to_owned(),
+            Chan {
+                id,
+                state: MsgsState::default(),
+                cache: VecDeque::new(),
+                subs: HashMap::new(),
+                marked_deleted: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// The channel is marked deleted first, so that a crash half-way leaves nothing
+    /// that a restart would recover; its rows go after.
+    fn delete_channel(&mut self, name: &str) -> Result<()> {
+        let id = self.chan(name)?.id;
+        self.exec(DELETE_CHANNEL_FAST, vec![Val::Int(id)])?;
+        self.channels.remove(name);
+        self.dirty_subs.retain(|(c, _)| c != name);
+        for row in self.query(DELETE_CHANNEL_SUB_IDS, vec![Val::Int(id)])? {
+            self.exec(DELETE_SUB_PENDING, vec![row[0].clone()])?;
+        }
+        self.exec(DELETE_CHANNEL_MSGS, vec![Val::Int(id)])?;
+        self.exec(DELETE_CHANNEL_SUBS, vec![Val::Int(id)])?;
+        self.exec(DELETE_CHANNEL_ROW, vec![Val::Int(id)])?;
+        Ok(())
+    }
+
+    fn store_msg(&mut self, channel: &str, msg: &MsgProto) -> Result<u64> {
+        let caching = self.caching();
+        let data = encode(msg);
+        let size = data.len() as u64;
+        let ch = self.chan(channel)?;
+        let id = ch.id;
+        if caching {
+            ch.cache.push_back(Cached {
+                seq: msg.sequence,
+                timestamp: msg.timestamp,
+                data,
+            });
+        } else {
+            self.exec(
+                STORE_MSG,
+                vec![
+                    Val::Int(id),
+                    Val::u64(msg.sequence),
+                    Val::Int(msg.timestamp),
+                    Val::Int(size as i64),
+                    Val::Bytes(data),
+                ],
+            )?;
+        }
+        let ch = self.chan(channel)?;
+        if ch.state.count == 0 {
+            ch.state.first = msg.sequence;
+        }
+        ch.state.count += 1;
+        ch.state.bytes += size;
+        ch.state.last = msg.sequence;
+        if caching && ch.cache.len() >= MAX_CACHED_MSGS {
+            self.flush_msgs(channel)?;
+        }
+        Ok(size)
+    }
+
+    fn lookup(&mut self, channel: &str, seq: u64) -> Result<Option<MsgProto>> {
+        let ch = self.chan(channel)?;
+        if ch.state.count == 0 || seq < ch.state.first || seq > ch.state.last {
+            return Ok(None);
+        }
+        if let Some(m) = ch.cache.iter().find(|m| m.seq == seq) {
+            return proto::decode_msg(&m.data)
+                .map(Some)
+                .map_err(|e| StoreError(e.0));
+        }
+        let id = ch.id;
+        let rows = self.query(LOOKUP_MSG, vec![Val::Int(id), Val::u64(seq)])?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        proto::decode_msg(row[1].bytes().unwrap_or_default())
+            .map(Some)
+            .map_err(|e| {
+                StoreError(format!(
+                    "sql: unable to decode message {seq} of channel {channel:?}: {e}"
+                ))
+            })
+    }
+
+    fn timestamp(&mut self, channel: &str, seq: u64) -> Result<Option<i64>> {
+        let ch = self.chan(channel)?;
+        if let Some(m) = ch.cache.iter().find(|m| m.seq == seq) {
+            return Ok(Some(m.timestamp));
+        }
+        if ch.state.count == 0 || seq < ch.state.first || seq > ch.state.last {
+            return Ok(None);
+        }
+        let id = ch.id;
+        let rows = self.query(LOOKUP_MSG, vec![Val::Int(id), Val::u64(seq)])?;
+        match rows.first() {
+            Some(row) => Ok(Some(row[0].int().map_err(StoreError)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn msgs_state(&self, channel: &str) -> MsgsState {
+        self.channels
+            .get(channel)
+            .map(|c| c.state)
+            .unwrap_or_default()
+    }
+
+    /// Removing the last message records the channel's last sequence in
+    /// `Channels.maxseq`, or a restart would number messages from 1 again.
+    fn remove_oldest(&mut self, channel: &str) -> Result<()> {
+        let ch = self.chan(channel)?;
+        if ch.state.count == 0 {
+            return Ok(());
+        }
+        let seq = ch.state.first;
+        let id = ch.id;
+        let size = if ch.cache.front().is_some_and(|m| m.seq == seq) {
+            ch.cache.pop_front().map_or(0, |m| m.data.len() as u64)
+        } else {
+            let size = self.query_int(GET_SIZE_OF_MSG, vec![Val::Int(id), Val::u64(seq)])?;
+            self.exec(DELETE_MSG, vec![Val::Int(id), Val::u64(seq)])?;
+            size as u64
+        };
+        let ch = self.chan(channel)?;
+        ch.state.count -= 1;
+        ch.state.bytes = ch.state.bytes.saturating_sub(size);
+        ch.state.first = seq + 1;
+        if ch.state.count == 0 {
+            let last = ch.state.last;
+            self.exec(UPDATE_CHANNEL_MAX_SEQ, vec![Val::u64(last), Val::Int(id)])?;
+        }
+        Ok(())
+    }
+
+    fn create_sub(&mut self, channel: &str, state: &SubState) -> Result<()> {
+        let subid = self.max_sub_id + 1;
+        let ch = self.chan(channel)?;
+        if ch.subs.contains_key(&state.id) {
+            return err(format!(
+                "channel {channel:?}: subscription {} already exists",
+                state.id
+            ));
+        }
+        let id = ch.id;
+        let purge = ch.marked_deleted;
+        let mut stored = state.clone();
+        stored.id = subid;
+        self.exec(
+            CREATE_SUB,
+            vec![Val::Int(id), Val::u64(subid), Val::Bytes(encode(&stored))],
+        )?;
+        self.max_sub_id = subid;
+        if purge {
+            self.exec(DELETE_SUBS_MARKED, vec![Val::Int(id)])?;
+        }
+        let ch = self.chan(channel)?;
+        ch.marked_deleted = false;
+        ch.subs.insert(
+            state.id,
+            Sub {
+                subid,
+                next_row: 1,
+                last_sent: state.last_sent,
+                written_last_sent: state.last_sent,
+                ..Sub::default()
+            },
+        );
+        Ok(())
+    }
+
+    fn update_sub(&mut self, channel: &str, state: &SubState) -> Result<()> {
+        let ch = self.chan(channel)?;
+        let id = ch.id;
+        let sub = ch
+            .subs
+            .get(&state.id)
+            .ok_or_else(|| no_sub(channel, state.id))?;
+        let mut stored = state.clone();
+        stored.id = sub.subid;
+        let data = encode(&stored);
+        let n = self.exec(
+            UPDATE_SUB,
+            vec![Val::Bytes(data.clone()), Val::Int(id), Val::u64(stored.id)],
+        )?;
+        if n == 0 {
+            self.exec(
+                CREATE_SUB,
+                vec![Val::Int(id), Val::u64(stored.id), Val::Bytes(data)],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The subscription holding the highest ID is only marked deleted, so that the
+    /// next start still numbers new subscriptions above it.
+    fn delete_sub(&mut self, channel: &str, sub_id: u64) -> Result<()> {
+        let max = self.max_sub_id;
+        let ch = self.chan(channel)?;
+        let id = ch.id;
+        let Some(sub) = ch.subs.remove(&sub_id) else {
+            return Ok(());
+        };
+        if sub.subid == max {
+            ch.marked_deleted = true;
+        }
+        self.dirty_subs.remove(&(channel.to_owned(), sub_id));
+        let stmt = if sub.subid == max {
+            MARK_SUB_DELETED
+        } else {
+            DELETE_SUB
+        };
+        self.exec(stmt, vec![Val::Int(id), Val::u64(sub.subid)])?;
+        self.exec(DELETE_SUB_PENDING, vec![Val::u64(sub.subid)])?;
+        Ok(())
+    }
+
+    fn add_pending(&mut self, channel: &str, sub_id: u64, seq: u64) -> Result<()> {
+        let caching = self.caching();
+        let ch = self.chan(channel)?;
+        let sub = ch
+            .subs
+            .get_mut(&sub_id)
+            .ok_or_else(|| no_sub(channel, sub_id))?;
+        sub.last_sent = sub.last_sent.max(seq);
+        if caching {
+            sub.new_pending.insert(seq);
+            self.dirty_subs.insert((channel.to_owned(), sub_id));
+            return Ok(());
+        }
+        let row = sub.next_row;
+        sub.next_row += 1;
+        let subid = sub.subid;
+        self.exec(
+            SUB_ADD_PENDING,
+            vec![Val::u64(subid), Val::u64(row), Val::u64(seq)],
+        )?;
+        Ok(())
+    }
+
+    fn ack_pending(&mut self, channel: &str, sub_id: u64, seq: u64) -> Result<()> {
+        let caching = self.caching();
+        let ch = self.chan(channel)?;
+        let id = ch.id;
+        let sub = ch
+            .subs
+            .get_mut(&sub_id)
+            .ok_or_else(|| no_sub(channel, sub_id))?;
+        if caching {
+            // Sent and acknowledged between two flushes: nothing to write.
+            if !sub.new_pending.remove(&seq) {
+                sub.new_acks.push(seq);
+            }
+            self.dirty_subs.insert((channel.to_owned(), sub_id));
+            return Ok(());
+        }
+        let subid = sub.subid;
+        // Once its row is gone, only the subscription's row remembers the last
+        // sequence sent.
+        if seq >= sub.last_sent && sub.column_last_sent < sub.last_sent {
+            let last = sub.last_sent;
+            sub.written_last_sent = last;
+            sub.column_last_sent = last;
+            self.exec(
+                SUB_UPDATE_LAST_SENT,
+                vec![Val::u64(last), Val::Int(id), Val::u64(subid)],
+            )?;
+        }
+        self.exec(SUB_DELETE_PENDING, vec![Val::u64(subid), Val::u64(seq)])?;
+        Ok(())
+    }
+
+    /// Messages first, then the subscriptions' rows: an ack written never refers to
+    /// a message a crash could lose.
+    fn flush(&mut self) -> Result<()> {
+        if !self.caching() {
+            return Ok(());
+        }
+        let names: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| !c.cache.is_empty())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in names {
+            self.flush_msgs(&name)?;
+        }
+        self.flush_subs()
+    }
+}
+
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub() -> Sub {
+        Sub {
+            subid: 1,
+            next_row: 1,
+            ..Sub::default()
+        }
+    }
+
+    #[test]
+    fn a_row_goes_once_its_sends_are_acked_and_its_acks_are_moot() {
+        let mut s = sub();
+        // Row 1 lists 10 and 11 as pending.
+        s.rows.insert(
+            1,
+            PendingRow {
+                unacked: 2,
+                ..PendingRow::default()
+            },
+        );
+        s.seq_row.insert(10, 1);
+        s.seq_row.insert(11, 1);
+        // Row 2 acks 10 and sends 12.
+        s.rows.insert(
+            2,
+            PendingRow {
+                unacked: 1,
+                ..PendingRow::default()
+            },
+        );
+        s.seq_row.insert(12, 2);
+        assert!(s.apply_ack(2, 10).is_empty());
+        // Row 3 acks 11 and 12: row 1 has nothing pending and goes; row 2's ack
+        // then cancels nothing live, and its own send is acked, so it goes too; row
+        // 3 is left with no live ack.
+        s.rows.insert(3, PendingRow::default());
+        let mut gone = s.apply_ack(3, 11);
+        gone.extend(s.apply_ack(3, 12));
+        gone.extend(s.release(3));
+        gone.sort();
+        assert_eq!(gone, vec![1, 2, 3]);
+        assert!(s.rows.is_empty());
+    }
+
+    #[test]
+    fn json_arrays_read_back() {
+        assert_eq!(
+            json_seqs([12, 10, 11].into_iter()),
+            Val::Bytes(b"[12,10,11]".to_vec())
+        );
+        assert_eq!(json_seqs(std::iter::empty()), Val::Null);
+        assert_eq!(
+            parse_seqs(&Val::Bytes(b"[3,1]".to_vec()), 1, "acks").unwrap(),
+            vec![3, 1]
+        );
+        assert!(parse_seqs(&Val::Bytes(b"[x".to_vec()), 1, "acks").is_err());
+        assert!(parse_seqs(&Val::Null, 1, "acks").unwrap().is_empty());
+    }
+}

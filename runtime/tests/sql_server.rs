@@ -1,0 +1,253 @@
+//! `stan-server -st SQL` end to end, against real PostgreSQL and MariaDB servers:
+//! a client is served, the server is killed with SIGKILL after PubAcks, and what
+//! was acknowledged comes back after a restart; start failures are fatal and say
+//! why.
+
+#[path = "support/sqldb.rs"]
+mod sqldb;
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sqldb::{fresh_db, fresh_db_with, Driver, TestDb};
+use stan_runtime::stan_client::{
+    StanConn, StanOptions, StanSubscription, StartAt, SubscribeOptions,
+};
+use support::{fatal_line, free_port, run_refused, Logged};
+
+fn server(db: &TestDb, port: u16, extra: &[&str]) -> Logged {
+    let port = port.to_string();
+    let source = db.source();
+    let mut args = vec![
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-st",
+        "SQL",
+        "--sql_driver",
+        db.driver.name(),
+        "--sql_source",
+        &source,
+    ];
+    args.extend_from_slice(extra);
+    let mut s = Logged::server(&args);
+    s.wait_for("Streaming Server is ready");
+    s
+}
+
+async fn connect(addr: &str, id: &str) -> StanConn {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match StanConn::connect(addr, "test-cluster", id, StanOptions::default()).await {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("connect: {e:?}"),
+        }
+    }
+}
+
+async fn next(sub: &mut StanSubscription) -> stan_runtime::stan_client::Msg {
+    tokio::time::timeout(Duration::from_secs(20), sub.next())
+        .await
+        .expect("a message in time")
+        .expect("subscription open")
+}
+
+fn durable() -> SubscribeOptions {
+    SubscribeOptions {
+        durable_name: Some("dur".into()),
+        manual_ack: true,
+        start: StartAt::First,
+        ack_wait_secs: 30,
+        ..SubscribeOptions::default()
+    }
+}
+
+async fn acknowledged_state_survives_kill_9(driver: Driver, extra: &[&str]) {
+    let db = fresh_db(driver);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut srv = server(&db, port, extra);
+    assert!(
+        srv.log
+            .iter()
+            .any(|l| l.contains("STREAM: Message store is SQL")),
+        "{:?}",
+        srv.log
+    );
+    let conn = connect(&addr, "me").await;
+    for i in 1..=20u8 {
+        conn.publish("foo", &[i]).await.unwrap();
+    }
+    let mut sub = conn.subscribe("foo", durable()).await.unwrap();
+    for seq in 1..=20 {
+        let m = next(&mut sub).await;
+        assert_eq!((m.sequence, m.data.clone()), (seq, vec![seq as u8]));
+        if seq <= 12 {
+            sub.ack(seq).await.unwrap();
+        }
+    }
+    // An ack is written once the server has processed it: a publish after it, once
+    // PubAcked, went through the same batches.
+    conn.publish("bar", b"marker").await.unwrap();
+    srv.kill_9();
+    drop(sub);
+    drop(conn);
+
+    let srv = server(&db, port, extra);
+    assert!(
+        srv.log.iter().any(|l| l.contains("Recovered 2 channel(s)")),
+        "{:?}",
+        srv.log
+    );
+    // The crashed connection's client was recovered; connecting under its ID
+    // replaces it once it does not answer, and the durable resumes.
+    let conn = connect(&addr, "me").await;
+    let mut sub = conn.subscribe("foo", durable()).await.unwrap();
+    for seq in 13..=20 {
+        let m = next(&mut sub).await;
+        assert_eq!(m.sequence, seq);
+        assert!(m.redelivered, "{seq} is a redelivery");
+        sub.ack(seq).await.unwrap();
+    }
+    conn.publish("foo", b"new").await.unwrap();
+    let m = next(&mut sub).await;
+    assert_eq!((m.sequence, m.data.as_slice()), (21, &b"new"[..]));
+    sub.ack(21).await.unwrap();
+    conn.close().await.unwrap();
+    drop(srv);
+}
+
+fn refused(args: &[&str]) -> String {
+    let out = run_refused(Command::new(env!("CARGO_BIN_EXE_stan-server")).args(args));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    fatal_line(&out)
+}
+
+fn start_failures_are_fatal(driver: Driver) {
+    let port = free_port().to_string();
+    let base = ["-a", "127.0.0.1", "-p", &port, "-st", "SQL"];
+    // A database without the tables.
+    let empty = fresh_db_with(driver, "");
+    let source = empty.source();
+    let mut args = base.to_vec();
+    args.extend(["--sql_driver", driver.name(), "--sql_source", &source]);
+    let line = refused(&args);
+    assert!(
+        line.starts_with(
+            "STREAM: Failed to start: unable to prepare statement \"SELECT id, tick from StoreLock FOR UPDATE\": "
+        ),
+        "{line}"
+    );
+    // A database server nobody listens on.
+    let closed = free_port();
+    let bad = match driver {
+        Driver::Postgres => format!("host=127.0.0.1 port={closed} user=postgres sslmode=disable"),
+        Driver::MySql => format!("root@tcp(127.0.0.1:{closed})/x"),
+    };
+    let mut args = base.to_vec();
+    args.extend(["--sql_driver", driver.name(), "--sql_source", &bad]);
+    let line = refused(&args);
+    assert!(line.starts_with("STREAM: Failed to start: "), "{line}");
+    assert!(line.to_lowercase().contains("refused"), "{line}");
+}
+
+#[test]
+fn driver_problems_are_fatal() {
+    assert_eq!(
+        refused(&["-p", "-1", "-st", "SQL"]),
+        "STREAM: Failed to start: sql: unknown driver \"\" (forgotten import?)"
+    );
+    assert_eq!(
+        refused(&[
+            "-p",
+            "-1",
+            "-st",
+            "sql",
+            "--sql_driver",
+            "oracle",
+            "--sql_source",
+            "x"
+        ]),
+        "STREAM: Failed to start: sql: unknown driver \"oracle\" (forgotten import?)"
+    );
+    assert_eq!(
+        refused(&[
+            "-p",
+            "-1",
+            "-st",
+            "SQL",
+            "--sql_driver",
+            "postgres",
+            "--sql_source",
+            "host=127.0.0.1 readTimeout=soon"
+        ]),
+        "STREAM: Failed to start: unable to parse readTimeout: time: invalid duration \"soon\""
+    );
+    assert_eq!(
+        refused(&["-p", "-1", "-st", "SQL", "--ft_group", "g", "--sql_driver", "postgres"]),
+        "STREAM: Failed to start: ft: FT mode with the SQL store is not supported yet by stan-server"
+    );
+}
+
+mod postgres {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_state_survives_kill_9() {
+        super::acknowledged_state_survives_kill_9(Driver::Postgres, &[]).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_state_survives_kill_9_without_caching_and_encrypted() {
+        super::acknowledged_state_survives_kill_9(
+            Driver::Postgres,
+            &[
+                "--sql_no_caching",
+                "--encrypt",
+                "--encryption_key",
+                "secret",
+            ],
+        )
+        .await
+    }
+
+    #[test]
+    fn start_failures_are_fatal() {
+        super::start_failures_are_fatal(Driver::Postgres)
+    }
+}
+
+mod mysql {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_state_survives_kill_9() {
+        super::acknowledged_state_survives_kill_9(Driver::MySql, &["--sql_bulk_insert_limit", "8"])
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_state_survives_kill_9_without_caching_and_encrypted() {
+        super::acknowledged_state_survives_kill_9(
+            Driver::MySql,
+            &[
+                "--sql_no_caching",
+                "--encrypt",
+                "--encryption_key",
+                "secret",
+            ],
+        )
+        .await
+    }
+
+    #[test]
+    fn start_failures_are_fatal() {
+        super::start_failures_are_fatal(Driver::MySql)
+    }
+}
