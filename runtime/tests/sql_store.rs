@@ -91,6 +91,9 @@ fn round_trip(driver: Driver, no_caching: bool) {
     let db = fresh_db(driver);
     let mut s = seeded(&db, no_caching, 3);
     s.create_sub("foo", &sub(1, "dur")).unwrap();
+    // Rewriting a subscription with what it already holds is no error.
+    s.update_sub("foo", &sub(1, "dur")).unwrap();
+    s.update_sub("foo", &sub(1, "dur")).unwrap();
     for seq in 1..=3 {
         s.add_pending("foo", 1, seq).unwrap();
     }
@@ -488,6 +491,36 @@ fn missing_tables_and_bad_sources_fail_clearly(driver: Driver) {
     assert!(SqlStore::open(o).is_err());
 }
 
+fn a_lost_connection_is_replaced(driver: Driver) {
+    let db = fresh_db(driver);
+    let mut s = seeded(&db, true, 1);
+    // Every other session of the database is ended, the store's included.
+    match driver {
+        Driver::Postgres => {
+            db.rows(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname='{}' AND pid <> pg_backend_pid()",
+                db.name
+            ));
+        }
+        Driver::MySql => {
+            let ids = db.rows(&format!(
+                "SELECT id FROM information_schema.processlist WHERE db='{}' AND id <> CONNECTION_ID()",
+                db.name
+            ));
+            assert!(!ids.is_empty());
+            for id in ids {
+                db.run(&format!("KILL {}", id[0].int()));
+            }
+        }
+    }
+    // The statement that meets the dead connection fails; the next ones get a new one.
+    if s.store_msg("foo", &msg(2, b"m2")).is_err() {
+        s.store_msg("foo", &msg(2, b"m2")).unwrap();
+    }
+    s.store_msg("foo", &msg(3, b"m3")).unwrap();
+    assert_eq!(db.int("SELECT COUNT(*) FROM Messages"), 3);
+}
+
 macro_rules! both {
     ($($name:ident $(($($arg:expr),*))?),* $(,)?) => {
         mod postgres {
@@ -525,4 +558,5 @@ both!(
     server_info_mismatches_are_refused,
     go_written_rows_are_served,
     missing_tables_and_bad_sources_fail_clearly,
+    a_lost_connection_is_replaced,
 );

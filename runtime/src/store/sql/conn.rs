@@ -80,6 +80,8 @@ trait Conn {
     fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, String>;
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, String>;
     fn raw(&mut self, sql: &str) -> Result<(), String>;
+    /// The connection was lost: the next statement needs a new one.
+    fn broken(&self) -> bool;
 }
 
 /// `sql: error executing "<stmt>": <err>`, the text clients see.
@@ -92,6 +94,7 @@ fn exec_error(conn: &dyn Conn, sql: &str, e: String) -> String {
 struct Pg {
     client: postgres::Client,
     stmts: HashMap<String, postgres::Statement>,
+    broken: bool,
 }
 
 /// `?` → `$1, $2, …` and `` `row` `` → `row`, as the schema names it on PostgreSQL.
@@ -111,11 +114,25 @@ pub fn pg_text(sql: &str) -> String {
 }
 
 impl Pg {
+    /// Notes a lost connection on the way: an error of the connection rather than
+    /// of the statement, or the server ending the session.
+    fn check<T>(&mut self, r: Result<T, postgres::Error>) -> Result<T, String> {
+        r.map_err(|e| {
+            if e.as_db_error()
+                .is_none_or(|d| matches!(d.severity(), "FATAL" | "PANIC"))
+            {
+                self.broken = true;
+            }
+            pg_error(e)
+        })
+    }
+
     fn stmt(&mut self, sql: &str) -> Result<postgres::Statement, String> {
         if let Some(s) = self.stmts.get(sql) {
             return Ok(s.clone());
         }
-        let st = self.client.prepare(&pg_text(sql)).map_err(pg_error)?;
+        let r = self.client.prepare(&pg_text(sql));
+        let st = self.check(r)?;
         self.stmts.insert(sql.to_owned(), st.clone());
         Ok(st)
     }
@@ -214,7 +231,8 @@ impl Conn for Pg {
             .iter()
             .map(|p| p as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        self.client.execute(&st, &refs).map_err(pg_error)
+        let r = self.client.execute(&st, &refs);
+        self.check(r)
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, String> {
@@ -223,14 +241,20 @@ impl Conn for Pg {
             .iter()
             .map(|p| p as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        let rows = self.client.query(&st, &refs).map_err(pg_error)?;
+        let r = self.client.query(&st, &refs);
+        let rows = self.check(r)?;
         rows.iter()
             .map(|r| (0..r.len()).map(|i| pg_value(r, i)).collect())
             .collect()
     }
 
     fn raw(&mut self, sql: &str) -> Result<(), String> {
-        self.client.batch_execute(sql).map_err(pg_error)
+        let r = self.client.batch_execute(sql);
+        self.check(r)
+    }
+
+    fn broken(&self) -> bool {
+        self.broken || self.client.is_closed()
     }
 }
 
@@ -305,6 +329,7 @@ fn connect_pg(source: &str) -> Result<Box<dyn Conn>, String> {
     Ok(Box::new(Pg {
         client,
         stmts: HashMap::new(),
+        broken: false,
     }))
 }
 
@@ -312,6 +337,24 @@ fn connect_pg(source: &str) -> Result<Box<dyn Conn>, String> {
 
 struct My {
     conn: mysql::Conn,
+    broken: bool,
+}
+
+impl My {
+    /// Notes a lost connection on the way.
+    fn check<T>(&mut self, r: Result<T, mysql::Error>) -> Result<T, String> {
+        r.map_err(|e| {
+            if matches!(
+                e,
+                mysql::Error::IoError(_)
+                    | mysql::Error::DriverError(_)
+                    | mysql::Error::CodecError(_)
+            ) {
+                self.broken = true;
+            }
+            my_error(e)
+        })
+    }
 }
 
 fn my_error(e: mysql::Error) -> String {
@@ -355,7 +398,8 @@ impl Conn for My {
 
     fn prepare(&mut self, sql: &str) -> Result<(), String> {
         use mysql::prelude::Queryable;
-        self.conn.prep(sql).map(|_| ()).map_err(my_error)
+        let r = self.conn.prep(sql).map(|_| ());
+        self.check(r)
     }
 
     fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, String> {
@@ -363,15 +407,14 @@ impl Conn for My {
         let r = self
             .conn
             .exec_iter(sql, my_params(params))
-            .map_err(my_error)?;
-        let n = r.affected_rows();
-        drop(r);
-        Ok(n)
+            .map(|r| r.affected_rows());
+        self.check(r)
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>, String> {
         use mysql::prelude::Queryable;
-        let rows: Vec<mysql::Row> = self.conn.exec(sql, my_params(params)).map_err(my_error)?;
+        let r: Result<Vec<mysql::Row>, _> = self.conn.exec(sql, my_params(params));
+        let rows = self.check(r)?;
         Ok(rows
             .into_iter()
             .map(|r| r.unwrap().into_iter().map(my_value).collect())
@@ -380,7 +423,12 @@ impl Conn for My {
 
     fn raw(&mut self, sql: &str) -> Result<(), String> {
         use mysql::prelude::Queryable;
-        self.conn.query_drop(sql).map_err(my_error)
+        let r = self.conn.query_drop(sql);
+        self.check(r)
+    }
+
+    fn broken(&self) -> bool {
+        self.broken
     }
 }
 
@@ -393,7 +441,11 @@ fn my_opts(source: &str) -> Result<mysql::Opts, String> {
         Some(i) => (Some(&head[..i]), &head[i + 1..]),
         None => (None, head),
     };
-    let mut b = mysql::OptsBuilder::new().stmt_cache_size(Some(256));
+    // Found rather than changed rows: an update that rewrites a row with the same
+    // values must not read as "no such row".
+    let mut b = mysql::OptsBuilder::new()
+        .stmt_cache_size(Some(256))
+        .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS);
     if let Some(cred) = cred {
         let (user, pass) = cred.split_once(':').unwrap_or((cred, ""));
         b = b.user(Some(user)).pass(Some(pass));
@@ -465,7 +517,10 @@ fn my_opts(source: &str) -> Result<mysql::Opts, String> {
 fn connect_my(source: &str) -> Result<Box<dyn Conn>, String> {
     let opts = my_opts(source)?;
     let conn = mysql::Conn::new(opts).map_err(my_error)?;
-    Ok(Box::new(My { conn }))
+    Ok(Box::new(My {
+        conn,
+        broken: false,
+    }))
 }
 
 // ---- the database thread ----
@@ -520,12 +575,14 @@ impl Db {
         let thread = std::thread::Builder::new()
             .name("sql-store".into())
             .spawn(move || {
-                let conn = if postgres {
-                    connect_pg(&source)
-                } else {
-                    connect_my(&source)
+                let connect = || {
+                    if postgres {
+                        connect_pg(&source)
+                    } else {
+                        connect_my(&source)
+                    }
                 };
-                let mut conn = match conn {
+                let mut conn = match connect() {
                     Ok(c) => {
                         let _ = ready_tx.send(Ok(()));
                         c
@@ -536,6 +593,14 @@ impl Db {
                     }
                 };
                 while let Ok((job, reply)) = rx.recv() {
+                    // A lost connection (the database restarted, or dropped it) failed
+                    // the statement that met it; the next one gets a new connection, if
+                    // the database answers again.
+                    if conn.broken() {
+                        if let Ok(c) = connect() {
+                            conn = c;
+                        }
+                    }
                     let _ = reply.send(run(&mut *conn, job));
                 }
             })
