@@ -123,6 +123,42 @@ async fn acknowledged_state_survives_kill_9(driver: Driver, extra: &[&str]) {
     drop(srv);
 }
 
+/// A lowered `max_msgs` trims the recovered channel and is recorded in its row.
+async fn lowered_limits_trim_at_restart(driver: Driver) {
+    let db = fresh_db(driver);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut srv = server(&db, port, &[]);
+    let conn = connect(&addr, "me").await;
+    for i in 1..=10u8 {
+        conn.publish("foo", &[i]).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    srv.signal(libc::SIGTERM);
+    srv.wait_for_exit();
+    assert_eq!(db.int("SELECT maxmsgs FROM Channels"), 1_000_000);
+
+    let _srv = server(&db, port, &["-mm", "4"]);
+    assert_eq!(db.int("SELECT COUNT(*) FROM Messages"), 4);
+    assert_eq!(db.int("SELECT MIN(seq) FROM Messages"), 7);
+    assert_eq!(db.int("SELECT maxmsgs FROM Channels"), 4);
+    let conn = connect(&addr, "me").await;
+    let mut sub = conn
+        .subscribe(
+            "foo",
+            SubscribeOptions {
+                start: StartAt::First,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    for seq in 7..=10 {
+        assert_eq!(next(&mut sub).await.sequence, seq);
+    }
+    conn.close().await.unwrap();
+}
+
 fn refused(args: &[&str]) -> String {
     let out = run_refused(Command::new(env!("CARGO_BIN_EXE_stan-server")).args(args));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -221,6 +257,11 @@ mod postgres {
     fn start_failures_are_fatal() {
         super::start_failures_are_fatal(Driver::Postgres)
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lowered_limits_trim_at_restart() {
+        super::lowered_limits_trim_at_restart(Driver::Postgres).await
+    }
 }
 
 mod mysql {
@@ -249,5 +290,10 @@ mod mysql {
     #[test]
     fn start_failures_are_fatal() {
         super::start_failures_are_fatal(Driver::MySql)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lowered_limits_trim_at_restart() {
+        super::lowered_limits_trim_at_restart(Driver::MySql).await
     }
 }
