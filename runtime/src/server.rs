@@ -12,7 +12,7 @@ use stan_core::store::{MemStore, Store, Unopened};
 use stan_core::streaming::ft::StoreLock;
 use stan_core::Now;
 
-use crate::store::{FileStore, LockAttempt, SqlStore, StdFs};
+use crate::store::{FileStore, LockAttempt, SqlLock, SqlStore, StdFs};
 use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
 use tokio::net::TcpListener;
 
@@ -166,7 +166,7 @@ fn channel_limits(cfg: &NodeConfig) -> Option<crate::store::ChannelLimitsFn> {
     }))
 }
 
-/// The FT standby's store IO (BEHAVIOUR §11): the FILE store is prepared at startup
+/// The FT standby's FILE store IO (BEHAVIOUR §11): the FILE store is prepared at startup
 /// and opened only once its lock is taken, on the node's request; any attempt that
 /// finds the lock held returns at once.
 struct FtStore {
@@ -207,6 +207,77 @@ impl FtStore {
             LockAttempt::Failed(e) => StoreLock::Failed(e),
         };
         node.handle_store_lock(now, lock);
+    }
+}
+
+/// The FT standby's SQL store (STORES §3.7): connected and checked at startup,
+/// served once this server owns the `StoreLock` row.
+struct FtSqlStore {
+    store: Option<SqlStore>,
+    lock: Option<SqlLock>,
+    opts: Options,
+    log: Logger,
+}
+
+impl FtSqlStore {
+    fn prepare(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<FtSqlStore, String> {
+        let mut store = SqlStore::open(opts.sql.clone()).map_err(|e| e.to_string())?;
+        if let Some(limits) = channel_limits(cfg) {
+            store.set_channel_limits(limits);
+        }
+        let lock = SqlLock::connect(&opts.sql)?;
+        // Encryption settings are checked now, as without FT.
+        crate::encryption::wrap(Box::new(MemStore::new()), opts)?;
+        Ok(FtSqlStore {
+            store: Some(store),
+            lock: Some(lock),
+            opts: opts.clone(),
+            log: log.clone(),
+        })
+    }
+
+    fn serve(&mut self, node: &mut Node, now: Now) {
+        if !node.poll_store_lock() {
+            return;
+        }
+        let Some(lock) = self.lock.as_mut() else {
+            return;
+        };
+        let outcome = match lock.try_lock() {
+            Ok(true) => {
+                let (Some(mut store), Some(lock)) = (self.store.take(), self.lock.take()) else {
+                    return;
+                };
+                let log = self.log.clone();
+                // Another server owns the store now: going on would corrupt it.
+                store.hold_lock(lock.hold(Box::new(move |why: &str| {
+                    log.log(Origin::Stream, Level::Fatal, why);
+                    std::process::exit(1);
+                })));
+                match crate::encryption::wrap(Box::new(store), &self.opts) {
+                    Ok(store) => StoreLock::Taken(store),
+                    Err(e) => StoreLock::Failed(e),
+                }
+            }
+            Ok(false) => StoreLock::Busy,
+            Err(e) => StoreLock::Failed(e),
+        };
+        node.handle_store_lock(now, outcome);
+    }
+}
+
+/// The store an FT standby waits for.
+enum Ft {
+    File(Box<FtStore>),
+    Sql(Box<FtSqlStore>),
+}
+
+impl Ft {
+    fn serve(&mut self, node: &mut Node, now: Now) {
+        match self {
+            Ft::File(ft) => ft.serve(node, now),
+            Ft::Sql(ft) => ft.serve(node, now),
+        }
     }
 }
 
@@ -262,11 +333,13 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     // preparation happens now.
     let mut ft_store = None;
     let opened = if opts.ft_group.is_some() && opts.store == "SQL" {
-        // The store lock of the SQL tables (STORES §3.7) is not built yet.
-        Err("ft: FT mode with the SQL store is not supported yet by stan-server".to_string())
+        FtSqlStore::prepare(&opts, &cfg, &log).map(|ft| {
+            ft_store = Some(Ft::Sql(Box::new(ft)));
+            Box::new(Unopened::new("SQL")) as Box<dyn Store>
+        })
     } else if opts.ft_group.is_some() && opts.store == "FILE" {
         FtStore::prepare(&opts, &cfg, &log).map(|ft| {
-            ft_store = Some(ft);
+            ft_store = Some(Ft::File(Box::new(ft)));
             Box::new(Unopened::new("FILE")) as Box<dyn Store>
         })
     } else {
@@ -391,7 +464,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::unbounded_channel::<Stop>();
     let stop = stop_tx.clone();
     match ft_store {
-        Some(ft) => driver.after_turn(move |node, now| {
+        Some(mut ft) => driver.after_turn(move |node, now| {
             ft.serve(node, now);
             if node.failure().is_some() {
                 let _ = stop.send(Stop::Fatal);

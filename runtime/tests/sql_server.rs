@@ -159,6 +159,76 @@ async fn lowered_limits_trim_at_restart(driver: Driver) {
     conn.close().await.unwrap();
 }
 
+/// Two servers of an FT group on one database: the first owns the `StoreLock` row
+/// and serves; the second stands by while the row is renewed, and takes over once
+/// the first is killed and its row stops changing.
+async fn ft_standby_takes_over(driver: Driver) {
+    let db = fresh_db(driver);
+    let source = db.source();
+    let ft = |port: u16| {
+        let port = port.to_string();
+        Logged::server(&[
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-st",
+            "SQL",
+            "--sql_driver",
+            driver.name(),
+            "--sql_source",
+            &source,
+            "--ft_group",
+            "grp",
+        ])
+    };
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut a = ft(port_a);
+    a.wait_for("Server is active");
+    a.wait_for("Streaming Server is ready");
+    let mut b = ft(port_b);
+    b.wait_for("Starting in standby mode");
+    b.wait_for("ft: unable to get store lock at this time, going back to standby");
+    let conn = connect(&format!("127.0.0.1:{port_a}"), "me").await;
+    for i in 1..=5u8 {
+        conn.publish("foo", &[i]).await.unwrap();
+    }
+    let owner = db.rows("SELECT id, tick FROM StoreLock");
+    assert_eq!(owner.len(), 1);
+    assert!(!owner[0][0].text().unwrap_or_default().is_empty());
+    a.kill_9();
+    drop(conn);
+
+    b.wait_for("Server is active");
+    b.wait_for("Streaming Server is ready");
+    let conn = connect(&format!("127.0.0.1:{port_b}"), "other").await;
+    let mut sub = conn
+        .subscribe(
+            "foo",
+            SubscribeOptions {
+                start: StartAt::First,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    for seq in 1..=5u8 {
+        let m = next(&mut sub).await;
+        assert_eq!((m.sequence, m.data.clone()), (u64::from(seq), vec![seq]));
+    }
+    let now = db.rows("SELECT id FROM StoreLock");
+    assert_ne!(now[0][0], owner[0][0]);
+    conn.close().await.unwrap();
+    // A clean stop frees the row.
+    b.signal(libc::SIGTERM);
+    b.wait_for_exit();
+    let row = db.rows("SELECT id, tick FROM StoreLock");
+    assert_eq!(
+        (row[0][0].text().as_deref(), row[0][1].int()),
+        (Some(""), 0)
+    );
+}
+
 fn refused(args: &[&str]) -> String {
     let out = run_refused(Command::new(env!("CARGO_BIN_EXE_stan-server")).args(args));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -225,10 +295,6 @@ fn driver_problems_are_fatal() {
         ]),
         "STREAM: Failed to start: unable to parse readTimeout: time: invalid duration \"soon\""
     );
-    assert_eq!(
-        refused(&["-p", "-1", "-st", "SQL", "--ft_group", "g", "--sql_driver", "postgres"]),
-        "STREAM: Failed to start: ft: FT mode with the SQL store is not supported yet by stan-server"
-    );
 }
 
 mod postgres {
@@ -261,6 +327,11 @@ mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lowered_limits_trim_at_restart() {
         super::lowered_limits_trim_at_restart(Driver::Postgres).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ft_standby_takes_over() {
+        super::ft_standby_takes_over(Driver::Postgres).await
     }
 }
 
@@ -295,5 +366,10 @@ mod mysql {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lowered_limits_trim_at_restart() {
         super::lowered_limits_trim_at_restart(Driver::MySql).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ft_standby_takes_over() {
+        super::ft_standby_takes_over(Driver::MySql).await
     }
 }

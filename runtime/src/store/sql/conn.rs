@@ -532,11 +532,26 @@ enum Job {
     Query(Sql, Vec<Val>),
     /// Statements run in one transaction, all or nothing.
     Tx(Vec<(Sql, Vec<Val>)>),
+    /// One step on the `StoreLock` row, for the owner ID given.
+    Lock {
+        me: String,
+        steal: Option<(String, i64)>,
+    },
+}
+
+/// What one step on the `StoreLock` row found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockSeen {
+    /// The row is ours now (taken, renewed or stolen).
+    Ours,
+    /// Another server holds it, with this heartbeat count.
+    Held { id: String, tick: i64 },
 }
 
 enum Answer {
     Done(u64),
     Rows(Vec<Row>),
+    Lock(LockSeen),
 }
 
 type Reply = mpsc::Sender<Result<Answer, String>>;
@@ -639,14 +654,14 @@ impl Db {
     pub fn exec(&self, sql: impl Into<Sql>, params: Vec<Val>) -> Result<u64, String> {
         match self.call(Job::Exec(sql.into(), params))? {
             Answer::Done(n) => Ok(n),
-            Answer::Rows(_) => Ok(0),
+            _ => Ok(0),
         }
     }
 
     pub fn query(&self, sql: impl Into<Sql>, params: Vec<Val>) -> Result<Vec<Row>, String> {
         match self.call(Job::Query(sql.into(), params))? {
             Answer::Rows(r) => Ok(r),
-            Answer::Done(_) => Ok(Vec::new()),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -654,6 +669,18 @@ impl Db {
     pub fn query_int(&self, sql: impl Into<Sql>, params: Vec<Val>) -> Result<i64, String> {
         let rows = self.query(sql, params)?;
         rows.first().and_then(|r| r.first()).map_or(Ok(0), Val::int)
+    }
+
+    /// Takes, renews or (when `steal` is what the row still holds) steals the
+    /// `StoreLock` row for `me`, in one transaction that locks the row (STORES §3.7).
+    pub fn lock_step(&self, me: &str, steal: Option<(String, i64)>) -> Result<LockSeen, String> {
+        match self.call(Job::Lock {
+            me: me.to_owned(),
+            steal,
+        })? {
+            Answer::Lock(seen) => Ok(seen),
+            _ => Err("sql: unexpected answer to a lock step".into()),
+        }
     }
 
     pub fn tx(&self, stmts: Vec<(Sql, Vec<Val>)>) -> Result<(), String> {
@@ -664,8 +691,49 @@ impl Db {
     }
 }
 
+fn lock_step(
+    conn: &mut dyn Conn,
+    me: &str,
+    steal: Option<(String, i64)>,
+) -> Result<LockSeen, String> {
+    use super::{LOCK_INSERT, LOCK_SELECT, LOCK_UPDATE};
+    let rows = conn
+        .query(LOCK_SELECT, &[])
+        .map_err(|e| exec_error(conn, LOCK_SELECT, e))?;
+    let Some(row) = rows.first() else {
+        conn.exec(LOCK_INSERT, &[Val::Text(me.to_owned()), Val::Int(1)])
+            .map_err(|e| exec_error(conn, LOCK_INSERT, e))?;
+        return Ok(LockSeen::Ours);
+    };
+    let id = row[0].text();
+    let tick = row[1].int()?;
+    let next = if id.is_empty() || id == me {
+        tick + 1
+    } else if steal.as_ref() == Some(&(id.clone(), tick)) {
+        1
+    } else {
+        return Ok(LockSeen::Held { id, tick });
+    };
+    conn.exec(LOCK_UPDATE, &[Val::Text(me.to_owned()), Val::Int(next)])
+        .map_err(|e| exec_error(conn, LOCK_UPDATE, e))?;
+    Ok(LockSeen::Ours)
+}
+
 fn run(conn: &mut dyn Conn, job: Job) -> Result<Answer, String> {
     match job {
+        Job::Lock { me, steal } => {
+            conn.raw("BEGIN")?;
+            match lock_step(conn, &me, steal) {
+                Ok(seen) => {
+                    conn.raw("COMMIT")?;
+                    Ok(Answer::Lock(seen))
+                }
+                Err(e) => {
+                    let _ = conn.raw("ROLLBACK");
+                    Err(e)
+                }
+            }
+        }
         Job::Prepare(sql) => conn
             .prepare(&sql)
             .map(|()| Answer::Done(0))

@@ -7,6 +7,7 @@
 //! own map from the core's ID to the row's.
 
 mod conn;
+mod lock;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -21,6 +22,7 @@ use super::proto;
 use conn::{Db, Sql, Val};
 
 pub use conn::unknown_driver;
+pub use lock::{HeldLock, OnLost, SqlLock};
 
 /// The schema version this store reads and writes (`ServerInfo.version`).
 const SQL_VERSION: i64 = 1;
@@ -199,6 +201,9 @@ pub struct SqlStore {
     max_sub_id: u64,
     /// Subscriptions with unwritten sends or acks (caching mode).
     dirty_subs: BTreeSet<(String, u64)>,
+    /// FT mode's lock, freed once the store is closed (fields drop after the final
+    /// flush, this one last).
+    lock: Option<HeldLock>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -260,7 +265,13 @@ impl SqlStore {
             max_channel_id: 0,
             max_sub_id: 0,
             dirty_subs: BTreeSet::new(),
+            lock: None,
         })
+    }
+
+    /// Keeps FT mode's lock for as long as the store is open.
+    pub fn hold_lock(&mut self, lock: HeldLock) {
+        self.lock = Some(lock);
     }
 
     /// The limits recorded for each new channel (`Channels.maxmsgs` etc.).
