@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conn::{Db, LockSeen, Val};
-use super::{SqlStoreOptions, LOCK_UPDATE};
+use super::stmts::LOCK_UPDATE;
+use super::SqlStoreOptions;
 
 /// How often the owner renews the row.
 const RENEW_EVERY: Duration = Duration::from_secs(1);

@@ -8,18 +8,23 @@
 
 mod conn;
 mod lock;
+mod my;
+mod pending;
+mod pg;
+mod recovery;
+mod stmts;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use stan_core::store::{
-    MsgsState, Recovered, RecoveredChannel, RecoveredSub, Result, Store, StoreError,
-};
+use stan_core::store::{MsgsState, Recovered, Result, Store, StoreError};
 use stan_core::streaming::pb::{encode, ClientInfo, MsgProto, ServerInfo, SubState};
 
 use super::env::ChannelLimitsFn;
 use super::options::ChannelLimits;
 use super::proto;
 use conn::{Db, Sql, Val};
+use pending::{json_seqs, PendingRow, Sub};
+use stmts::*;
 
 pub use conn::unknown_driver;
 pub use lock::{HeldLock, OnLost, SqlLock};
@@ -30,104 +35,6 @@ const SQL_VERSION: i64 = 1;
 const MAX_CACHED_MSGS: usize = 1024;
 /// Multi-row inserts are used from this `bulk_insert_limit` on.
 const MIN_BULK_INSERT: i64 = 5;
-
-// The statements, in MySQL form; the PostgreSQL client numbers the placeholders.
-const LOCK_SELECT: &str = "SELECT id, tick from StoreLock FOR UPDATE";
-const LOCK_INSERT: &str = "INSERT INTO StoreLock (id, tick) VALUES (?, ?)";
-const LOCK_UPDATE: &str = "UPDATE StoreLock SET id=?, tick=?";
-const HAS_SERVER_INFO: &str = "SELECT COUNT(uniquerow) FROM ServerInfo";
-const UPDATE_SERVER_INFO: &str = "UPDATE ServerInfo SET id=?, proto=?, version=? WHERE uniquerow=1";
-const ADD_SERVER_INFO: &str = "INSERT INTO ServerInfo (id, proto, version) VALUES (?, ?, ?)";
-const ADD_CLIENT: &str = "INSERT INTO Clients (id, hbinbox, proto) VALUES (?, ?, ?)";
-const DELETE_CLIENT: &str = "DELETE FROM Clients WHERE id=?";
-const ADD_CHANNEL: &str =
-    "INSERT INTO Channels (id, name, maxmsgs, maxbytes, maxage) VALUES (?, ?, ?, ?, ?)";
-const STORE_MSG: &str = "INSERT INTO Messages VALUES (?, ?, ?, ?, ?)";
-const LOOKUP_MSG: &str = "SELECT timestamp, data FROM Messages WHERE id=? AND seq=?";
-const UPDATE_CHANNEL_MAX_SEQ: &str = "UPDATE Channels SET maxseq=? WHERE id=?";
-const GET_SIZE_OF_MSG: &str = "SELECT size FROM Messages WHERE id=? AND seq=?";
-const DELETE_MSG: &str = "DELETE FROM Messages WHERE id=? AND seq=?";
-const CREATE_SUB: &str = "INSERT INTO Subscriptions (id, subid, proto) VALUES (?, ?, ?)";
-const UPDATE_SUB: &str = "UPDATE Subscriptions SET proto=? WHERE id=? AND subid=?";
-const MARK_SUB_DELETED: &str = "UPDATE Subscriptions SET deleted=TRUE WHERE id=? AND subid=?";
-const DELETE_SUB: &str = "DELETE FROM Subscriptions WHERE id=? AND subid=?";
-const DELETE_SUBS_MARKED: &str = "DELETE FROM Subscriptions WHERE id=? AND deleted=TRUE";
-const DELETE_SUB_PENDING: &str = "DELETE FROM SubsPending WHERE subid=?";
-const SUB_UPDATE_LAST_SENT: &str = "UPDATE Subscriptions SET lastsent=? WHERE id=? AND subid=?";
-const SUB_ADD_PENDING: &str = "INSERT INTO SubsPending (subid, `row`, seq) VALUES (?, ?, ?)";
-const SUB_ADD_PENDING_ROW: &str =
-    "INSERT INTO SubsPending (subid, `row`, lastsent, pending, acks) VALUES (?, ?, ?, ?, ?)";
-const SUB_DELETE_PENDING: &str = "DELETE FROM SubsPending WHERE subid=? AND seq=?";
-const SUB_DELETE_PENDING_ROW: &str = "DELETE FROM SubsPending WHERE subid=? AND `row`=?";
-const RECOVER_SERVER_INFO: &str = "SELECT id, proto, version FROM ServerInfo WHERE uniquerow=1";
-const RECOVER_CLIENTS: &str = "SELECT id, hbinbox, proto FROM Clients";
-const RECOVER_MAX_CHANNEL_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM Channels";
-const RECOVER_MAX_SUB_ID: &str = "SELECT COALESCE(MAX(subid), 0) FROM Subscriptions";
-const RECOVER_CHANNEL_MAX_SUB_ID: &str =
-    "SELECT COALESCE(MAX(subid), 0) FROM Subscriptions WHERE id=?";
-const RECOVER_CHANNELS: &str = "SELECT id, name, maxseq FROM Channels WHERE deleted=FALSE";
-const RECOVER_CHANNEL_MSGS: &str = "SELECT COUNT(seq), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0), COALESCE(SUM(size), 0), COALESCE(MAX(timestamp), 0) FROM Messages WHERE id=?";
-const RECOVER_CHANNEL_SUBS: &str =
-    "SELECT lastsent, proto FROM Subscriptions WHERE id=? AND deleted=FALSE";
-const RECOVER_PURGE_SUB_PENDING: &str =
-    "DELETE FROM SubsPending WHERE subid=? AND (seq > 0 AND seq<?)";
-const RECOVER_SUB_PENDING: &str =
-    "SELECT `row`, seq, lastsent, pending, acks FROM SubsPending WHERE subid=?";
-const RECOVER_CHANNEL_LIMITS: &str = "SELECT maxmsgs, maxbytes, maxage FROM Channels WHERE id=?";
-const RECOVER_UPDATE_CHANNEL_LIMITS: &str =
-    "UPDATE Channels SET maxmsgs=?, maxbytes=?, maxage=? WHERE id=?";
-const DELETE_CHANNEL_FAST: &str = "UPDATE Channels SET deleted=true WHERE id=?";
-const DELETE_CHANNEL_SUB_IDS: &str = "SELECT subid FROM Subscriptions WHERE id=?";
-const DELETE_CHANNEL_SUBS: &str = "DELETE FROM Subscriptions WHERE id=?";
-const DELETE_CHANNEL_MSGS: &str = "DELETE FROM Messages WHERE id=?";
-const DELETE_CHANNEL_ROW: &str = "DELETE FROM Channels WHERE id=?";
-
-/// Every statement, prepared once at startup so that a schema that does not fit
-/// (a table or column missing) stops the start with the statement at fault.
-const ALL: &[&str] = &[
-    LOCK_SELECT,
-    LOCK_INSERT,
-    LOCK_UPDATE,
-    HAS_SERVER_INFO,
-    UPDATE_SERVER_INFO,
-    ADD_SERVER_INFO,
-    ADD_CLIENT,
-    DELETE_CLIENT,
-    ADD_CHANNEL,
-    STORE_MSG,
-    LOOKUP_MSG,
-    UPDATE_CHANNEL_MAX_SEQ,
-    GET_SIZE_OF_MSG,
-    DELETE_MSG,
-    CREATE_SUB,
-    UPDATE_SUB,
-    MARK_SUB_DELETED,
-    DELETE_SUB,
-    DELETE_SUBS_MARKED,
-    DELETE_SUB_PENDING,
-    SUB_UPDATE_LAST_SENT,
-    SUB_ADD_PENDING,
-    SUB_ADD_PENDING_ROW,
-    SUB_DELETE_PENDING,
-    SUB_DELETE_PENDING_ROW,
-    RECOVER_SERVER_INFO,
-    RECOVER_CLIENTS,
-    RECOVER_MAX_CHANNEL_ID,
-    RECOVER_MAX_SUB_ID,
-    RECOVER_CHANNEL_MAX_SUB_ID,
-    RECOVER_CHANNELS,
-    RECOVER_CHANNEL_MSGS,
-    RECOVER_CHANNEL_SUBS,
-    RECOVER_PURGE_SUB_PENDING,
-    RECOVER_SUB_PENDING,
-    RECOVER_CHANNEL_LIMITS,
-    RECOVER_UPDATE_CHANNEL_LIMITS,
-    DELETE_CHANNEL_FAST,
-    DELETE_CHANNEL_SUB_IDS,
-    DELETE_CHANNEL_SUBS,
-    DELETE_CHANNEL_MSGS,
-    DELETE_CHANNEL_ROW,
-];
 
 /// `--sql_*` options (OPERATIONS §1.2, §2.3).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,36 +56,6 @@ struct Cached {
     seq: u64,
     timestamp: i64,
     data: Vec<u8>,
-}
-
-/// A `SubsPending` row of caching mode, reference-counted: it goes once every
-/// sequence it lists as pending is acknowledged and every ack it lists no longer
-/// has a row to cancel.
-#[derive(Default)]
-struct PendingRow {
-    unacked: usize,
-    live_acks: usize,
-    /// Rows whose acks cancel pending sequences of this one.
-    ack_holders: Vec<u64>,
-}
-
-#[derive(Default)]
-struct Sub {
-    /// The row's `subid`.
-    subid: u64,
-    next_row: u64,
-    /// Highest sequence sent, and what the tables know of it.
-    last_sent: u64,
-    written_last_sent: u64,
-    /// `Subscriptions.lastsent`: once the pending rows that carried the last sent
-    /// are gone, only this column remembers it.
-    column_last_sent: u64,
-    // Caching mode: changes since the last flush, and the rows written.
-    new_pending: BTreeSet<u64>,
-    new_acks: Vec<u64>,
-    rows: HashMap<u64, PendingRow>,
-    /// Pending sequence → the row that lists it.
-    seq_row: HashMap<u64, u64>,
 }
 
 struct Chan {
@@ -227,27 +104,6 @@ fn no_sub(channel: &str, id: u64) -> StoreError {
     StoreError(format!(
         "channel {channel:?}: subscription {id} does not exist"
     ))
-}
-
-/// A JSON array of sequences, as the `pending` and `acks` columns hold them.
-fn json_seqs(seqs: impl Iterator<Item = u64>) -> Val {
-    let items: Vec<String> = seqs.map(|s| s.to_string()).collect();
-    if items.is_empty() {
-        Val::Null
-    } else {
-        Val::Bytes(format!("[{}]", items.join(",")).into_bytes())
-    }
-}
-
-fn parse_seqs(v: &Val, subid: u64, what: &str) -> Result<Vec<u64>> {
-    match v.bytes() {
-        None | Some([]) => Ok(Vec::new()),
-        Some(b) => serde_json::from_slice::<Vec<u64>>(b).map_err(|e| {
-            StoreError(format!(
-                "sql: unable to decode {what} of subscription {subid}: {e}"
-            ))
-        }),
-    }
 }
 
 impl SqlStore {
@@ -457,212 +313,6 @@ impl SqlStore {
         // What stays behind is only work for the next recovery.
         self.db.tx(deletes).map_err(StoreError)
     }
-
-    fn recover_channel(&mut self, id: i64, name: String, maxseq: u64) -> Result<RecoveredChannel> {
-        let limits = self.channel_limits(&name);
-        let stored = self.query(RECOVER_CHANNEL_LIMITS, vec![Val::Int(id)])?;
-        let want = [
-            limits.max_msgs,
-            limits.max_bytes,
-            limits.max_age.as_nanos() as i64,
-        ];
-        if let Some(row) = stored.first() {
-            let have: Vec<i64> = row.iter().map(|v| v.int().unwrap_or(0)).collect();
-            if have != want {
-                self.exec(
-                    RECOVER_UPDATE_CHANNEL_LIMITS,
-                    vec![
-                        Val::Int(want[0]),
-                        Val::Int(want[1]),
-                        Val::Int(want[2]),
-                        Val::Int(id),
-                    ],
-                )?;
-            }
-        }
-        let m = self.query(RECOVER_CHANNEL_MSGS, vec![Val::Int(id)])?;
-        let m: Vec<i64> = match m.first() {
-            Some(r) => r
-                .iter()
-                .map(Val::int)
-                .collect::<std::result::Result<_, _>>()
-                .map_err(StoreError)?,
-            None => vec![0; 5],
-        };
-        let (count, min, max, size) = (m[0] as u64, m[1] as u64, m[2] as u64, m[3] as u64);
-        let mut subs_out = Vec::new();
-        let mut subs = HashMap::new();
-        let mut top_sent = 0;
-        let purge_below = if count > 0 { min } else { max.max(maxseq) + 1 };
-        for row in self.query(RECOVER_CHANNEL_SUBS, vec![Val::Int(id)])? {
-            let Some(data) = row[1].bytes() else {
-                continue;
-            };
-            let mut state = proto::decode_sub_state(data).map_err(|e| {
-                StoreError(format!(
-                    "sql: unable to decode a subscription of channel {name:?}: {e}"
-                ))
-            })?;
-            let subid = state.id;
-            let mut sub = Sub {
-                subid,
-                next_row: 1,
-                ..Sub::default()
-            };
-            let column = row[0].int().map_err(StoreError)? as u64;
-            sub.column_last_sent = column;
-            let mut last_sent = column.max(state.last_sent);
-            self.exec(
-                RECOVER_PURGE_SUB_PENDING,
-                vec![Val::u64(subid), Val::u64(purge_below)],
-            )?;
-            let mut rows = self.query(RECOVER_SUB_PENDING, vec![Val::u64(subid)])?;
-            let mut parsed = Vec::with_capacity(rows.len());
-            for r in rows.drain(..) {
-                let n = r[0].int().map_err(StoreError)? as u64;
-                let seq = r[1].int().map_err(StoreError)? as u64;
-                let ls = r[2].int().map_err(StoreError)? as u64;
-                let pending = parse_seqs(&r[3], subid, "pending")?;
-                let acks = parse_seqs(&r[4], subid, "acks")?;
-                parsed.push((n, seq, ls, pending, acks));
-            }
-            parsed.sort_by_key(|p| p.0);
-            let mut pending_set: BTreeSet<u64> = BTreeSet::new();
-            // Sequences of write-through rows (left by a run without caching).
-            let mut plain: BTreeSet<u64> = BTreeSet::new();
-            let mut gone = Vec::new();
-            for (n, seq, ls, pending, acks) in parsed {
-                sub.next_row = sub.next_row.max(n + 1);
-                last_sent = last_sent.max(ls).max(seq);
-                if seq > 0 {
-                    pending_set.insert(seq);
-                    plain.insert(seq);
-                    continue;
-                }
-                sub.rows.insert(
-                    n,
-                    PendingRow {
-                        unacked: 0,
-                        ..PendingRow::default()
-                    },
-                );
-                for s in pending {
-                    if pending_set.insert(s) {
-                        sub.seq_row.insert(s, n);
-                        if let Some(r) = sub.rows.get_mut(&n) {
-                            r.unacked += 1;
-                        }
-                    }
-                }
-                for s in acks {
-                    if pending_set.remove(&s) {
-                        gone.extend(sub.apply_ack(n, s));
-                        if plain.remove(&s) {
-                            self.exec(SUB_DELETE_PENDING, vec![Val::u64(subid), Val::u64(s)])?;
-                        }
-                    }
-                }
-            }
-            // Rows left with nothing to say.
-            let rows: Vec<u64> = sub.rows.keys().copied().collect();
-            for n in rows {
-                gone.extend(sub.release(n));
-            }
-            if !gone.is_empty() && sub.column_last_sent < last_sent {
-                self.exec(
-                    SUB_UPDATE_LAST_SENT,
-                    vec![Val::u64(last_sent), Val::Int(id), Val::u64(subid)],
-                )?;
-                sub.column_last_sent = last_sent;
-            }
-            for n in gone {
-                self.exec(SUB_DELETE_PENDING_ROW, vec![Val::u64(subid), Val::u64(n)])?;
-            }
-            sub.last_sent = last_sent;
-            sub.written_last_sent = last_sent;
-            top_sent = top_sent.max(last_sent);
-            state.last_sent = last_sent;
-            subs_out.push(RecoveredSub {
-                state,
-                pending: pending_set.into_iter().collect(),
-            });
-            subs.insert(subid, sub);
-        }
-        let max_sub_id = self.query_int(RECOVER_CHANNEL_MAX_SUB_ID, vec![Val::Int(id)])? as u64;
-        let last = max.max(maxseq);
-        let state = if top_sent.max(maxseq) > max || count == 0 {
-            let top = top_sent.max(last);
-            MsgsState {
-                count: 0,
-                bytes: 0,
-                first: if top > 0 { top + 1 } else { 0 },
-                last: top,
-            }
-        } else {
-            MsgsState {
-                count,
-                bytes: size,
-                first: min,
-                last,
-            }
-        };
-        self.channels.insert(
-            name.clone(),
-            Chan {
-                id,
-                state,
-                cache: VecDeque::new(),
-                subs,
-                marked_deleted: true,
-            },
-        );
-        Ok(RecoveredChannel {
-            name,
-            msgs: state,
-            subs: subs_out,
-            max_sub_id,
-        })
-    }
-}
-
-impl Sub {
-    /// Records that the ack of `seq`, written in row `holder`, cancels it; the rows
-    /// that may go as a result.
-    fn apply_ack(&mut self, holder: u64, seq: u64) -> Vec<u64> {
-        let Some(target) = self.seq_row.remove(&seq) else {
-            return Vec::new();
-        };
-        if let Some(h) = self.rows.get_mut(&holder) {
-            h.live_acks += 1;
-        }
-        if let Some(t) = self.rows.get_mut(&target) {
-            t.unacked = t.unacked.saturating_sub(1);
-            t.ack_holders.push(holder);
-        }
-        self.release(target)
-    }
-
-    /// Removes `row` if nothing refers to it any more, and with it the references
-    /// its removal drops; the rows removed.
-    fn release(&mut self, row: u64) -> Vec<u64> {
-        let mut gone = Vec::new();
-        let mut work = vec![row];
-        while let Some(r) = work.pop() {
-            let done = matches!(self.rows.get(&r), Some(p) if p.unacked == 0 && p.live_acks == 0);
-            if !done {
-                continue;
-            }
-            let p = self.rows.remove(&r).expect("checked above");
-            gone.push(r);
-            for h in p.ack_holders {
-                if let Some(hr) = self.rows.get_mut(&h) {
-                    hr.live_acks = hr.live_acks.saturating_sub(1);
-                    work.push(h);
-                }
-            }
-        }
-        gone
-    }
 }
 
 impl Store for SqlStore {
@@ -671,66 +321,7 @@ impl Store for SqlStore {
     }
 
     fn recover(&mut self) -> Result<Recovered> {
-        let _ = self.flush();
-        self.channels.clear();
-        self.dirty_subs.clear();
-        let rows = self.query(RECOVER_SERVER_INFO, vec![])?;
-        let server_info = match rows.first() {
-            None => None,
-            Some(row) => {
-                let version = row[2].int().map_err(StoreError)?;
-                if version != SQL_VERSION {
-                    return err(format!(
-                        "sql: unsupported version: {version} (supports [1..{SQL_VERSION}])"
-                    ));
-                }
-                let info = proto::decode_server_info(row[1].bytes().unwrap_or_default())
-                    .map_err(|e| StoreError(format!("sql: unable to decode server info: {e}")))?;
-                let id = row[0].text();
-                if id != info.cluster_id {
-                    return err(format!(
-                        "sql: id {id:?} in column does not match cluster ID in data {:?}",
-                        info.cluster_id
-                    ));
-                }
-                Some(info)
-            }
-        };
-        self.max_channel_id = self.query_int(RECOVER_MAX_CHANNEL_ID, vec![])?;
-        self.max_sub_id = self.query_int(RECOVER_MAX_SUB_ID, vec![])? as u64;
-        let mut clients = Vec::new();
-        for row in self.query(RECOVER_CLIENTS, vec![])? {
-            let client = match row[2].bytes() {
-                Some(b) => proto::decode_client_info(b).map_err(|e| {
-                    StoreError(format!(
-                        "sql: unable to decode client {:?}: {e}",
-                        row[0].text()
-                    ))
-                })?,
-                None => ClientInfo {
-                    id: row[0].text(),
-                    hb_inbox: row[1].text(),
-                    ..ClientInfo::default()
-                },
-            };
-            clients.push(client);
-        }
-        let mut list = Vec::new();
-        for row in self.query(RECOVER_CHANNELS, vec![])? {
-            let id = row[0].int().map_err(StoreError)?;
-            let maxseq = row[2].int().map_err(StoreError)? as u64;
-            list.push((id, row[1].text(), maxseq));
-        }
-        let mut channels = Vec::with_capacity(list.len());
-        for (id, name, maxseq) in list {
-            channels.push(self.recover_channel(id, name, maxseq)?);
-        }
-        channels.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Recovered {
-            server_info,
-            clients,
-            channels,
-        })
+        self.recover_all()
     }
 
     fn init_server_info(&mut self, info: &ServerInfo) -> Result<()> {
@@ -1017,7 +608,10 @@ impl Store for SqlStore {
             .ok_or_else(|| no_sub(channel, sub_id))?;
         sub.last_sent = sub.last_sent.max(seq);
         if caching {
-            sub.new_pending.insert(seq);
+            // A sequence already written as pending stays in its row.
+            if !sub.seq_row.contains_key(&seq) {
+                sub.new_pending.insert(seq);
+            }
             self.dirty_subs.insert((channel.to_owned(), sub_id));
             return Ok(());
         }
@@ -1085,68 +679,5 @@ impl Store for SqlStore {
 impl Drop for SqlStore {
     fn drop(&mut self) {
         let _ = self.flush();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sub() -> Sub {
-        Sub {
-            subid: 1,
-            next_row: 1,
-            ..Sub::default()
-        }
-    }
-
-    #[test]
-    fn a_row_goes_once_its_sends_are_acked_and_its_acks_are_moot() {
-        let mut s = sub();
-        // Row 1 lists 10 and 11 as pending.
-        s.rows.insert(
-            1,
-            PendingRow {
-                unacked: 2,
-                ..PendingRow::default()
-            },
-        );
-        s.seq_row.insert(10, 1);
-        s.seq_row.insert(11, 1);
-        // Row 2 acks 10 and sends 12.
-        s.rows.insert(
-            2,
-            PendingRow {
-                unacked: 1,
-                ..PendingRow::default()
-            },
-        );
-        s.seq_row.insert(12, 2);
-        assert!(s.apply_ack(2, 10).is_empty());
-        // Row 3 acks 11 and 12: row 1 has nothing pending and goes; row 2's ack
-        // then cancels nothing live, and its own send is acked, so it goes too; row
-        // 3 is left with no live ack.
-        s.rows.insert(3, PendingRow::default());
-        let mut gone = s.apply_ack(3, 11);
-        gone.extend(s.apply_ack(3, 12));
-        gone.extend(s.release(3));
-        gone.sort();
-        assert_eq!(gone, vec![1, 2, 3]);
-        assert!(s.rows.is_empty());
-    }
-
-    #[test]
-    fn json_arrays_read_back() {
-        assert_eq!(
-            json_seqs([12, 10, 11].into_iter()),
-            Val::Bytes(b"[12,10,11]".to_vec())
-        );
-        assert_eq!(json_seqs(std::iter::empty()), Val::Null);
-        assert_eq!(
-            parse_seqs(&Val::Bytes(b"[3,1]".to_vec()), 1, "acks").unwrap(),
-            vec![3, 1]
-        );
-        assert!(parse_seqs(&Val::Bytes(b"[x".to_vec()), 1, "acks").is_err());
-        assert!(parse_seqs(&Val::Null, 1, "acks").unwrap().is_empty());
     }
 }
