@@ -457,6 +457,23 @@ impl DbServer {
     }
 }
 
+/// Removes `dir` once both this test process and the database server `server` have
+/// exited, so that a run leaves no data directory behind (the next run removes it
+/// otherwise).
+fn remove_when_done(dir: &Path, server: u32) {
+    let script = format!(
+        "while kill -0 {} 2>/dev/null || kill -0 {server} 2>/dev/null; do sleep 0.5; done; rm -rf '{}'",
+        std::process::id(),
+        dir.display()
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
 fn run_setup(mut cmd: Command, what: &str) -> Result<(), String> {
     let out = cmd
         .stdin(Stdio::null())
@@ -512,7 +529,8 @@ fn start_postgres(
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
         .stderr(log_file);
-    cmd.spawn().map_err(|e| format!("postgres: {e}"))?;
+    let child = cmd.spawn().map_err(|e| format!("postgres: {e}"))?;
+    remove_when_done(dir, child.id());
     Ok(())
 }
 
@@ -564,6 +582,7 @@ fn start_mariadb(
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().map_err(|e| e.to_string())?)
         .stderr(log_file);
-    cmd.spawn().map_err(|e| format!("mariadbd: {e}"))?;
+    let child = cmd.spawn().map_err(|e| format!("mariadbd: {e}"))?;
+    remove_when_done(dir, child.id());
     Ok(())
 }
