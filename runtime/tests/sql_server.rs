@@ -229,6 +229,34 @@ async fn ft_standby_takes_over(driver: Driver) {
     );
 }
 
+/// Messages that expire are deleted; the channel's last sequence stays in its row,
+/// so that numbering goes on after a restart.
+async fn expired_messages_keep_the_sequence(driver: Driver) {
+    let db = fresh_db(driver);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut srv = server(&db, port, &["-ma", "1s"]);
+    let conn = connect(&addr, "me").await;
+    for i in 1..=3u8 {
+        conn.publish("foo", &[i]).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.int("SELECT COUNT(*) FROM Messages") > 0 {
+        assert!(Instant::now() < deadline, "the messages did not expire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db.int("SELECT maxseq FROM Channels"), 3);
+    conn.close().await.unwrap();
+    srv.signal(libc::SIGTERM);
+    srv.wait_for_exit();
+
+    let _srv = server(&db, port, &[]);
+    let conn = connect(&addr, "me").await;
+    conn.publish("foo", b"next").await.unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(db.int("SELECT MIN(seq) FROM Messages"), 4);
+}
+
 fn refused(args: &[&str]) -> String {
     let out = run_refused(Command::new(env!("CARGO_BIN_EXE_stan-server")).args(args));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -333,6 +361,11 @@ mod postgres {
     async fn ft_standby_takes_over() {
         super::ft_standby_takes_over(Driver::Postgres).await
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_messages_keep_the_sequence() {
+        super::expired_messages_keep_the_sequence(Driver::Postgres).await
+    }
 }
 
 mod mysql {
@@ -371,5 +404,10 @@ mod mysql {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ft_standby_takes_over() {
         super::ft_standby_takes_over(Driver::MySql).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn expired_messages_keep_the_sequence() {
+        super::expired_messages_keep_the_sequence(Driver::MySql).await
     }
 }
