@@ -613,10 +613,7 @@ fn sections_that_are_not_maps() {
 fn store_types() {
     assert_eq!(streaming("store: File\n").store.as_deref(), Some("FILE"));
     assert_eq!(streaming("st: memory\n").store.as_deref(), Some("MEMORY"));
-    assert_eq!(
-        streaming_error("st: sql\n"),
-        "s.conf:1: store type SQL is not supported yet by stan-server"
-    );
+    assert_eq!(streaming("st: sql\n").store.as_deref(), Some("SQL"));
     assert_eq!(
         streaming_error("store_type: Disk\n"),
         "s.conf:1: unknown store type: Disk"
@@ -652,7 +649,7 @@ fn unsupported_streaming_keys_are_refused_by_name() {
             format!("s.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
         );
     }
-    for key in ["sql", "sql_options", "cluster", "Cluster"] {
+    for key in ["cluster", "Cluster"] {
         assert_eq!(
             streaming_error(&format!("{key} {{ }}\n")),
             format!("s.conf:1: parameter \"{key}\" is not supported yet by stan-server"),
@@ -742,11 +739,19 @@ fn tls_section_is_read_before_its_refusal() {
 }
 
 #[test]
-fn sql_section_is_read_before_its_refusal() {
-    let full = "sql_options {\n  driver: postgres\n  source: \"dbname=stan\"\n  no_caching: true\n  max_open_conns: 5\n  max_conns: 6\n  bulk_insert_limit: 1K\n}\n";
+fn sql_section_sets_the_sql_flags() {
+    use stan_core::config::FileSetting::{Bool, Int, Str};
+    let full = "sql_options {\n  driver: postgres\n  source: \"dbname=stan\"\n  no_caching: true\n  max_open_conns: 5\n  max_conns: 6\n  bulk_insert_limit: 1K\n  other: 1\n}\n";
     assert_eq!(
-        streaming_error(full),
-        "s.conf:1: parameter \"sql_options\" is not supported yet by stan-server"
+        streaming(full).file,
+        vec![
+            ("sql_driver", Str("postgres".into())),
+            ("sql_source", Str("dbname=stan".into())),
+            ("sql_no_caching", Bool(true)),
+            ("sql_max_open_conns", Int(5)),
+            ("sql_max_open_conns", Int(6)),
+            ("sql_bulk_insert_limit", Int(1000)),
+        ]
     );
     let cases: &[(&str, &str, &str)] = &[
         ("driver", "1", "string, got int64"),

@@ -216,6 +216,8 @@ pub struct Options {
     pub ft_group: Option<String>,
     /// The `--file_*` options.
     pub file: crate::store::FileStoreOptions,
+    /// The `--sql_*` options.
+    pub sql: crate::store::SqlStoreOptions,
     // The fields below have no flag: only configuration files set them.
     /// Path prefix of the NATS monitoring endpoints, as written.
     pub http_base_path: String,
@@ -300,6 +302,7 @@ impl Default for Options {
             encryption_key: None,
             ft_group: None,
             file: crate::store::FileStoreOptions::default(),
+            sql: crate::store::SqlStoreOptions::default(),
             http_base_path: String::new(),
             partitioning: false,
             discover_prefix: "_STAN.discover".to_string(),
@@ -444,11 +447,11 @@ static FLAGS: &[Flag] = &[
     f(&["file_read_buffer_size"], "file_read_buffer_size", Size, "2097152", YES),
     f(&["file_auto_sync"], "file_auto_sync", Dur, "1m", YES),
     // SQL store.
-    f(&["sql_driver"], "sql_driver", Str, "", NO),
-    f(&["sql_source"], "sql_source", Str, "", NO),
-    f(&["sql_no_caching"], "sql_no_caching", Bool, "false", NO),
-    f(&["sql_max_open_conns"], "sql_max_open_conns", Int, "0", NO),
-    f(&["sql_bulk_insert_limit"], "sql_bulk_insert_limit", Int, "0", NO),
+    f(&["sql_driver"], "sql_driver", Str, "", YES),
+    f(&["sql_source"], "sql_source", Str, "", YES),
+    f(&["sql_no_caching"], "sql_no_caching", Bool, "false", YES),
+    f(&["sql_max_open_conns"], "sql_max_open_conns", Int, "0", YES),
+    f(&["sql_bulk_insert_limit"], "sql_bulk_insert_limit", Int, "0", YES),
     // Embedded NATS server.
     f(&["a", "addr", "net"], "addr", Str, "0.0.0.0", YES),
     f(&["p", "port"], "port", Int, "4222", YES),
@@ -635,13 +638,7 @@ pub fn parse_flags(args: &[String]) -> Result<Command, CliExit> {
 
     options.store = options.store.to_uppercase();
     match options.store.as_str() {
-        "MEMORY" | "FILE" => {}
-        "SQL" => {
-            return Err(CliExit::fail(format!(
-                "store type {} is not supported yet by stan-server",
-                options.store
-            )))
-        }
+        "MEMORY" | "FILE" | "SQL" => {}
         other => {
             return Err(CliExit::fail(format!("unsupported store type: {other}")));
         }
@@ -789,6 +786,11 @@ impl Options {
             ("file_parallel_recovery", Value::Int(v)) => self.file.parallel_recovery = v,
             ("file_truncate_bad_eof", Value::Bool(v)) => self.file.truncate_bad_eof = v,
             ("file_read_buffer_size", Value::Int(v)) => self.file.read_buffer_size = v,
+            ("sql_driver", Value::Str(v)) => self.sql.driver = v,
+            ("sql_source", Value::Str(v)) => self.sql.source = v,
+            ("sql_no_caching", Value::Bool(v)) => self.sql.no_caching = v,
+            ("sql_max_open_conns", Value::Int(v)) => self.sql.max_open_conns = v,
+            ("sql_bulk_insert_limit", Value::Int(v)) => self.sql.bulk_insert_limit = v,
             // Go disables automatic syncing for any value at or below zero.
             ("file_auto_sync", Value::Nanos(v)) => {
                 self.file.auto_sync = Duration::from_nanos(v.max(0) as u64)
@@ -1568,9 +1570,28 @@ mod tests {
         assert_eq!(run(&["-st", "Memory"]).store, "MEMORY");
         assert_eq!(run(&["--store=MEMORY"]).store, "MEMORY");
         assert_eq!(run(&["-st", "file", "--dir", "/tmp/x"]).store, "FILE");
+        let sql = run(&[
+            "-st",
+            "Sql",
+            "--sql_driver",
+            "postgres",
+            "--sql_source",
+            "dbname=x",
+            "--sql_no_caching",
+            "--sql_max_open_conns",
+            "3",
+            "--sql_bulk_insert_limit=10",
+        ]);
+        assert_eq!(sql.store, "SQL");
         assert_eq!(
-            failure(&["-st", "Sql"]),
-            "store type SQL is not supported yet by stan-server\n"
+            sql.sql,
+            crate::store::SqlStoreOptions {
+                driver: "postgres".into(),
+                source: "dbname=x".into(),
+                no_caching: true,
+                max_open_conns: 3,
+                bulk_insert_limit: 10,
+            }
         );
         assert_eq!(failure(&["-st", "disk"]), "unsupported store type: DISK\n");
     }

@@ -12,7 +12,7 @@ use stan_core::store::{MemStore, Store, Unopened};
 use stan_core::streaming::ft::StoreLock;
 use stan_core::Now;
 
-use crate::store::{FileStore, LockAttempt, StdFs};
+use crate::store::{FileStore, LockAttempt, SqlLock, SqlStore, StdFs};
 use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
 use tokio::net::TcpListener;
 
@@ -178,8 +178,8 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
-/// The store chosen by `-st` (memory, or the FILE store in `--dir`), encrypted when
-/// asked for (BEHAVIOUR §10 step 1).
+/// The store chosen by `-st` (memory, the FILE store in `--dir`, or the SQL store),
+/// encrypted when asked for (BEHAVIOUR §10 step 1).
 fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Box<dyn Store>, String> {
     let store = open_plain_store(opts, cfg, log)?;
     crate::encryption::wrap(store, opts)
@@ -190,6 +190,13 @@ fn open_plain_store(
     cfg: &NodeConfig,
     log: &Logger,
 ) -> Result<Box<dyn Store>, String> {
+    if opts.store == "SQL" {
+        let mut store = SqlStore::open(opts.sql.clone()).map_err(|e| e.to_string())?;
+        if let Some(limits) = channel_limits(cfg) {
+            store.set_channel_limits(limits);
+        }
+        return Ok(Box::new(store));
+    }
     if opts.store != "FILE" {
         return Ok(Box::new(MemStore::new()));
     }
@@ -215,20 +222,26 @@ fn configure(mut store: FileStore, cfg: &NodeConfig, log: &Logger) -> FileStore 
     }));
     let origin = std::time::Instant::now();
     store.set_clock(Arc::new(move || origin.elapsed()));
-    if let Some(limits) = cfg.streaming.as_ref().and_then(|s| s.limits.resolve().ok()) {
-        store.set_channel_limits(Arc::new(move |channel: &str| {
-            let l = limits.for_channel(channel);
-            crate::store::ChannelLimits {
-                max_msgs: l.max_msgs,
-                max_bytes: l.max_bytes,
-                max_age: Duration::from_nanos(u64::try_from(l.max_age).unwrap_or(0)),
-            }
-        }));
+    if let Some(limits) = channel_limits(cfg) {
+        store.set_channel_limits(limits);
     }
     store
 }
 
-/// The FT standby's store IO (BEHAVIOUR §11): the FILE store is prepared at startup
+/// Each channel's limits, as the stores record them.
+fn channel_limits(cfg: &NodeConfig) -> Option<crate::store::ChannelLimitsFn> {
+    let limits = cfg.streaming.as_ref()?.limits.resolve().ok()?;
+    Some(Arc::new(move |channel: &str| {
+        let l = limits.for_channel(channel);
+        crate::store::ChannelLimits {
+            max_msgs: l.max_msgs,
+            max_bytes: l.max_bytes,
+            max_age: Duration::from_nanos(u64::try_from(l.max_age).unwrap_or(0)),
+        }
+    }))
+}
+
+/// The FT standby's FILE store IO (BEHAVIOUR §11): the FILE store is prepared at startup
 /// and opened only once its lock is taken, on the node's request; any attempt that
 /// finds the lock held returns at once.
 struct FtStore {
@@ -269,6 +282,77 @@ impl FtStore {
             LockAttempt::Failed(e) => StoreLock::Failed(e),
         };
         node.handle_store_lock(now, lock);
+    }
+}
+
+/// The FT standby's SQL store (STORES §3.7): connected and checked at startup,
+/// served once this server owns the `StoreLock` row.
+struct FtSqlStore {
+    store: Option<SqlStore>,
+    lock: Option<SqlLock>,
+    opts: Options,
+    log: Logger,
+}
+
+impl FtSqlStore {
+    fn prepare(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<FtSqlStore, String> {
+        let mut store = SqlStore::open(opts.sql.clone()).map_err(|e| e.to_string())?;
+        if let Some(limits) = channel_limits(cfg) {
+            store.set_channel_limits(limits);
+        }
+        let lock = SqlLock::connect(&opts.sql)?;
+        // Encryption settings are checked now, as without FT.
+        crate::encryption::wrap(Box::new(MemStore::new()), opts)?;
+        Ok(FtSqlStore {
+            store: Some(store),
+            lock: Some(lock),
+            opts: opts.clone(),
+            log: log.clone(),
+        })
+    }
+
+    fn serve(&mut self, node: &mut Node, now: Now) {
+        if !node.poll_store_lock() {
+            return;
+        }
+        let Some(lock) = self.lock.as_mut() else {
+            return;
+        };
+        let outcome = match lock.try_lock() {
+            Ok(true) => {
+                let (Some(mut store), Some(lock)) = (self.store.take(), self.lock.take()) else {
+                    return;
+                };
+                let log = self.log.clone();
+                // Another server owns the store now: going on would corrupt it.
+                store.hold_lock(lock.hold(Box::new(move |why: &str| {
+                    log.log(Origin::Stream, Level::Fatal, why);
+                    std::process::exit(1);
+                })));
+                match crate::encryption::wrap(Box::new(store), &self.opts) {
+                    Ok(store) => StoreLock::Taken(store),
+                    Err(e) => StoreLock::Failed(e),
+                }
+            }
+            Ok(false) => StoreLock::Busy,
+            Err(e) => StoreLock::Failed(e),
+        };
+        node.handle_store_lock(now, outcome);
+    }
+}
+
+/// The store an FT standby waits for.
+enum Ft {
+    File(Box<FtStore>),
+    Sql(Box<FtSqlStore>),
+}
+
+impl Ft {
+    fn serve(&mut self, node: &mut Node, now: Now) {
+        match self {
+            Ft::File(ft) => ft.serve(node, now),
+            Ft::Sql(ft) => ft.serve(node, now),
+        }
     }
 }
 
@@ -330,9 +414,14 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     // In FT mode the FILE store is opened once this server holds its lock; only its
     // preparation happens now.
     let mut ft_store = None;
-    let opened = if opts.ft_group.is_some() && opts.store == "FILE" {
+    let opened = if opts.ft_group.is_some() && opts.store == "SQL" {
+        FtSqlStore::prepare(&opts, &cfg, &log).map(|ft| {
+            ft_store = Some(Ft::Sql(Box::new(ft)));
+            Box::new(Unopened::new("SQL")) as Box<dyn Store>
+        })
+    } else if opts.ft_group.is_some() && opts.store == "FILE" {
         FtStore::prepare(&opts, &cfg, &log).map(|ft| {
-            ft_store = Some(ft);
+            ft_store = Some(Ft::File(Box::new(ft)));
             Box::new(Unopened::new("FILE")) as Box<dyn Store>
         })
     } else {
@@ -463,7 +552,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     let (stop_tx, mut stop_rx) = tokio::sync::mpsc::unbounded_channel::<Stop>();
     let stop = stop_tx.clone();
     match ft_store {
-        Some(ft) => driver.after_turn(move |node, now| {
+        Some(mut ft) => driver.after_turn(move |node, now| {
             ft.serve(node, now);
             if node.failure().is_some() {
                 let _ = stop.send(Stop::Fatal);

@@ -11,7 +11,7 @@ use stan_core::streaming::limits::ChannelLimits;
 use stan_runtime::cli::{parse, parse_flags, CliExit, Command, Options};
 use stan_runtime::config_file::{apply_with, include_path};
 use stan_runtime::server::node_config;
-use stan_runtime::store::FileStoreOptions;
+use stan_runtime::store::{FileStoreOptions, SqlStoreOptions};
 
 const S: i64 = 1_000_000_000;
 
@@ -151,6 +151,13 @@ fn every_supported_key_reaches_the_options() {
             truncate_bad_eof: false,
             read_buffer_size: 512 << 10,
             auto_sync: Duration::from_secs(30),
+        },
+        sql: SqlStoreOptions {
+            driver: "mysql".into(),
+            source: "nss:pwd@tcp(db:3306)/nss_db".into(),
+            no_caching: true,
+            max_open_conns: 4,
+            bulk_insert_limit: 50,
         },
         http_base_path: "/fixture".into(),
         partitioning: true,
@@ -320,6 +327,28 @@ fn command_line_flags_win_over_files() {
     assert_eq!(o.dir.as_deref(), Some("/flag/dir"));
     assert_eq!(o.store, "MEMORY");
     assert_eq!(o.ft_group.as_deref(), Some("fixture-group"));
+    // So do `sql { }` settings to their `--sql_*` flags.
+    let o = run(&[
+        "-c",
+        &fixture("all_keys.conf"),
+        "--sql_driver",
+        "postgres",
+        "--sql_no_caching=false",
+        "--sql_bulk_insert_limit",
+        "0",
+    ]);
+    assert_eq!(
+        (
+            o.sql.driver.as_str(),
+            o.sql.no_caching,
+            o.sql.bulk_insert_limit
+        ),
+        ("postgres", false, 0)
+    );
+    assert_eq!(
+        (o.sql.source.as_str(), o.sql.max_open_conns),
+        ("nss:pwd@tcp(db:3306)/nss_db", 4)
+    );
     let o = run(&["-c", &fixture("all_keys.conf"), "--ft_group", "flag-group"]);
     assert_eq!(o.ft_group.as_deref(), Some("flag-group"));
     assert!(!o.explicit.contains("file_fds_limit"));
@@ -428,7 +457,6 @@ fn malformed_files_name_file_line_and_key() {
         ("limits { channels: x }\n", "1: expected per channel limits to be a map/struct, got x"),
         ("limits {\n channels {\n  a: 5\n }\n}\n", "3: expected channel limits to be a map/struct, got 5"),
         ("store: disk\n", "1: unknown store type: disk"),
-        ("streaming {\n  store: sql\n}\n", "2: store type SQL is not supported yet by stan-server"),
         ("file {\n  sync: \"yes\"\n}\n", "2: parameter \"sync\" value is expected to be bool, got string"),
         ("file: [1]\n", "1: expected file options to be a map/struct, got [1]"),
         ("dir: 1\n", "1: parameter \"dir\" value is expected to be string, got int64"),

@@ -26,7 +26,7 @@ pub enum FileSetting {
 pub struct StreamingFileOptions {
     pub cluster_id: Option<String>,
     pub discover_prefix: Option<String>,
-    /// Upper-cased: `MEMORY` or `FILE`; `SQL` is refused.
+    /// Upper-cased: `MEMORY`, `FILE` or `SQL`.
     pub store: Option<String>,
     /// `dir`, `datastore`: the FILE store's root directory.
     pub dir: Option<String>,
@@ -34,9 +34,9 @@ pub struct StreamingFileOptions {
     pub ft_group: Option<String>,
     /// `partitioning`: serve only the channels named by `store_limits.channels`.
     pub partitioning: Option<bool>,
-    /// The `file { }` section, in file order, each setting under the name of the
-    /// command-line flag it stands for (`sync` → `file_sync`), so that one table
-    /// applies flags and file alike.
+    /// The `file { }` and `sql { }` sections, in file order, each setting under the
+    /// name of the command-line flag it stands for (`sync` → `file_sync`, `driver` →
+    /// `sql_driver`), so that one table applies flags and file alike.
     pub file: Vec<(&'static str, FileSetting)>,
     pub stan_debug: Option<bool>,
     pub stan_trace: Option<bool>,
@@ -102,13 +102,7 @@ impl StreamingFileOptions {
             "st" | "store_type" | "store" | "storetype" => {
                 let text = string(e)?;
                 match text.to_uppercase().as_str() {
-                    kind @ ("MEMORY" | "FILE") => self.store = Some(kind.into()),
-                    kind @ "SQL" => {
-                        return Err(ConfigError::at(
-                            e,
-                            format!("store type {kind} is not supported yet by stan-server"),
-                        ))
-                    }
+                    kind @ ("MEMORY" | "FILE" | "SQL") => self.store = Some(kind.into()),
                     _ => {
                         return Err(ConfigError::at(e, format!("unknown store type: {text}")));
                     }
@@ -137,7 +131,7 @@ impl StreamingFileOptions {
             "dir" | "datastore" => self.dir = Some(string(e)?),
             "ft_group" | "ft_group_name" => self.ft_group = Some(string(e)?),
             "file" | "file_options" => self.file_options(e)?,
-            "sql" | "sql_options" => refuse_sql(e)?,
+            "sql" | "sql_options" => self.sql_options(e)?,
             "cluster" => refuse_cluster(e)?,
             // The Windows event-log source; the Go server ignores it elsewhere too.
             "syslog_name" => {
@@ -196,6 +190,29 @@ impl StreamingFileOptions {
                 }
                 "file_auto_sync" | "auto_sync" => ("file_auto_sync", Nanos(duration(entry)?)),
                 // `truncate_bad_eof` is command-line only; unknown keys are ignored.
+                _ => continue,
+            };
+            self.file.push(setting);
+        }
+        Ok(())
+    }
+
+    /// `sql { }`, into the same list as `file { }` under the flags' names. Its type
+    /// errors name the key in lower case, as the Go server's do.
+    fn sql_options(&mut self, e: &Entry) -> Result<()> {
+        use FileSetting::{Bool, Int, Str};
+        for entry in section(e, "SQL options")? {
+            let name = entry.key.to_lowercase();
+            let lowered = Entry {
+                key: name.clone(),
+                ..entry.clone()
+            };
+            let setting = match name.as_str() {
+                "driver" => ("sql_driver", Str(string(&lowered)?)),
+                "source" => ("sql_source", Str(string(&lowered)?)),
+                "no_caching" => ("sql_no_caching", Bool(boolean(&lowered)?)),
+                "max_open_conns" | "max_conns" => ("sql_max_open_conns", Int(integer(&lowered)?)),
+                "bulk_insert_limit" => ("sql_bulk_insert_limit", Int(integer(&lowered)?)),
                 _ => continue,
             };
             self.file.push(setting);
@@ -377,30 +394,6 @@ fn refuse_tls(e: &Entry) -> Result<()> {
         return Err(not_supported(e, &e.key));
     }
     Ok(())
-}
-
-/// `sql { }`. Its type errors name the key in lower case, as the Go server's do.
-fn refuse_sql(e: &Entry) -> Result<()> {
-    for entry in section(e, "SQL options")? {
-        let name = entry.key.to_lowercase();
-        let lowered = Entry {
-            key: name.clone(),
-            ..entry.clone()
-        };
-        match name.as_str() {
-            "driver" | "source" => {
-                string(&lowered)?;
-            }
-            "no_caching" => {
-                boolean(&lowered)?;
-            }
-            "max_open_conns" | "max_conns" | "bulk_insert_limit" => {
-                integer(&lowered)?;
-            }
-            _ => {}
-        }
-    }
-    Err(not_supported(e, &e.key))
 }
 
 /// `cluster { }`: Raft clustering.

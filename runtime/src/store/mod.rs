@@ -5,6 +5,9 @@
 //! directory written here opens in the Go server. All of its I/O goes through the
 //! [`Fs`] trait: [`StdFs`] in production, [`MemFs`] in tests and fuzzing, a
 //! fault-injecting file system in the simulator.
+//!
+//! [`SqlStore`] reads and writes the Go server's SQL tables (STORES §3) in
+//! PostgreSQL or MySQL/MariaDB.
 
 mod archive;
 pub mod crc;
@@ -18,6 +21,7 @@ mod options;
 mod proto;
 mod record;
 mod root_files;
+mod sql;
 mod subs;
 mod tempfile;
 
@@ -27,3 +31,4 @@ pub use file::{FileStore, LockAttempt, RootLock};
 pub use fs::{DirEntry, Fs, FsFile, FsLock, StdFs};
 pub use memfs::MemFs;
 pub use options::{ChannelLimits, FileStoreOptions};
+pub use sql::{unknown_driver, HeldLock, OnLost, SqlLock, SqlStore, SqlStoreOptions};
