@@ -1,11 +1,13 @@
 //! The node the runtime drives: the embedded NATS server with the streaming server
 //! attached to it in-process, as one more NATS client whose messages never touch a
-//! socket.
+//! socket; or, with an external NATS server (`-ns`), the streaming server behind a
+//! client connection ([`Link`]) whose sockets the runtime dials.
 
 use core::net::SocketAddr;
 use std::collections::VecDeque;
 
 use crate::log::{Level, LogLine, Origin};
+use crate::nats::link::{Link, LinkConfig};
 use crate::nats::{self, ConnId, Input, Output, Server};
 use crate::store::Store;
 use crate::streaming::{self, Action, Streaming};
@@ -24,10 +26,20 @@ struct Attached {
     conn: ConnId,
 }
 
+/// The connection to an external NATS server and its current socket.
+struct External {
+    link: Link,
+    conn: Option<ConnId>,
+    /// Socket ids are taken from far above those of accepted connections (there are
+    /// none in this mode, but monitoring and the driver share one id space).
+    next_conn: u64,
+}
+
 /// One server process's worth of protocol state.
 pub struct Node {
     nats: Server,
     streaming: Option<Attached>,
+    external: Option<External>,
     logs: VecDeque<LogLine>,
 }
 
@@ -37,8 +49,65 @@ impl Node {
         Node {
             nats: Server::new(cfg.nats),
             streaming: None,
+            external: None,
             logs: VecDeque::new(),
         }
+    }
+
+    /// A node running the streaming server over `store` behind a connection to an
+    /// external NATS server; `link.name` is filled in (`_NSS-<cid>-general`). The
+    /// local NATS server object runs nothing: monitoring reports it idle.
+    pub fn with_external(
+        cfg: NodeConfig,
+        store: Box<dyn Store>,
+        mut link: LinkConfig,
+    ) -> Result<Self, String> {
+        let mut node = Node::with_streaming(cfg, store)?;
+        let cid = node.streaming().map_or("", |s| s.cluster_id());
+        link.name = format!("_NSS-{cid}-general");
+        node.external = Some(External {
+            link: Link::new(link),
+            conn: None,
+            next_conn: 1 << 62,
+        });
+        Ok(node)
+    }
+
+    /// Whether the streaming server runs behind an external NATS server.
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
+    /// A new socket to the external NATS server at `url` (with its credentials
+    /// redacted, for logs; `userinfo` holds them, see [`Link::attach`]); its bytes
+    /// come in as [`Input`]s of the returned id.
+    pub fn attach_external(
+        &mut self,
+        url: &str,
+        userinfo: Option<(String, Option<String>)>,
+    ) -> Option<ConnId> {
+        let ext = self.external.as_mut()?;
+        let id = ConnId(ext.next_conn);
+        ext.next_conn += 1;
+        ext.conn = Some(id);
+        ext.link.attach(url, userinfo);
+        Some(id)
+    }
+
+    /// Whether the external connection needs a new socket: none is attached.
+    pub fn external_down(&self) -> bool {
+        self.external.as_ref().is_some_and(|e| e.conn.is_none())
+    }
+
+    /// Whether the external NATS server accepted the current socket's CONNECT.
+    pub fn external_up(&self) -> bool {
+        self.external.as_ref().is_some_and(|e| e.link.is_up())
+    }
+
+    /// Why the current or last external socket failed (`nats: authorization
+    /// violation`), if the server said or sent garbage.
+    pub fn external_error(&self) -> Option<&str> {
+        self.external.as_ref().and_then(|e| e.link.error())
     }
 
     /// A node running the streaming server over `store`; fails on invalid limits.
@@ -68,8 +137,10 @@ impl Node {
         let Some(att) = self.streaming.as_mut() else {
             return Ok(());
         };
-        let name = format!("_NSS-{}-general", att.server.cluster_id());
-        att.conn = self.nats.add_internal_client(now, &name);
+        if self.external.is_none() {
+            let name = format!("_NSS-{}-general", att.server.cluster_id());
+            att.conn = self.nats.add_internal_client(now, &name);
+        }
         let result = att.server.start(now);
         self.pump(now);
         result
@@ -105,6 +176,26 @@ impl Node {
     }
 
     pub fn handle_input(&mut self, now: Now, input: Input<'_>) {
+        if let Some(ext) = self.external.as_mut() {
+            let conn = match input {
+                Input::Received { conn, .. }
+                | Input::Flushed { conn, .. }
+                | Input::Closed { conn }
+                | Input::TlsFailed { conn, .. } => conn,
+            };
+            if ext.conn == Some(conn) {
+                match input {
+                    Input::Received { bytes, .. } => ext.link.received(bytes),
+                    Input::Flushed { .. } => {}
+                    Input::Closed { .. } | Input::TlsFailed { .. } => {
+                        ext.link.detach();
+                        ext.conn = None;
+                    }
+                }
+                self.pump(now);
+                return;
+            }
+        }
         self.nats.handle_input(now, input);
         self.pump(now);
     }
@@ -127,6 +218,21 @@ impl Node {
     pub fn poll_output(&mut self) -> Option<Output> {
         if let Some(line) = self.logs.pop_front() {
             return Some(Output::Log(line));
+        }
+        if let Some(ext) = self.external.as_mut() {
+            if let Some(conn) = ext.conn {
+                if let Some(data) = ext.link.take_output() {
+                    return Some(Output::Send { conn, data });
+                }
+                if ext.link.take_close() {
+                    ext.link.detach();
+                    ext.conn = None;
+                    while let Some(line) = ext.link.poll_log() {
+                        self.logs.push_back(line);
+                    }
+                    return Some(Output::Close { conn });
+                }
+            }
         }
         self.nats.poll_output()
     }
@@ -186,6 +292,9 @@ impl Node {
     /// Moves messages between the NATS server and the streaming server until neither has
     /// anything left for the other.
     fn pump(&mut self, now: Now) {
+        if self.external.is_some() {
+            return self.pump_external(now);
+        }
         let Some(att) = self.streaming.as_mut() else {
             return;
         };
@@ -238,6 +347,61 @@ impl Node {
             if !progressed {
                 break;
             }
+        }
+    }
+
+    /// [`Node::pump`] with the external NATS server on the other side.
+    fn pump_external(&mut self, now: Now) {
+        let (Some(att), Some(ext)) = (self.streaming.as_mut(), self.external.as_mut()) else {
+            return;
+        };
+        loop {
+            let mut progressed = false;
+            while let Some(m) = ext.link.poll_msg() {
+                progressed = true;
+                let body = &m.payload[m.header_len.unwrap_or(0).min(m.payload.len())..];
+                // A request nobody listens to comes back as a 503 status on its reply
+                // subject.
+                if m.sid == streaming::sid::REPLIES
+                    && m.header_len.is_some()
+                    && m.payload.starts_with(b"NATS/1.0 503")
+                {
+                    let reply = String::from_utf8_lossy(m.subject).into_owned();
+                    att.server.handle_no_responders(now, &reply);
+                    continue;
+                }
+                att.server.handle_msg(now, m.sid, m.subject, m.reply, body);
+            }
+            if let Some(mp) = ext.link.max_payload() {
+                att.server.set_max_payload(mp);
+            }
+            while let Some(action) = att.server.poll_action() {
+                progressed = true;
+                match action {
+                    Action::Subscribe { sid, subject } => ext.link.subscribe(sid, &subject),
+                    Action::Unsubscribe { sid } => ext.link.unsubscribe(sid),
+                    // Dropped while disconnected: acknowledged publishes are
+                    // redelivered and requests time out, as with the NATS client.
+                    Action::Publish {
+                        subject,
+                        reply,
+                        payload,
+                    } => {
+                        ext.link.publish(
+                            subject.as_bytes(),
+                            reply.as_deref().map(str::as_bytes),
+                            &payload,
+                        );
+                    }
+                    Action::Log(line) => self.logs.push_back(line),
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        while let Some(line) = ext.link.poll_log() {
+            self.logs.push_back(line);
         }
     }
 }

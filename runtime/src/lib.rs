@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config_file;
 pub mod driver;
 pub mod encryption;
+pub mod external;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod harness;
@@ -14,6 +15,7 @@ pub mod load;
 pub mod logger;
 pub mod memory;
 pub mod metrics;
+pub mod nkeys;
 pub mod process;
 pub mod server;
 pub mod stan_client;
