@@ -67,11 +67,7 @@ pub fn encode_user_seed(raw: &[u8; 32]) -> String {
 /// `-----BEGIN USER NKEY SEED-----` block when there is one, else the first line
 /// that looks like a seed.
 pub fn seed_in(text: &str) -> Option<&str> {
-    block(text, "NKEY SEED").or_else(|| {
-        text.lines()
-            .map(str::trim)
-            .find(|l| l.starts_with('S') && l.len() > 50)
-    })
+    block(text, "NKEY SEED").or_else(|| text.lines().map(str::trim).find(|l| l.starts_with('S')))
 }
 
 /// The user JWT of a credentials file.

@@ -1,0 +1,447 @@
+//! `-ns`: the streaming server without an embedded NATS server, connected to a real
+//! external one (Debian's `nats-server`), with the credentials and TLS of its own
+//! connections; clients talk to the external server.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use stan_core::client::{StartAt, SubscribeOptions};
+use stan_runtime::stan_client::{StanConn, StanOptions, StanSubscription};
+use support::{fatal_line, free_port, run_refused, wait_for_port, Logged};
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+
+fn cert(name: &str) -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/interop/certs");
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+/// A directory for one test's files, removed at the end.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("stan-ns-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn file(&self, name: &str, text: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `nats-server` on a free port with `extra` configuration, and its monitoring port.
+struct Nats {
+    proc: Logged,
+    port: u16,
+    http: u16,
+    conf: String,
+}
+
+impl Nats {
+    fn start(scratch: &Scratch, extra: &str) -> Nats {
+        let (port, http) = (free_port(), free_port());
+        let conf = scratch.file(
+            "nats.conf",
+            &format!("listen: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http}\"\n{extra}\n"),
+        );
+        Nats::run(conf, port, http)
+    }
+
+    fn run(conf: String, port: u16, http: u16) -> Nats {
+        let mut proc = Logged::spawn(Command::new(NATS_SERVER).args(["-c", &conf]));
+        wait_for_port(&mut proc.child, port);
+        Nats {
+            proc,
+            port,
+            http,
+            conf,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Names of the connections the server lists.
+    fn connection_names(&self) -> Vec<String> {
+        let body = http_get(self.http, "/connz");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        doc["connections"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// Starts `stan-server` with `args` and waits until it is ready.
+fn streaming(args: &[&str]) -> Logged {
+    let mut s = Logged::server(args);
+    s.wait_for("Streaming Server is ready");
+    s
+}
+
+fn refused(args: &[&str]) -> (i32, String) {
+    let out = run_refused(Command::new(env!("CARGO_BIN_EXE_stan-server")).args(args));
+    (out.status.code().unwrap_or(-1), fatal_line(&out))
+}
+
+async fn connect(nats: &Nats, client: &str) -> StanConn {
+    StanConn::connect(
+        &format!("127.0.0.1:{}", nats.port),
+        "test-cluster",
+        client,
+        StanOptions::default(),
+    )
+    .await
+    .expect("the streaming server answers through the external NATS server")
+}
+
+async fn next(sub: &mut StanSubscription) -> stan_runtime::stan_client::Msg {
+    tokio::time::timeout(Duration::from_secs(20), sub.next())
+        .await
+        .expect("a message in time")
+        .expect("subscription open")
+}
+
+fn durable() -> SubscribeOptions {
+    SubscribeOptions {
+        durable_name: Some("dur".into()),
+        manual_ack: true,
+        start: StartAt::First,
+        ..SubscribeOptions::default()
+    }
+}
+
+/// Publishes `n` messages on `foo` and reads them back on a fresh subscription.
+async fn round_trip(nats: &Nats, client: &str, n: u8) {
+    let conn = connect(nats, client).await;
+    for i in 1..=n {
+        conn.publish("foo", &[i]).await.unwrap();
+    }
+    let mut sub = conn
+        .subscribe(
+            "foo",
+            SubscribeOptions {
+                start: StartAt::First,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first = next(&mut sub).await;
+    assert_eq!(first.data.len(), 1);
+    conn.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_clients_of_the_external_server_and_survives_its_restart() {
+    let scratch = Scratch::new("restart");
+    let mut nats = Nats::start(&scratch, "");
+    let http = free_port();
+    let dir = scratch.0.join("store");
+    let mut stan = streaming(&[
+        "-ns",
+        &nats.url(),
+        "-m",
+        &http.to_string(),
+        "-st",
+        "FILE",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    // No NATS server here: none of its startup lines.
+    assert!(
+        !stan.log.iter().any(|l| l.contains("Starting nats-server")
+            || l.contains("Listening for client connections")
+            || l.contains("Server is ready") && !l.contains("Streaming")),
+        "{:#?}",
+        stan.log
+    );
+    assert_eq!(nats.connection_names(), vec!["_NSS-test-cluster-general"]);
+    let serverz: serde_json::Value =
+        serde_json::from_str(&http_get(http, "/streaming/serverz")).unwrap();
+    assert_eq!(serverz["cluster_id"], "test-cluster");
+    assert!(
+        http_get(http, "/metrics").contains("stan_clients"),
+        "metrics served"
+    );
+
+    let conn = connect(&nats, "me").await;
+    for i in 1..=6u8 {
+        conn.publish("foo", &[i]).await.unwrap();
+    }
+    let mut sub = conn.subscribe("foo", durable()).await.unwrap();
+    for seq in 1..=3u64 {
+        let m = next(&mut sub).await;
+        assert_eq!((m.sequence, m.data.clone()), (seq, vec![seq as u8]));
+        sub.ack(seq).await.unwrap();
+    }
+    sub.close().await.unwrap();
+    conn.close().await.unwrap();
+
+    // The external server goes away and comes back on the same port.
+    nats.proc.kill_9();
+    stan.wait_for("connection \"_NSS-test-cluster-general\" has been disconnected: ");
+    let (port, http_nats, conf) = (nats.port, nats.http, nats.conf.clone());
+    drop(nats);
+    let nats = Nats::run(conf, port, http_nats);
+    let line = stan
+        .wait_for("reconnected to NATS Server at")
+        .pop()
+        .unwrap();
+    assert!(
+        line.contains(&format!(
+            "[INF] STREAM: connection \"_NSS-test-cluster-general\" reconnected to NATS Server at \"nats://127.0.0.1:{port}\""
+        )),
+        "{line}"
+    );
+    assert_eq!(nats.connection_names(), vec!["_NSS-test-cluster-general"]);
+    // Every subscription was restored: the durable resumes where it stopped.
+    let conn = connect(&nats, "me").await;
+    let mut sub = conn.subscribe("foo", durable()).await.unwrap();
+    for seq in 4..=6u64 {
+        let m = next(&mut sub).await;
+        assert_eq!(m.sequence, seq);
+        sub.ack(seq).await.unwrap();
+    }
+    conn.publish("foo", b"after").await.unwrap();
+    assert_eq!(next(&mut sub).await.sequence, 7);
+    conn.close().await.unwrap();
+
+    // Reloading concerns an embedded NATS server only.
+    stan.signal(libc::SIGHUP);
+    stan.wait_for("[WRN] STREAM: Reload supported only for embedded NATS Server's configuration");
+    stan.signal(libc::SIGINT);
+    let log = stan.wait_for_exit();
+    assert!(log.last().unwrap().contains("Shutting down."), "{log:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_of_the_internal_connection() {
+    let scratch = Scratch::new("auth");
+    let seed = stan_runtime::nkeys::encode_user_seed(&[9u8; 32]);
+    let public = stan_runtime::nkeys::NKey::from_seed(&seed)
+        .unwrap()
+        .public_key()
+        .to_string();
+    let seed_file = scratch.file("user.nk", &format!("{seed}\n"));
+    // Clients without credentials log in as the guest.
+    let nats = Nats::start(
+        &scratch,
+        &format!(
+            "authorization {{ users = [\n  {{ user: stan, password: s3cret }}\n  {{ nkey: {public} }}\n  {{ user: guest, password: guest }}\n] }}\nno_auth_user: guest\n"
+        ),
+    );
+    let url = nats.url();
+
+    // User and password from the command line.
+    let stan = streaming(&["-ns", &url, "--user", "stan", "--pass", "s3cret"]);
+    round_trip(&nats, "a", 2).await;
+    drop(stan);
+
+    // From the configuration file, and in the URL.
+    let conf = scratch.file(
+        "stan.conf",
+        &format!("streaming {{\n  ns: \"{url}\"\n  username: stan\n  password: s3cret\n}}\n"),
+    );
+    drop(streaming(&["-sc", &conf]));
+    let in_url = format!("nats://stan:s3cret@127.0.0.1:{}", nats.port);
+    drop(streaming(&["-ns", &in_url]));
+
+    // An NKey seed file.
+    let conf = scratch.file(
+        "nkey.conf",
+        &format!("ns: \"{url}\"\nnkey_seed_file: \"{seed_file}\"\n"),
+    );
+    let stan = streaming(&["-sc", &conf]);
+    round_trip(&nats, "b", 1).await;
+    drop(stan);
+
+    let missing = scratch.file(
+        "missing.conf",
+        &format!("ns: \"{url}\"\nnkey_seed_file: \"/nonexistent/x.nk\"\n"),
+    );
+    assert_eq!(
+        refused(&["-sc", &missing]),
+        (
+            1,
+            "STREAM: Failed to start: open /nonexistent/x.nk: no such file or directory".into()
+        )
+    );
+    // The command line wins over the file: a wrong password there is refused.
+    let conf = scratch.file(
+        "wrong.conf",
+        &format!("ns: \"{url}\"\nusername: stan\npassword: s3cret\n"),
+    );
+    assert_eq!(
+        refused(&["-sc", &conf, "--user", "stan", "--pass", "wrong"]),
+        (
+            1,
+            "STREAM: Failed to start: nats: authorization violation".into()
+        )
+    );
+    let bad_seed = scratch.file("bad.nk", "SUAAAAAAAAAAAAAAAA\n");
+    let conf = scratch.file(
+        "bad.conf",
+        &format!("ns: \"{url}\"\nnkey_seed_file: \"{bad_seed}\"\n"),
+    );
+    let (code, line) = refused(&["-sc", &conf]);
+    assert_eq!(code, 1);
+    assert!(
+        line.starts_with("STREAM: Failed to start: nkeys: "),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_in_flags_and_url() {
+    let scratch = Scratch::new("token");
+    let nats = Nats::start(&scratch, "authorization { token: t0ken }\n");
+    drop(streaming(&["-ns", &nats.url(), "--auth", "t0ken"]));
+    let in_url = format!("nats://t0ken@127.0.0.1:{}", nats.port);
+    let stan = streaming(&["-ns", &in_url]);
+    assert_eq!(nats.connection_names(), vec!["_NSS-test-cluster-general"]);
+    drop(stan);
+    assert_eq!(
+        refused(&["-ns", &nats.url(), "--auth", "nope"]).1,
+        "STREAM: Failed to start: nats: authorization violation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_the_external_server() {
+    let scratch = Scratch::new("tls");
+    // The server wants a client certificate from the test CA.
+    let nats = Nats::start(
+        &scratch,
+        &format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+            cert("server-cert.pem"),
+            cert("server-key.pem"),
+            cert("ca.pem")
+        ),
+    );
+    let url = nats.url();
+    let (ca, client_cert, client_key) = (
+        cert("ca.pem"),
+        cert("client-cert.pem"),
+        cert("client-key.pem"),
+    );
+    let stan = streaming(&[
+        "-ns",
+        &url,
+        "--tls_client_cert",
+        &client_cert,
+        "--tls_client_key",
+        &client_key,
+        "--tls_client_cacert",
+        &ca,
+    ]);
+    assert_eq!(nats.connection_names(), vec!["_NSS-test-cluster-general"]);
+    drop(stan);
+    // The same from the configuration file, by another name for the server.
+    let conf = scratch.file(
+        "tls.conf",
+        &format!(
+            "streaming {{\nns: \"nats://localhost:{}\"\ntls {{\n  client_cert: \"{client_cert}\"\n  client_key: \"{client_key}\"\n  client_ca: \"{ca}\"\n  server_name: \"127.0.0.1\"\n}}\n}}\n",
+            nats.port
+        ),
+    );
+    drop(streaming(&["-sc", &conf]));
+    // Without verification of the server, a client certificate is still needed.
+    let stan = streaming(&[
+        "-ns",
+        &url,
+        "-secure",
+        "--tls_client_cert",
+        &client_cert,
+        "--tls_client_key",
+        &client_key,
+    ]);
+    drop(stan);
+    let conf = scratch.file(
+        "skip.conf",
+        &format!(
+            "streaming {{\nns: \"{url}\"\ntls {{\n  client_cert: \"{client_cert}\"\n  client_key: \"{client_key}\"\n  skip_verify: true\n}}\n}}\n"
+        ),
+    );
+    let stan = streaming(&["-sc", &conf]);
+    assert!(
+        stan.log.iter().any(|l| l.contains(
+            "[WRN] STREAM: TLS certificate chain and hostname will not be verified. DO NOT USE IN PRODUCTION!"
+        )),
+        "{:#?}",
+        stan.log
+    );
+    drop(stan);
+    // A CA that does not vouch for the server, no TLS at all, no client certificate.
+    let rogue = cert("rogue-cert.pem");
+    let (code, line) = refused(&["-ns", &url, "--tls_client_cacert", &rogue]);
+    assert_eq!(code, 1);
+    assert!(line.starts_with("STREAM: Failed to start: tls: "), "{line}");
+    assert_eq!(
+        refused(&["-ns", &url]).1,
+        "STREAM: Failed to start: nats: secure connection required"
+    );
+    let (code, line) = refused(&["-ns", &url, "-secure"]);
+    assert_eq!(code, 1);
+    assert!(line.starts_with("STREAM: Failed to start: "), "{line}");
+}
+
+#[test]
+fn bad_values_stop_the_start() {
+    for bad in ["localhost:4222", "nats://localhost", "nats//h:1"] {
+        assert_eq!(
+            refused(&["-ns", bad]),
+            (1, format!("STREAM: Failed to start: malformed url: {bad}"))
+        );
+    }
+    let port = free_port();
+    assert_eq!(
+        refused(&["-ns", &format!("nats://127.0.0.1:{port}")]),
+        (
+            1,
+            "STREAM: Failed to start: nats: no servers available for connection".into()
+        )
+    );
+    let (code, line) = refused(&[
+        "-ns",
+        &format!("nats://127.0.0.1:{port}"),
+        "--tls_client_cacert",
+        "/nonexistent/ca.pem",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        line,
+        "STREAM: Failed to start: open /nonexistent/ca.pem: no such file or directory"
+    );
+}
