@@ -30,8 +30,8 @@ struct Attached {
 struct External {
     link: Link,
     conn: Option<ConnId>,
-    /// Socket ids are taken from far above those of accepted connections (there are
-    /// none in this mode, but monitoring and the driver share one id space).
+    /// Socket ids are taken from above those of accepted connections (there are none
+    /// in this mode, but the driver keeps one id space).
     next_conn: u64,
 }
 
@@ -68,7 +68,7 @@ impl Node {
         node.external = Some(External {
             link: Link::new(link),
             conn: None,
-            next_conn: 1 << 62,
+            next_conn: 1_000_000,
         });
         Ok(node)
     }
