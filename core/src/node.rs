@@ -26,13 +26,41 @@ struct Attached {
     conn: ConnId,
 }
 
-/// The connection to an external NATS server and its current socket.
+/// The roles of the connections to an external NATS server, each its own link named
+/// `_NSS-<cid>-<role>` (OPERATIONS §5): `general` holds the subscriptions to
+/// requests and ack inboxes, `send` publishes deliveries and responses, `hb` sends
+/// the requests this server makes (heartbeats, probes) and holds their reply inbox,
+/// where the NATS server's no-responders status comes back to the publisher.
+///
+/// Acks share `general` with the requests: messages of one client that arrive on
+/// different connections can be reordered, and an ack overtaken by the client's
+/// close or unsubscribe request would be lost (redelivered on resume).
+pub const EXTERNAL_ROLES: [&str; 3] = ["general", "send", "hb"];
+const GENERAL: usize = 0;
+const SEND: usize = 1;
+const HB: usize = 2;
+
+/// The connections to an external NATS server and their current sockets.
 struct External {
-    link: Link,
-    conn: Option<ConnId>,
+    links: [Link; 3],
+    conns: [Option<ConnId>; 3],
+    /// The startup lines, held until the NATS server confirmed the subscriptions
+    /// made at startup: "ready" means clients can be answered.
+    held_logs: Option<Vec<LogLine>>,
     /// Socket ids are taken from above those of accepted connections (there are none
     /// in this mode, but the driver keeps one id space).
     next_conn: u64,
+}
+
+impl External {
+    /// The link holding subscription `sid`.
+    fn role_of_sid(sid: u64) -> usize {
+        use streaming::sid;
+        match sid {
+            sid::REPLIES | sid::PARTITIONS_INBOX => HB,
+            _ => GENERAL,
+        }
+    }
 }
 
 /// One server process's worth of protocol state.
@@ -54,20 +82,27 @@ impl Node {
         }
     }
 
-    /// A node running the streaming server over `store` behind a connection to an
-    /// external NATS server; `link.name` is filled in (`_NSS-<cid>-general`). The
-    /// local NATS server object runs nothing: monitoring reports it idle.
+    /// A node running the streaming server over `store` behind connections to an
+    /// external NATS server, one per [`EXTERNAL_ROLES`], all with `link`'s settings
+    /// (its name is replaced by `_NSS-<cid>-<role>`). The local NATS server object
+    /// runs nothing: monitoring reports it idle.
     pub fn with_external(
         cfg: NodeConfig,
         store: Box<dyn Store>,
-        mut link: LinkConfig,
+        link: LinkConfig,
     ) -> Result<Self, String> {
         let mut node = Node::with_streaming(cfg, store)?;
-        let cid = node.streaming().map_or("", |s| s.cluster_id());
-        link.name = format!("_NSS-{cid}-general");
+        let cid = node.streaming().map_or("", |s| s.cluster_id()).to_string();
+        let links = EXTERNAL_ROLES.map(|role| {
+            Link::new(LinkConfig {
+                name: format!("_NSS-{cid}-{role}"),
+                ..link.clone()
+            })
+        });
         node.external = Some(External {
-            link: Link::new(link),
-            conn: None,
+            links,
+            conns: [None; 3],
+            held_logs: None,
             next_conn: 1_000_000,
         });
         Ok(node)
@@ -78,36 +113,48 @@ impl Node {
         self.external.is_some()
     }
 
-    /// A new socket to the external NATS server at `url` (with its credentials
-    /// redacted, for logs; `userinfo` holds them, see [`Link::attach`]); its bytes
-    /// come in as [`Input`]s of the returned id.
+    /// A new socket for connection `role` (an index of [`EXTERNAL_ROLES`]) to the
+    /// external NATS server at `url` (with its credentials redacted, for logs;
+    /// `userinfo` holds them, see [`Link::attach`]); its bytes come in as
+    /// [`Input`]s of the returned id.
     pub fn attach_external(
         &mut self,
+        role: usize,
         url: &str,
         userinfo: Option<(String, Option<String>)>,
     ) -> Option<ConnId> {
         let ext = self.external.as_mut()?;
+        let link = ext.links.get_mut(role)?;
         let id = ConnId(ext.next_conn);
         ext.next_conn += 1;
-        ext.conn = Some(id);
-        ext.link.attach(url, userinfo);
+        ext.conns[role] = Some(id);
+        link.attach(url, userinfo);
         Some(id)
     }
 
-    /// Whether the external connection needs a new socket: none is attached.
-    pub fn external_down(&self) -> bool {
-        self.external.as_ref().is_some_and(|e| e.conn.is_none())
+    /// Whether connection `role` has no socket.
+    pub fn external_down(&self, role: usize) -> bool {
+        self.external
+            .as_ref()
+            .is_some_and(|e| e.conns.get(role).is_some_and(Option::is_none))
     }
 
-    /// Whether the external NATS server accepted the current socket's CONNECT.
-    pub fn external_up(&self) -> bool {
-        self.external.as_ref().is_some_and(|e| e.link.is_up())
+    /// Whether the external NATS server accepted the CONNECT of connection `role`'s
+    /// current socket.
+    pub fn external_up(&self, role: usize) -> bool {
+        self.external
+            .as_ref()
+            .and_then(|e| e.links.get(role))
+            .is_some_and(Link::is_up)
     }
 
-    /// Why the current or last external socket failed (`nats: authorization
-    /// violation`), if the server said or sent garbage.
-    pub fn external_error(&self) -> Option<&str> {
-        self.external.as_ref().and_then(|e| e.link.error())
+    /// Why connection `role`'s current or last socket failed (`nats: authorization
+    /// violation`), if the server said so or sent garbage.
+    pub fn external_error(&self, role: usize) -> Option<&str> {
+        self.external
+            .as_ref()
+            .and_then(|e| e.links.get(role))
+            .and_then(Link::error)
     }
 
     /// A node running the streaming server over `store`; fails on invalid limits.
@@ -143,6 +190,13 @@ impl Node {
         }
         let result = att.server.start(now);
         self.pump(now);
+        if let (Some(ext), true) = (self.external.as_mut(), result.is_ok()) {
+            ext.held_logs = Some(self.logs.drain(..).collect());
+            for link in &mut ext.links {
+                link.ping();
+            }
+            self.release_held_logs();
+        }
         result
     }
 
@@ -183,16 +237,17 @@ impl Node {
                 | Input::Closed { conn }
                 | Input::TlsFailed { conn, .. } => conn,
             };
-            if ext.conn == Some(conn) {
+            if let Some(role) = ext.conns.iter().position(|c| *c == Some(conn)) {
                 match input {
-                    Input::Received { bytes, .. } => ext.link.received(bytes),
+                    Input::Received { bytes, .. } => ext.links[role].received(bytes),
                     Input::Flushed { .. } => {}
                     Input::Closed { .. } | Input::TlsFailed { .. } => {
-                        ext.link.detach();
-                        ext.conn = None;
+                        ext.links[role].detach();
+                        ext.conns[role] = None;
                     }
                 }
                 self.pump(now);
+                self.release_held_logs();
                 return;
             }
         }
@@ -220,14 +275,20 @@ impl Node {
             return Some(Output::Log(line));
         }
         if let Some(ext) = self.external.as_mut() {
-            if let Some(conn) = ext.conn {
-                if let Some(data) = ext.link.take_output() {
+            // Subscriptions leave before the publishes that announce them (a
+            // subscription response after its ack inbox).
+            for role in [GENERAL, HB, SEND] {
+                let Some(conn) = ext.conns[role] else {
+                    continue;
+                };
+                let link = &mut ext.links[role];
+                if let Some(data) = link.take_output() {
                     return Some(Output::Send { conn, data });
                 }
-                if ext.link.take_close() {
-                    ext.link.detach();
-                    ext.conn = None;
-                    while let Some(line) = ext.link.poll_log() {
+                if link.take_close() {
+                    link.detach();
+                    ext.conns[role] = None;
+                    while let Some(line) = link.poll_log() {
                         self.logs.push_back(line);
                     }
                     return Some(Output::Close { conn });
@@ -350,6 +411,20 @@ impl Node {
         }
     }
 
+    /// Logs the startup lines once every connection is confirmed.
+    fn release_held_logs(&mut self) {
+        let Some(ext) = self.external.as_mut() else {
+            return;
+        };
+        if ext.held_logs.is_none() || !ext.links.iter().all(Link::synced) {
+            return;
+        }
+        let held = ext.held_logs.take().unwrap_or_default();
+        let later = std::mem::take(&mut self.logs);
+        self.logs.extend(held);
+        self.logs.extend(later);
+    }
+
     /// [`Node::pump`] with the external NATS server on the other side.
     fn pump_external(&mut self, now: Now) {
         let (Some(att), Some(ext)) = (self.streaming.as_mut(), self.external.as_mut()) else {
@@ -357,37 +432,44 @@ impl Node {
         };
         loop {
             let mut progressed = false;
-            while let Some(m) = ext.link.poll_msg() {
-                progressed = true;
-                let body = &m.payload[m.header_len.unwrap_or(0).min(m.payload.len())..];
-                // A request nobody listens to comes back as a 503 status on its reply
-                // subject.
-                if m.sid == streaming::sid::REPLIES
-                    && m.header_len.is_some()
-                    && m.payload.starts_with(b"NATS/1.0 503")
-                {
-                    let reply = String::from_utf8_lossy(m.subject).into_owned();
-                    att.server.handle_no_responders(now, &reply);
-                    continue;
+            for (role, link) in ext.links.iter_mut().enumerate() {
+                while let Some(m) = link.poll_msg() {
+                    progressed = true;
+                    // A request nobody listens to comes back as a 503 status on its
+                    // reply subject.
+                    if role == HB
+                        && m.header_len.is_some()
+                        && m.payload.starts_with(b"NATS/1.0 503")
+                    {
+                        let reply = String::from_utf8_lossy(m.subject).into_owned();
+                        att.server.handle_no_responders(now, &reply);
+                        continue;
+                    }
+                    let body = &m.payload[m.header_len.unwrap_or(0).min(m.payload.len())..];
+                    att.server.handle_msg(now, m.sid, m.subject, m.reply, body);
                 }
-                att.server.handle_msg(now, m.sid, m.subject, m.reply, body);
             }
-            if let Some(mp) = ext.link.max_payload() {
+            if let Some(mp) = ext.links[GENERAL].max_payload() {
                 att.server.set_max_payload(mp);
             }
             while let Some(action) = att.server.poll_action() {
                 progressed = true;
                 match action {
-                    Action::Subscribe { sid, subject } => ext.link.subscribe(sid, &subject),
-                    Action::Unsubscribe { sid } => ext.link.unsubscribe(sid),
-                    // Dropped while disconnected: acknowledged publishes are
-                    // redelivered and requests time out, as with the NATS client.
+                    Action::Subscribe { sid, subject } => {
+                        ext.links[External::role_of_sid(sid)].subscribe(sid, &subject)
+                    }
+                    Action::Unsubscribe { sid } => {
+                        ext.links[External::role_of_sid(sid)].unsubscribe(sid)
+                    }
+                    // Dropped while disconnected: unacknowledged deliveries are sent
+                    // again and requests time out, as with the NATS client.
                     Action::Publish {
                         subject,
                         reply,
                         payload,
                     } => {
-                        ext.link.publish(
+                        let role = if reply.is_some() { HB } else { SEND };
+                        ext.links[role].publish(
                             subject.as_bytes(),
                             reply.as_deref().map(str::as_bytes),
                             &payload,
@@ -400,8 +482,10 @@ impl Node {
                 break;
             }
         }
-        while let Some(line) = ext.link.poll_log() {
-            self.logs.push_back(line);
+        for link in &mut ext.links {
+            while let Some(line) = link.poll_log() {
+                self.logs.push_back(line);
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
-//! Transcripts of the streaming server behind a connection to an external NATS server
-//! (`-ns`): the handshake with credentials, requests and their answers, a lost
-//! connection (nothing buffered) and the reconnection that restores every
-//! subscription, and a server sending garbage.
+//! Transcripts of the streaming server behind its connections to an external NATS
+//! server (`-ns`): the handshake with credentials, requests and their answers on the
+//! connections of their roles, a lost connection (nothing buffered) and the
+//! reconnection that restores its subscriptions, and a server sending garbage.
 
 mod common;
 
@@ -11,10 +11,15 @@ use std::time::Duration;
 use common::World;
 use prost::Message;
 use stan_core::nats::link::{Credentials, LinkConfig, Signer};
-use stan_core::node::{Node, NodeConfig};
+use stan_core::nats::ConnId;
+use stan_core::node::{Node, NodeConfig, EXTERNAL_ROLES};
 use stan_core::store::MemStore;
 use stan_core::streaming::pb::{ConnectRequest, ConnectResponse, PubAck, PubMsg};
 use stan_core::streaming::Config;
+
+const GENERAL: usize = 0;
+const SEND: usize = 1;
+const HB: usize = 2;
 
 fn external_world(credentials: Credentials) -> World {
     let cfg = NodeConfig {
@@ -35,6 +40,28 @@ fn external_world(credentials: Credentials) -> World {
     w.node.start(w.now).unwrap();
     w.drain();
     w
+}
+
+/// Sockets for every connection, each through its handshake.
+fn connect_all(w: &mut World) -> Vec<ConnId> {
+    let mut conns = Vec::new();
+    for (role, name) in EXTERNAL_ROLES.iter().enumerate() {
+        w.note(&format!("connection {name}"));
+        let c = w
+            .node
+            .attach_external(role, "nats://127.0.0.1:4222", None)
+            .unwrap();
+        w.send(
+            c,
+            b"INFO {\"server_id\":\"NS\",\"max_payload\":1048576,\"nonce\":\"n0nce\"}\r\n",
+        );
+        assert!(!w.node.external_up(role));
+        w.send(c, b"PONG\r\n");
+        assert!(w.node.external_up(role));
+        w.take(c);
+        conns.push(c);
+    }
+    conns
 }
 
 fn msg(subject: &str, sid: u64, reply: &str, payload: &[u8]) -> Vec<u8> {
@@ -62,20 +89,10 @@ fn handshake_requests_reconnection() {
         signer: Some(signer),
         ..Credentials::default()
     });
-    assert!(w.node.external_down());
-    w.note("the runtime dials; the server's INFO opens the session");
-    let c = w
-        .node
-        .attach_external("nats://127.0.0.1:4222", None)
-        .unwrap();
-    w.send(
-        c,
-        b"INFO {\"server_id\":\"NS\",\"max_payload\":1048576,\"nonce\":\"n0nce\"}\r\n",
-    );
-    assert!(!w.node.external_up());
-    w.send(c, b"PONG\r\n");
-    assert!(w.node.external_up());
-    w.take(c);
+    assert!(w.node.external_down(GENERAL));
+    w.note("the runtime dials each connection; the server's INFO opens its session");
+    let conns = connect_all(&mut w);
+    let (general, send, hb) = (conns[GENERAL], conns[SEND], conns[HB]);
 
     w.note("a client connects and publishes through the external server");
     let req = ConnectRequest {
@@ -87,7 +104,7 @@ fn handshake_requests_reconnection() {
         ping_max_out: 3,
     };
     w.send(
-        c,
+        general,
         &msg(
             "_STAN.discover.test-cluster",
             1,
@@ -95,7 +112,7 @@ fn handshake_requests_reconnection() {
             &req.encode_to_vec(),
         ),
     );
-    let resp = ConnectResponse::decode(&pub_payload(&w.take(c))[..]).unwrap();
+    let resp = ConnectResponse::decode(&pub_payload(&w.take(send))[..]).unwrap();
     assert_eq!(resp.error, "");
     let publish = PubMsg {
         client_id: "me".into(),
@@ -106,7 +123,7 @@ fn handshake_requests_reconnection() {
         ..PubMsg::default()
     };
     w.send(
-        c,
+        general,
         &msg(
             &format!("{}.foo", resp.pub_prefix),
             2,
@@ -114,35 +131,35 @@ fn handshake_requests_reconnection() {
             &publish.encode_to_vec(),
         ),
     );
-    let ack = PubAck::decode(&pub_payload(&w.take(c))[..]).unwrap();
+    let ack = PubAck::decode(&pub_payload(&w.take(send))[..]).unwrap();
     assert_eq!((ack.guid.as_str(), ack.error.as_str()), ("g1", ""));
 
     w.note("the server pings; the link answers");
-    w.send(c, b"PING\r\n");
-    assert_eq!(w.take(c), "PONG\r\n");
+    w.send(general, b"PING\r\n");
+    assert_eq!(w.take(general), "PONG\r\n");
 
-    w.note("the connection is lost: the heartbeat due meanwhile is dropped, not buffered");
-    w.hang_up(c);
-    assert!(w.node.external_down());
+    w.note("the hb connection is lost: the heartbeat due meanwhile is dropped, not buffered");
+    w.hang_up(hb);
+    assert!(w.node.external_down(HB));
     w.advance(Duration::from_millis(1500));
-    assert_eq!(w.take(c), "");
+    assert_eq!(w.take(hb), "");
 
-    w.note("a new socket: CONNECT again with the URL's token, every subscription restored");
+    w.note("a new socket: CONNECT again with the URL's token, its subscriptions restored");
     let c2 = w
         .node
         .attach_external(
+            HB,
             "nats://[REDACTED]@127.0.0.1:4222",
             Some(("t0k".into(), None)),
         )
         .unwrap();
     w.send(c2, b"INFO {\"server_id\":\"NS\",\"nonce\":\"again\"}\r\n");
     let sent = w.take(c2);
-    assert!(
-        sent.contains("\r\nSUB _STAN.discover.test-cluster 1\r\n"),
-        "{sent}"
-    );
-    assert!(sent.ends_with("PING\r\n"), "{sent}");
+    assert!(sent.contains("\"name\":\"_NSS-test-cluster-hb\""), "{sent}");
     assert!(sent.contains("\"auth_token\":\"t0k\""), "{sent}");
+    assert!(sent.contains("\r\nSUB _INBOX."), "{sent}");
+    assert!(!sent.contains("_STAN.discover"), "{sent}");
+    assert!(sent.ends_with("PING\r\n"), "{sent}");
     w.send(c2, b"PONG\r\n");
     w.note("the next heartbeat goes out on the new socket");
     w.advance(Duration::from_secs(2));
@@ -153,10 +170,11 @@ fn handshake_requests_reconnection() {
     w.send(c2, b"BOGUS\r\n");
     assert_eq!(w.closed, vec![c2]);
     assert_eq!(
-        w.node.external_error(),
+        w.node.external_error(HB),
         Some("nats: unknown protocol operation")
     );
-    assert!(w.node.external_down());
+    assert!(w.node.external_down(HB));
+    assert!(w.node.external_up(GENERAL));
     snapshot!("external_handshake_requests_reconnection", w.transcript);
 }
 
@@ -168,23 +186,23 @@ fn refused_credentials() {
     });
     let c = w
         .node
-        .attach_external("nats://127.0.0.1:4222", None)
+        .attach_external(GENERAL, "nats://127.0.0.1:4222", None)
         .unwrap();
     w.send(c, b"INFO {\"server_id\":\"NS\",\"auth_required\":true}\r\n");
     w.send(c, b"-ERR 'Authorization Violation'\r\n");
-    assert!(!w.node.external_up());
+    assert!(!w.node.external_up(GENERAL));
     assert_eq!(w.closed, vec![c]);
     assert_eq!(
-        w.node.external_error(),
+        w.node.external_error(GENERAL),
         Some("nats: authorization violation")
     );
     w.note("permission errors leave the connection up");
     let c2 = w
         .node
-        .attach_external("nats://127.0.0.1:4222", None)
+        .attach_external(GENERAL, "nats://127.0.0.1:4222", None)
         .unwrap();
     w.send(c2, b"INFO {}\r\nPONG\r\n");
     w.send(c2, b"-ERR 'Permissions Violation for Publish to \"x\"'\r\n");
-    assert!(w.node.external_up());
+    assert!(w.node.external_up(GENERAL));
     snapshot!("external_refused_credentials", w.transcript);
 }

@@ -80,6 +80,8 @@ enum Event {
 /// A socket to the external NATS server, for [`DriverHandle::attach_external`].
 struct Dialed {
     spawn: Box<dyn FnOnce(ConnId) -> Spawned + Send>,
+    /// Which of the node's external connections it is.
+    role: usize,
     url: String,
     userinfo: Option<(String, Option<String>)>,
     /// What was read before the socket was handed over (the INFO line).
@@ -124,11 +126,13 @@ pub struct DriverHandle {
 }
 
 impl DriverHandle {
-    /// Hands a new socket to the external NATS server (`url` as logged, `userinfo`
-    /// its credentials, `initial` the bytes already read from it) to the node. The
-    /// receiver resolves when the socket is gone; `None` if the driver has stopped.
+    /// Hands a new socket of external connection `role` to the external NATS server
+    /// (`url` as logged, `userinfo` its credentials, `initial` the bytes already read
+    /// from it) to the node. The receiver resolves when the socket is gone; `None` if
+    /// the driver has stopped.
     pub fn attach_external<S>(
         &self,
+        role: usize,
         stream: S,
         url: String,
         userinfo: Option<(String, Option<String>)>,
@@ -141,6 +145,7 @@ impl DriverHandle {
         let spawn = self.spawner(stream);
         let dialed = Dialed {
             spawn,
+            role,
             url,
             userinfo,
             initial,
@@ -562,7 +567,7 @@ impl Driver {
                 .node
                 .handle_input(now, Input::Flushed { conn: id, bytes: n }),
             Event::Dialed(d) => {
-                let Some(id) = self.node.attach_external(&d.url, d.userinfo) else {
+                let Some(id) = self.node.attach_external(d.role, &d.url, d.userinfo) else {
                     return;
                 };
                 self.conns.insert(id, (d.spawn)(id));

@@ -390,18 +390,19 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
     })
 }
 
-/// The first connection, made before the driver runs: dialed, and its handshake
-/// driven on `node` until the server accepts CONNECT. Returns the socket's id in the
-/// node and the socket, for the driver to adopt.
+/// The first socket of connection `role`, made before the driver runs: dialed, and
+/// its handshake driven on `node` until the server accepts CONNECT. Returns the
+/// socket's id in the node and the socket, for the driver to adopt.
 pub async fn first_connection(
     node: &mut Node,
+    role: usize,
     settings: &Settings,
     log: &Logger,
 ) -> Result<(ConnId, Box<dyn Stream>), String> {
     let d = dial_any(settings).await?;
     let mut stream = d.stream;
     let id = node
-        .attach_external(&d.url, d.userinfo)
+        .attach_external(role, &d.url, d.userinfo)
         .ok_or("not an external node")?;
     let wall = crate::driver::system_wall_clock();
     let origin = tokio::time::Instant::now();
@@ -427,14 +428,14 @@ pub async fn first_connection(
                     .map_err(|_| "nats: connection closed".to_string())?,
                 Output::Close { .. } => {
                     return Err(node
-                        .external_error()
+                        .external_error(role)
                         .unwrap_or("nats: connection closed")
                         .to_string())
                 }
                 Output::Log(line) => log.log(line.origin, line.level, &line.text),
             }
         }
-        if node.external_up() {
+        if node.external_up(role) {
             return Ok((id, stream));
         }
         let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
@@ -442,7 +443,7 @@ pub async fn first_connection(
             Ok(_) => {
                 node.handle_input(now(), Input::Closed { conn: id });
                 return Err(node
-                    .external_error()
+                    .external_error(role)
                     .unwrap_or("nats: connection closed")
                     .to_string());
             }
@@ -458,8 +459,10 @@ pub async fn first_connection(
     }
 }
 
-/// Dials again every [`RECONNECT_WAIT`] whenever the socket is gone, forever.
+/// Dials again every [`RECONNECT_WAIT`] whenever the socket of connection `role` is
+/// gone, forever.
 pub async fn keep_connected(
+    role: usize,
     settings: Settings,
     driver: DriverHandle,
     mut closed: oneshot::Receiver<()>,
@@ -471,7 +474,7 @@ pub async fn keep_connected(
             let Ok(d) = dial_any(&settings).await else {
                 continue;
             };
-            match driver.attach_external(d.stream, d.url, d.userinfo, d.info) {
+            match driver.attach_external(role, d.stream, d.url, d.userinfo, d.info) {
                 Some(rx) => {
                     closed = rx;
                     break;

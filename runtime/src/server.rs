@@ -330,17 +330,21 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
                     "TLS certificate chain and hostname will not be verified. DO NOT USE IN PRODUCTION!",
                 );
             }
-            match crate::external::first_connection(&mut node, ext, &log).await {
-                Ok(link) => Some(link),
-                Err(e) => {
-                    log.log(
-                        Origin::Stream,
-                        Level::Fatal,
-                        &format!("Failed to start: {e}"),
-                    );
-                    return 1;
+            let mut links = Vec::new();
+            for role in 0..stan_core::node::EXTERNAL_ROLES.len() {
+                match crate::external::first_connection(&mut node, role, ext, &log).await {
+                    Ok(link) => links.push(link),
+                    Err(e) => {
+                        log.log(
+                            Origin::Stream,
+                            Level::Fatal,
+                            &format!("Failed to start: {e}"),
+                        );
+                        return 1;
+                    }
                 }
             }
+            Some(links)
         }
     };
     if let Some(pid_file) = &opts.pid_file {
@@ -361,17 +365,18 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     );
     let handle = driver.handle();
     handle.set_write_deadline(opts.write_deadline);
-    let redial_task = match (first_link, external) {
-        (Some((id, stream)), Some(ext)) => {
+    let mut redial_tasks = Vec::new();
+    if let (Some(links), Some(ext)) = (first_link, external) {
+        for (role, (id, stream)) in links.into_iter().enumerate() {
             let closed = driver.adopt(id, stream);
-            Some(tokio::spawn(crate::external::keep_connected(
-                ext,
+            redial_tasks.push(tokio::spawn(crate::external::keep_connected(
+                role,
+                ext.clone(),
                 handle.clone(),
                 closed,
-            )))
+            )));
         }
-        _ => None,
-    };
+    }
     let mut http_task = None;
     if opts.http_port != 0 {
         let port = u16::try_from(opts.http_port).unwrap_or(0);
@@ -494,7 +499,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     };
     // Dropping the node closes the store (and releases an FT lock).
     drop(driver.run(shutdown).await);
-    for task in [accept_task, redial_task].into_iter().flatten() {
+    for task in accept_task.into_iter().chain(redial_tasks) {
         task.abort();
     }
     tls_task.abort();

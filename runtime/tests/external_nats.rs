@@ -77,19 +77,29 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// Names of the connections the server lists.
+    /// Names of the connections the server lists, sorted.
     fn connection_names(&self) -> Vec<String> {
         let body = http_get(self.http, "/connz");
         let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
-        doc["connections"]
+        let mut names: Vec<String> = doc["connections"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .filter_map(|c| c["name"].as_str().map(String::from))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        names.sort();
+        names
     }
+}
+
+/// The streaming server's connections, as the NATS server lists them.
+fn nss_names() -> Vec<String> {
+    ["general", "hb", "send"]
+        .iter()
+        .map(|r| format!("_NSS-test-cluster-{r}"))
+        .collect()
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -186,7 +196,7 @@ async fn serves_clients_of_the_external_server_and_survives_its_restart() {
         "{:#?}",
         stan.log
     );
-    assert_eq!(nats.connection_names(), vec!["_NSS-test-cluster-general"]);
+    assert_eq!(nats.connection_names(), nss_names());
     let serverz: serde_json::Value =
         serde_json::from_str(&http_get(http, "/streaming/serverz")).unwrap();
     assert_eq!(serverz["cluster_id"], "test-cluster");
@@ -214,17 +224,25 @@ async fn serves_clients_of_the_external_server_and_survives_its_restart() {
     let (port, http_nats, conf) = (nats.port, nats.http, nats.conf.clone());
     drop(nats);
     let nats = Nats::run(conf, port, http_nats);
-    let line = stan
-        .wait_for("reconnected to NATS Server at")
-        .pop()
-        .unwrap();
-    assert!(
-        line.contains(&format!(
-            "[INF] STREAM: connection \"_NSS-test-cluster-general\" reconnected to NATS Server at \"nats://127.0.0.1:{port}\""
-        )),
-        "{line}"
-    );
-    assert_eq!(nats.connection_names(), vec!["_NSS-test-cluster-general"]);
+    let mut reconnected = Vec::new();
+    while reconnected.len() < 3 {
+        let line = stan
+            .wait_for("reconnected to NATS Server at")
+            .pop()
+            .unwrap();
+        let (_, text) = line
+            .split_once("[INF] STREAM: connection ")
+            .expect("an INF line");
+        let (name, rest) = text.split_once(' ').unwrap();
+        assert_eq!(
+            rest,
+            format!("reconnected to NATS Server at \"nats://127.0.0.1:{port}\"")
+        );
+        reconnected.push(name.trim_matches('"').to_string());
+    }
+    reconnected.sort();
+    assert_eq!(reconnected, nss_names());
+    assert_eq!(nats.connection_names(), nss_names());
     // Every subscription was restored: the durable resumes where it stopped.
     let conn = connect(&nats, "me").await;
     let mut sub = conn.subscribe("foo", durable()).await.unwrap();
@@ -329,7 +347,7 @@ async fn token_in_flags_and_url() {
     drop(streaming(&["-ns", &nats.url(), "--auth", "t0ken"]));
     let in_url = format!("nats://t0ken@127.0.0.1:{}", nats.port);
     let stan = streaming(&["-ns", &in_url]);
-    assert_eq!(nats.connection_names(), vec!["_NSS-test-cluster-general"]);
+    assert_eq!(nats.connection_names(), nss_names());
     drop(stan);
     assert_eq!(
         refused(&["-ns", &nats.url(), "--auth", "nope"]).1,
@@ -366,7 +384,7 @@ async fn tls_to_the_external_server() {
         "--tls_client_cacert",
         &ca,
     ]);
-    assert_eq!(nats.connection_names(), vec!["_NSS-test-cluster-general"]);
+    assert_eq!(nats.connection_names(), nss_names());
     drop(stan);
     // The same from the configuration file, by another name for the server.
     let conf = scratch.file(

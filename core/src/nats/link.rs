@@ -99,6 +99,8 @@ pub struct Link {
     close: bool,
     url: String,
     userinfo: Option<(String, Option<String>)>,
+    /// PINGs sent by [`Link::ping`] whose PONG has not come back.
+    pings: u32,
     was_up: bool,
     max_payload: Option<usize>,
     /// Why the current or last socket failed, in the NATS client's words.
@@ -119,6 +121,7 @@ impl Link {
             close: false,
             url: String::new(),
             userinfo: None,
+            pings: 0,
             was_up: false,
             max_payload: None,
             error: None,
@@ -160,6 +163,23 @@ impl Link {
         self.state = State::Down;
         self.out.clear();
         self.close = false;
+        // The next handshake restores every subscription and ends with its own PING.
+        self.pings = 0;
+    }
+
+    /// Asks the server to confirm everything sent so far (subscriptions in
+    /// particular): [`Link::synced`] turns true once it has.
+    pub fn ping(&mut self) {
+        if self.state == State::Up {
+            self.out.extend_from_slice(proto::PING);
+            self.pings += 1;
+        }
+    }
+
+    /// True when the server has processed everything sent before the last
+    /// [`Link::ping`] (or the handshake) on the current socket.
+    pub fn synced(&self) -> bool {
+        self.state == State::Up && self.pings == 0
     }
 
     /// True once the server accepted CONNECT on the current socket.
@@ -385,6 +405,10 @@ impl Link {
     }
 
     fn on_pong(&mut self) {
+        if self.state == State::Up {
+            self.pings = self.pings.saturating_sub(1);
+            return;
+        }
         if self.state != State::AwaitingPong {
             return;
         }
@@ -480,6 +504,22 @@ mod tests {
         assert_eq!(link.max_payload(), Some(2048));
         assert!(link.publish(b"x", None, b"kept"));
         assert_eq!(text(&mut link), "PUB x 4\r\nkept\r\n");
+    }
+
+    #[test]
+    fn ping_confirms_what_was_sent() {
+        let mut link = Link::new(LinkConfig::default());
+        link.ping();
+        assert!(!link.synced(), "nothing to confirm without a connection");
+        up(&mut link);
+        assert!(link.synced());
+        link.subscribe(1, "a");
+        link.ping();
+        assert_eq!(text(&mut link), "SUB a 1\r\nPING\r\n");
+        assert!(!link.synced());
+        link.received(b"PONG\r\n");
+        assert!(link.poll_msg().is_none());
+        assert!(link.synced());
     }
 
     #[test]
