@@ -463,3 +463,45 @@ fn bad_values_stop_the_start() {
         "STREAM: Failed to start: open /nonexistent/ca.pem: no such file or directory"
     );
 }
+
+/// Fault tolerance over an external NATS server: the standby takes over the shared
+/// FILE store when the active server dies, and serves what was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_tolerance_over_the_external_server() {
+    let scratch = Scratch::new("ft");
+    let nats = Nats::start(&scratch, "");
+    let dir = scratch.0.join("store");
+    let url = nats.url();
+    let args = [
+        "-ns",
+        url.as_str(),
+        "-st",
+        "FILE",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--ft_group",
+        "g",
+    ];
+    let mut active = streaming(&args);
+    let mut standby = Logged::server(&args);
+    standby.wait_for("Starting in standby mode");
+    let conn = connect(&nats, "me").await;
+    conn.publish("foo", b"kept").await.unwrap();
+    conn.close().await.unwrap();
+    active.kill_9();
+    standby.wait_for("Server is active");
+    standby.wait_for("Streaming Server is ready");
+    let conn = connect(&nats, "me").await;
+    let mut sub = conn
+        .subscribe(
+            "foo",
+            SubscribeOptions {
+                start: StartAt::First,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(next(&mut sub).await.data, b"kept");
+    conn.close().await.unwrap();
+}
