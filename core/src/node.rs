@@ -108,11 +108,6 @@ impl Node {
         Ok(node)
     }
 
-    /// Whether the streaming server runs behind an external NATS server.
-    pub fn is_external(&self) -> bool {
-        self.external.is_some()
-    }
-
     /// A new socket for connection `role` (an index of [`EXTERNAL_ROLES`]) to the
     /// external NATS server at `url` (with its credentials redacted, for logs;
     /// `userinfo` holds them, see [`Link::attach`]); its bytes come in as

@@ -5,7 +5,24 @@
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
 const PREFIX_SEED: u8 = 18 << 3;
-const PREFIX_USER: u8 = 20 << 3;
+
+/// What a key identifies; its public key starts with `O`, `A` or `U`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Operator,
+    Account,
+    User,
+}
+
+impl KeyKind {
+    fn prefix(self) -> u8 {
+        match self {
+            KeyKind::Operator => 14 << 3,
+            KeyKind::Account => 0,
+            KeyKind::User => 20 << 3,
+        }
+    }
+}
 const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 
 /// A key pair from a seed.
@@ -56,7 +73,13 @@ impl NKey {
 
 /// The encoded user seed of a raw 32-byte Ed25519 seed (for setting up users).
 pub fn encode_user_seed(raw: &[u8; 32]) -> String {
-    let mut body = vec![PREFIX_SEED | (PREFIX_USER >> 5), (PREFIX_USER & 31) << 3];
+    encode_seed(KeyKind::User, raw)
+}
+
+/// The encoded seed of a raw 32-byte Ed25519 seed for a key of `kind`.
+pub fn encode_seed(kind: KeyKind, raw: &[u8; 32]) -> String {
+    let prefix = kind.prefix();
+    let mut body = vec![PREFIX_SEED | (prefix >> 5), (prefix & 31) << 3];
     body.extend_from_slice(raw);
     let crc = crc16(&body);
     body.extend_from_slice(&crc.to_le_bytes());
@@ -140,7 +163,8 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn base64_url(data: &[u8]) -> String {
+/// URL-safe base64 without padding, as NATS writes signatures and JWT parts.
+pub fn base64_url(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in data.chunks(3) {

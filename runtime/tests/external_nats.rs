@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use stan_core::client::{StartAt, SubscribeOptions};
+use stan_runtime::nkeys::{base64_url, encode_seed, KeyKind, NKey};
 use stan_runtime::stan_client::{StanConn, StanOptions, StanSubscription};
 use support::{fatal_line, free_port, run_refused, wait_for_port, Logged};
 
@@ -504,4 +505,90 @@ async fn fault_tolerance_over_the_external_server() {
         .unwrap();
     assert_eq!(next(&mut sub).await.data, b"kept");
     conn.close().await.unwrap();
+}
+
+/// A JWT as NATS writes them, signed by `issuer`.
+fn jwt(issuer: &NKey, claims: serde_json::Value) -> String {
+    let header = base64_url(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let signed = format!("{header}.{}", base64_url(claims.to_string().as_bytes()));
+    let sig = issuer.sign(signed.as_bytes());
+    format!("{signed}.{sig}")
+}
+
+fn key(kind: KeyKind, byte: u8) -> NKey {
+    NKey::from_seed(&encode_seed(kind, &[byte; 32])).unwrap()
+}
+
+/// A credentials file (user JWT and seed) against a NATS server in operator mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_file_in_operator_mode() {
+    let scratch = Scratch::new("creds");
+    let operator = key(KeyKind::Operator, 1);
+    let account = key(KeyKind::Account, 2);
+    let op_jwt = jwt(
+        &operator,
+        serde_json::json!({
+            "jti": "OPERATORJTI", "iat": 1_700_000_000, "name": "op",
+            "iss": operator.public_key(), "sub": operator.public_key(),
+            "nats": { "type": "operator", "version": 2 }
+        }),
+    );
+    let account_jwt = jwt(
+        &operator,
+        serde_json::json!({
+            "jti": "ACCOUNTJTI", "iat": 1_700_000_000, "name": "acc",
+            "iss": operator.public_key(), "sub": account.public_key(),
+            "nats": {
+                "limits": { "subs": -1, "data": -1, "payload": -1, "imports": -1,
+                            "exports": -1, "wildcards": true, "conn": -1, "leaf": -1 },
+                "default_permissions": { "pub": {}, "sub": {} },
+                "type": "account", "version": 2
+            }
+        }),
+    );
+    let creds = |signer: &NKey, byte: u8| {
+        let seed = encode_seed(KeyKind::User, &[byte; 32]);
+        let user = NKey::from_seed(&seed).unwrap();
+        let user_jwt = jwt(
+            signer,
+            serde_json::json!({
+                "jti": format!("USERJTI{byte}"), "iat": 1_700_000_000, "name": "stan",
+                "iss": signer.public_key(), "sub": user.public_key(),
+                "nats": { "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+                          "type": "user", "version": 2 }
+            }),
+        );
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n************************* IMPORTANT *************************\n\n-----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        )
+    };
+    let nats = Nats::start(
+        &scratch,
+        &format!(
+            "operator: \"{op_jwt}\"\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{account_jwt}\"\n}}\n",
+            account.public_key()
+        ),
+    );
+    let good = scratch.file("stan.creds", &creds(&account, 3));
+    let conf = scratch.file(
+        "stan.conf",
+        &format!("ns: \"{}\"\ncredentials: \"{good}\"\n", nats.url()),
+    );
+    let stan = streaming(&["-sc", &conf]);
+    assert_eq!(nats.connection_names(), nss_names());
+    drop(stan);
+    // A user of an account the server does not know.
+    let stranger = key(KeyKind::Account, 4);
+    let bad = scratch.file("bad.creds", &creds(&stranger, 5));
+    let conf = scratch.file(
+        "bad.conf",
+        &format!("ns: \"{}\"\ncredentials: \"{bad}\"\n", nats.url()),
+    );
+    assert_eq!(
+        refused(&["-sc", &conf]),
+        (
+            1,
+            "STREAM: Failed to start: nats: authorization violation".into()
+        )
+    );
 }
