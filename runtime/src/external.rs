@@ -3,7 +3,6 @@
 //! [`Link`](stan_core::nats::link::Link); this module gives it sockets, with the INFO
 //! line already read so that TLS can start where the NATS server expects it.
 
-use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -326,8 +325,8 @@ pub async fn dial_any(settings: &Settings) -> Result<Dialed, String> {
 }
 
 async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String> {
-    let addrs: Vec<_> = (server.host.as_str(), server.port)
-        .to_socket_addrs()
+    let addrs: Vec<_> = tokio::net::lookup_host((server.host.as_str(), server.port))
+        .await
         .map_err(|_| "nats: no servers available for connection".to_string())?
         .collect();
     let mut tcp = None;
