@@ -44,8 +44,9 @@ const HB: usize = 2;
 struct External {
     links: [Link; 3],
     conns: [Option<ConnId>; 3],
-    /// The startup lines, held until the NATS server confirmed the subscriptions
-    /// made at startup: "ready" means clients can be answered.
+    /// Log lines held, with every later one, until the NATS server confirmed the
+    /// server's own subscriptions made with them (at startup, when an FT standby
+    /// takes over): "ready" must mean that clients can be answered.
     held_logs: Option<Vec<LogLine>>,
     /// Socket ids are taken from above those of accepted connections (there are none
     /// in this mode, but the driver keeps one id space).
@@ -185,12 +186,13 @@ impl Node {
         }
         let result = att.server.start(now);
         self.pump(now);
-        if let (Some(ext), true) = (self.external.as_mut(), result.is_ok()) {
-            ext.held_logs = Some(self.logs.drain(..).collect());
-            for link in &mut ext.links {
-                link.ping();
+        if result.is_err() {
+            // The reason is logged by the caller; what led to it goes first.
+            if let Some(held) = self.external.as_mut().and_then(|e| e.held_logs.take()) {
+                let later = std::mem::take(&mut self.logs);
+                self.logs.extend(held);
+                self.logs.extend(later);
             }
-            self.release_held_logs();
         }
         result
     }
@@ -242,7 +244,6 @@ impl Node {
                     }
                 }
                 self.pump(now);
-                self.release_held_logs();
                 return;
             }
         }
@@ -261,6 +262,11 @@ impl Node {
         self.nats.handle_timeout(now);
         if let Some(att) = self.streaming.as_mut() {
             att.server.handle_timeout(now);
+        }
+        if let Some(ext) = self.external.as_mut() {
+            for link in &mut ext.links {
+                link.handle_timeout(now.mono);
+            }
         }
         self.pump(now);
     }
@@ -298,10 +304,15 @@ impl Node {
             .streaming
             .as_ref()
             .and_then(|s| s.server.poll_timeout());
-        match (self.nats.poll_timeout(), stan) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let links = self
+            .external
+            .iter()
+            .flat_map(|e| e.links.iter().filter_map(Link::poll_timeout));
+        [self.nats.poll_timeout(), stan]
+            .into_iter()
+            .flatten()
+            .chain(links)
+            .min()
     }
 
     /// Makes the batch durable before its outputs are released.
@@ -349,7 +360,8 @@ impl Node {
     /// anything left for the other.
     fn pump(&mut self, now: Now) {
         if self.external.is_some() {
-            return self.pump_external(now);
+            self.pump_external(now);
+            return self.release_held_logs();
         }
         let Some(att) = self.streaming.as_mut() else {
             return;
@@ -425,6 +437,10 @@ impl Node {
         let (Some(att), Some(ext)) = (self.streaming.as_mut(), self.external.as_mut()) else {
             return;
         };
+        let mut own_subscriptions = false;
+        // The streaming server's lines may be held; the connections' own (errors,
+        // reconnections) never are.
+        let mut stream_logs = Vec::new();
         loop {
             let mut progressed = false;
             for (role, link) in ext.links.iter_mut().enumerate() {
@@ -451,6 +467,9 @@ impl Node {
                 progressed = true;
                 match action {
                     Action::Subscribe { sid, subject } => {
+                        own_subscriptions |= !(streaming::sid::FIRST_ACK
+                            ..streaming::sid::MORE_PUBLISH)
+                            .contains(&sid);
                         ext.links[External::role_of_sid(sid)].subscribe(sid, &subject)
                     }
                     Action::Unsubscribe { sid } => {
@@ -470,7 +489,7 @@ impl Node {
                             &payload,
                         );
                     }
-                    Action::Log(line) => self.logs.push_back(line),
+                    Action::Log(line) => stream_logs.push(line),
                 }
             }
             if !progressed {
@@ -481,6 +500,16 @@ impl Node {
             while let Some(line) = link.poll_log() {
                 self.logs.push_back(line);
             }
+        }
+        if own_subscriptions {
+            for link in &mut ext.links {
+                link.ping();
+            }
+            ext.held_logs.get_or_insert_with(Vec::new);
+        }
+        match ext.held_logs.as_mut() {
+            Some(held) => held.extend(stream_logs),
+            None => self.logs.extend(stream_logs),
         }
     }
 }

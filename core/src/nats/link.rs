@@ -13,6 +13,12 @@ use std::sync::Arc;
 
 use crate::log::{Level, LogLine, Origin};
 use crate::nats::proto::{self, Limits, ServerOp};
+use crate::time::Instant;
+
+/// Keepalive of an established connection, as NATS clients do it: a PING every two
+/// minutes, the connection stale when two are left unanswered.
+const PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(120);
+const MAX_PINGS_OUT: u32 = 2;
 
 /// Signs the server's nonce with the NKey of the credentials; returns the signature
 /// in URL-safe base64 without padding, as CONNECT carries it.
@@ -99,8 +105,11 @@ pub struct Link {
     close: bool,
     url: String,
     userinfo: Option<(String, Option<String>)>,
-    /// PINGs sent by [`Link::ping`] whose PONG has not come back.
-    pings: u32,
+    /// PINGs sent on an established connection whose PONG has not come back, in
+    /// order: true for those of [`Link::ping`], false for keepalives.
+    pings: VecDeque<bool>,
+    /// When the next keepalive PING is due, once the connection is up.
+    keepalive: Option<Instant>,
     was_up: bool,
     max_payload: Option<usize>,
     /// Why the current or last socket failed, in the NATS client's words.
@@ -121,7 +130,8 @@ impl Link {
             close: false,
             url: String::new(),
             userinfo: None,
-            pings: 0,
+            pings: VecDeque::new(),
+            keepalive: None,
             was_up: false,
             max_payload: None,
             error: None,
@@ -164,7 +174,8 @@ impl Link {
         self.out.clear();
         self.close = false;
         // The next handshake restores every subscription and ends with its own PING.
-        self.pings = 0;
+        self.pings.clear();
+        self.keepalive = None;
     }
 
     /// Asks the server to confirm everything sent so far (subscriptions in
@@ -172,14 +183,40 @@ impl Link {
     pub fn ping(&mut self) {
         if self.state == State::Up {
             self.out.extend_from_slice(proto::PING);
-            self.pings += 1;
+            self.pings.push_back(true);
         }
     }
 
     /// True when the server has processed everything sent before the last
     /// [`Link::ping`] (or the handshake) on the current socket.
     pub fn synced(&self) -> bool {
-        self.state == State::Up && self.pings == 0
+        self.state == State::Up && !self.pings.contains(&true)
+    }
+
+    /// When [`Link::handle_timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.keepalive
+    }
+
+    /// Time passed: keepalive PINGs go out on an established connection, and one that
+    /// leaves too many unanswered is closed as stale.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state != State::Up || self.close {
+            return;
+        }
+        match self.keepalive {
+            None => self.keepalive = Some(now + PING_INTERVAL),
+            Some(at) if at <= now => {
+                let out = self.pings.iter().filter(|sync| !**sync).count() as u32;
+                if out >= MAX_PINGS_OUT {
+                    return self.fail("nats: stale connection".into());
+                }
+                self.out.extend_from_slice(proto::PING);
+                self.pings.push_back(false);
+                self.keepalive = Some(now + PING_INTERVAL);
+            }
+            Some(_) => {}
+        }
     }
 
     /// True once the server accepted CONNECT on the current socket.
@@ -406,7 +443,7 @@ impl Link {
 
     fn on_pong(&mut self) {
         if self.state == State::Up {
-            self.pings = self.pings.saturating_sub(1);
+            self.pings.pop_front();
             return;
         }
         if self.state != State::AwaitingPong {
@@ -520,6 +557,28 @@ mod tests {
         link.received(b"PONG\r\n");
         assert!(link.poll_msg().is_none());
         assert!(link.synced());
+    }
+
+    #[test]
+    fn unanswered_keepalives_make_the_connection_stale() {
+        let mut link = Link::new(LinkConfig::default());
+        up(&mut link);
+        let t0 = Instant::from_nanos(0);
+        link.handle_timeout(t0);
+        assert_eq!(link.poll_timeout(), Some(t0 + PING_INTERVAL));
+        link.handle_timeout(t0 + PING_INTERVAL);
+        assert_eq!(text(&mut link), "PING\r\n");
+        // An answer keeps it alive.
+        link.received(b"PONG\r\n");
+        assert!(link.poll_msg().is_none());
+        for n in 2..=3 {
+            link.handle_timeout(t0 + PING_INTERVAL * n);
+            assert_eq!(text(&mut link), "PING\r\n");
+        }
+        assert!(!link.take_close());
+        link.handle_timeout(t0 + PING_INTERVAL * 4);
+        assert!(link.take_close());
+        assert_eq!(link.error(), Some("nats: stale connection"));
     }
 
     #[test]
