@@ -592,3 +592,50 @@ async fn credentials_file_in_operator_mode() {
         )
     );
 }
+
+/// Partitioning over an external NATS server: each server serves its channels, and a
+/// server claiming a channel already served fails to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioning_over_the_external_server() {
+    let scratch = Scratch::new("partitions");
+    let nats = Nats::start(&scratch, "");
+    let url = nats.url();
+    let conf = |name: &str, channel: &str| {
+        scratch.file(
+            name,
+            &format!(
+                "streaming {{\n  ns: \"{url}\"\n  partitioning: true\n  store_limits {{ channels {{ \"{channel}\": {{}} }} }}\n}}\n"
+            ),
+        )
+    };
+    let (a, b, again) = (
+        conf("a.conf", "a"),
+        conf("b.conf", "b"),
+        conf("a2.conf", "a"),
+    );
+    let _a = streaming(&["-sc", &a]);
+    let _b = streaming(&["-sc", &b]);
+    let conn = connect(&nats, "me").await;
+    conn.publish("a", b"to a").await.unwrap();
+    conn.publish("b", b"to b").await.unwrap();
+    let mut sub = conn
+        .subscribe(
+            "b",
+            SubscribeOptions {
+                start: StartAt::First,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(next(&mut sub).await.data, b"to b");
+    conn.close().await.unwrap();
+    let (code, line) = refused(&["-sc", &again]);
+    assert_eq!(code, 1);
+    assert!(
+        line.starts_with(
+            "STREAM: Failed to start: channel \"a\" causes conflict with channels on server "
+        ),
+        "{line}"
+    );
+}
