@@ -633,22 +633,25 @@ fn invalid_channel_names() {
 }
 
 #[test]
-fn unsupported_streaming_keys_are_refused_by_name() {
-    for (key, value) in [
-        ("ns", "\"nats://h:4222\""),
-        ("nats_server", "x"),
-        ("nats_server_url", "x"),
-        ("credentials", "/c.creds"),
-        ("secure", "true"),
-        ("nkey_seed_file", "/s.nk"),
-        ("NS", "x"),
-        ("Secure", "yes"),
-    ] {
-        assert_eq!(
-            streaming_error(&format!("streaming {{\n  {key}: {value}\n}}\n")),
-            format!("s.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
-        );
+fn external_nats_keys_are_read() {
+    for key in ["ns", "nats_server", "nats_server_url", "NS"] {
+        let o = streaming(&format!("streaming {{\n  {key}: \"nats://h:4222\"\n}}\n"));
+        assert_eq!(o.nats_server.as_deref(), Some("nats://h:4222"), "{key}");
     }
+    let o = streaming(
+        "credentials: /c.creds\nnkey_seed_file: /s.nk\nSecure: yes\nuser: u\npass: p\ntoken: t\n",
+    );
+    assert_eq!(o.credentials.as_deref(), Some("/c.creds"));
+    assert_eq!(o.nkey_seed_file.as_deref(), Some("/s.nk"));
+    assert_eq!(o.secure, Some(true));
+    assert_eq!(
+        (
+            o.username.as_deref(),
+            o.password.as_deref(),
+            o.token.as_deref()
+        ),
+        (Some("u"), Some("p"), Some("t"))
+    );
     for key in ["cluster", "Cluster"] {
         assert_eq!(
             streaming_error(&format!("{key} {{ }}\n")),
@@ -657,10 +660,9 @@ fn unsupported_streaming_keys_are_refused_by_name() {
     }
 }
 
-/// Keys of features not built yet are type-checked as the Go server checks them
-/// before being refused, so a malformed value gets the Go server's error.
+/// Keys are type-checked as the Go server checks them.
 #[test]
-fn unsupported_streaming_keys_are_type_checked_first() {
+fn external_nats_keys_are_type_checked() {
     let string_keys = [
         "ns",
         "nats_server",
@@ -709,11 +711,18 @@ fn syslog_name_is_accepted_and_ignored() {
 }
 
 #[test]
-fn tls_section_is_read_before_its_refusal() {
-    let full = "tls {\n  client_cert: \"c.pem\"\n  client_key: \"k.pem\"\n  client_ca: ca.pem\n  client_cacert: ca.pem\n  server_name: h\n  server_hostname: h\n  skip_verify: false\n  insecure: true\n  other: 1\n}\n";
+fn tls_section_is_the_client_side_of_the_external_connections() {
+    let full = "tls {\n  client_cert: \"c.pem\"\n  client_key: \"k.pem\"\n  client_ca: ca0.pem\n  client_cacert: ca.pem\n  server_name: h0\n  server_hostname: h\n  skip_verify: false\n  insecure: true\n  cert_file: nats.pem\n  other: 1\n}\n";
+    let tls = streaming(full).tls;
+    assert_eq!(tls.client_cert.as_deref(), Some("c.pem"));
+    assert_eq!(tls.client_key.as_deref(), Some("k.pem"));
+    assert_eq!(tls.client_ca.as_deref(), Some("ca.pem"));
+    assert_eq!(tls.server_name.as_deref(), Some("h"));
+    assert!(tls.skip_verify);
+    // The NATS server's own keys in a shared file set nothing here.
     assert_eq!(
-        streaming_error(full),
-        "s.conf:1: parameter \"tls\" is not supported yet by stan-server"
+        streaming("tls { cert_file: a, key_file: b, verify: true }\n").tls,
+        Default::default()
     );
     let strings = [
         "client_cert",
@@ -1147,22 +1156,17 @@ fn unsupported_nats_keys_are_refused_by_name() {
 }
 
 /// The streaming server reads a shared file's `tls { }` too: the NATS server's keys
-/// there are no concern of its, while the client side of its own connections is not
-/// supported yet.
+/// there are no concern of its; the client side configures its own connections.
 #[test]
-fn streaming_tls_refused_only_for_the_client_side() {
+fn streaming_tls_reads_only_the_client_side() {
     let o = streaming("tls {\n  cert_file: \"c.pem\"\n  key_file: \"k.pem\"\n  verify: true\n}\n");
     assert_eq!(o, StreamingFileOptions::default());
-    for (key, value) in [
-        ("client_cert", "\"c.pem\""),
-        ("client_ca", "\"ca.pem\""),
-        ("skip_verify", "true"),
-    ] {
-        assert_eq!(
-            streaming_error(&format!("TLS {{\n  {key}: {value}\n}}\n")),
-            "s.conf:1: parameter \"TLS\" is not supported yet by stan-server"
-        );
-    }
+    let o = streaming(
+        "TLS {\n  client_cert: \"c.pem\"\n  client_ca: \"ca.pem\"\n  skip_verify: true\n}\n",
+    );
+    assert_eq!(o.tls.client_cert.as_deref(), Some("c.pem"));
+    assert_eq!(o.tls.client_ca.as_deref(), Some("ca.pem"));
+    assert!(o.tls.skip_verify);
 }
 
 #[test]

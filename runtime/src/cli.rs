@@ -214,6 +214,10 @@ pub struct Options {
     pub encryption_key: Option<String>,
     /// `--ft_group`: the fault-tolerance group; FT mode when set.
     pub ft_group: Option<String>,
+    /// `-ns`, `--nats_server`: URL(s) of an external NATS server; none is embedded.
+    pub nats_server: Option<String>,
+    /// How the connections to an external NATS server authenticate and encrypt.
+    pub nats_client: NatsClientOptions,
     /// The `--file_*` options.
     pub file: crate::store::FileStoreOptions,
     /// The `--sql_*` options.
@@ -246,6 +250,30 @@ pub struct Options {
     /// Names of the fields above that the command line set. Configuration files are
     /// applied after the command line is read, and must not override these.
     pub explicit: BTreeSet<&'static str>,
+}
+
+/// The streaming server's own connections to an external NATS server (`-ns`):
+/// streaming configuration keys and the `-secure`/`-tls_client_*` flags. The
+/// `--user`/`--pass`/`--auth` flags, when given, take precedence over `username`,
+/// `password` and `token` here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsClientOptions {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// `credentials`: a file with a user JWT and its NKey seed.
+    pub credentials: Option<String>,
+    /// `nkey_seed_file`: a file with an NKey seed.
+    pub nkey_seed_file: Option<String>,
+    /// `-secure`, `secure`: TLS without verification of the server.
+    pub secure: bool,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_ca: Option<String>,
+    /// `tls { server_name }`: the name the server's certificate must carry.
+    pub tls_server_name: Option<String>,
+    /// `tls { skip_verify }`, `tls { insecure }`.
+    pub tls_skip_verify: bool,
 }
 
 impl Default for Options {
@@ -301,6 +329,8 @@ impl Default for Options {
             encryption_cipher: None,
             encryption_key: None,
             ft_group: None,
+            nats_server: None,
+            nats_client: NatsClientOptions::default(),
             file: crate::store::FileStoreOptions::default(),
             sql: crate::store::SqlStoreOptions::default(),
             http_base_path: String::new(),
@@ -395,7 +425,7 @@ static FLAGS: &[Flag] = &[
     f(&["mb", "max_bytes"], "max_bytes", Size, "1024000000", YES),
     f(&["ma", "max_age"], "max_age", Dur, "0", YES),
     f(&["mi", "max_inactivity"], "max_inactivity", Dur, "0", YES),
-    f(&["ns", "nats_server"], "nats_server", Str, "", NO),
+    f(&["ns", "nats_server"], "nats_server", Str, "", YES),
     f(&["sc", "stan_config"], "stan_config_file", Str, "", YES),
     f(&["hbi", "hb_interval"], "hb_interval", Interval, "30s", YES),
     f(&["hbt", "hb_timeout"], "hb_timeout", Interval, "10s", YES),
@@ -404,10 +434,10 @@ static FLAGS: &[Flag] = &[
     f(&["SD", "stan_debug"], "stan_debug", Bool, "false", YES),
     f(&["SV", "stan_trace"], "stan_trace", Bool, "false", YES),
     f(&["SDV"], "SDV", Bool, "false", YES),
-    f(&["secure"], "secure", Bool, "false", NO),
-    f(&["tls_client_key"], "tls_client_key", Str, "", NO),
-    f(&["tls_client_cert"], "tls_client_cert", Str, "", NO),
-    f(&["tls_client_cacert"], "tls_client_cacert", Str, "", NO),
+    f(&["secure"], "secure", Bool, "false", YES),
+    f(&["tls_client_key"], "tls_client_key", Str, "", YES),
+    f(&["tls_client_cert"], "tls_client_cert", Str, "", YES),
+    f(&["tls_client_cacert"], "tls_client_cacert", Str, "", YES),
     f(&["encrypt"], "encrypt", Bool, "false", YES),
     f(&["encryption_cipher"], "encryption_cipher", Str, "", YES),
     f(&["encryption_key"], "encryption_key", Str, "", YES),
@@ -768,6 +798,11 @@ impl Options {
             ("encryption_cipher", Value::Str(v)) => self.encryption_cipher = text(v),
             ("encryption_key", Value::Str(v)) => self.encryption_key = text(v),
             ("ft_group", Value::Str(v)) => self.ft_group = text(v),
+            ("nats_server", Value::Str(v)) => self.nats_server = text(v),
+            ("secure", Value::Bool(v)) => self.nats_client.secure = v,
+            ("tls_client_key", Value::Str(v)) => self.nats_client.tls_key = text(v),
+            ("tls_client_cert", Value::Str(v)) => self.nats_client.tls_cert = text(v),
+            ("tls_client_cacert", Value::Str(v)) => self.nats_client.tls_ca = text(v),
             ("file_compact_enabled", Value::Bool(v)) => self.file.compact_enabled = v,
             ("file_compact_frag", Value::Int(v)) => self.file.compact_frag = v,
             ("file_compact_interval", Value::Int(v)) => self.file.compact_interval = v,
@@ -1640,8 +1675,8 @@ mod tests {
             }
         }
         assert_eq!(
-            failure(&["-p", "1", "--secure", "-ns", "nats://h:4222"]),
-            "flag -secure is not supported yet by stan-server\n"
+            failure(&["-p", "1", "--clustered", "-ns", "nats://h:4222"]),
+            "flag -clustered is not supported yet by stan-server\n"
         );
         // A value of an unsupported flag is still checked by the flag syntax first.
         assert_eq!(

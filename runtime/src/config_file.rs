@@ -3,6 +3,7 @@
 //! applying what they set to the options the command line left alone, so that
 //! explicit flags win (§1.1).
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -345,4 +346,33 @@ fn apply_streaming(opts: &mut Options, file: StreamingFileOptions) {
         opts.discover_prefix = v;
     }
     opts.per_channel.extend(file.per_channel);
+    if let Some(v) = file.nats_server.filter(|_| free(opts, "nats_server")) {
+        opts.nats_server = text(v);
+    }
+    if let Some(v) = file.secure.filter(|_| free(opts, "secure")) {
+        opts.nats_client.secure = v;
+    }
+    let c = &mut opts.nats_client;
+    c.username = file.username.and_then(text).or(c.username.take());
+    c.password = file.password.and_then(text).or(c.password.take());
+    c.token = file.token.and_then(text).or(c.token.take());
+    c.credentials = file.credentials.and_then(text).or(c.credentials.take());
+    c.nkey_seed_file = file
+        .nkey_seed_file
+        .and_then(text)
+        .or(c.nkey_seed_file.take());
+    let tls = file.tls;
+    let flag = |explicit: &BTreeSet<&str>, name: &str| explicit.contains(name);
+    if !flag(&opts.explicit, "tls_client_cert") && tls.client_cert.is_some() {
+        opts.nats_client.tls_cert = tls.client_cert;
+    }
+    if !flag(&opts.explicit, "tls_client_key") && tls.client_key.is_some() {
+        opts.nats_client.tls_key = tls.client_key;
+    }
+    if !flag(&opts.explicit, "tls_client_cacert") && tls.client_ca.is_some() {
+        opts.nats_client.tls_ca = tls.client_ca;
+    }
+    let c = &mut opts.nats_client;
+    c.tls_server_name = tls.server_name.or(c.tls_server_name.take());
+    c.tls_skip_verify |= tls.skip_verify;
 }

@@ -61,6 +61,8 @@ type TurnHook = Box<dyn FnMut(&mut Node, Now) + Send>;
 
 enum Event {
     Accepted(Box<dyn FnOnce(ConnId) -> Spawned + Send>, SocketAddr),
+    /// A new socket to the external NATS server.
+    Dialed(Box<Dialed>),
     Flushed(ConnId, usize),
     Closed(ConnId),
     Job(Job),
@@ -73,6 +75,19 @@ enum Event {
         limit: Duration,
         bytes: usize,
     },
+}
+
+/// A socket to the external NATS server, for [`DriverHandle::attach_external`].
+struct Dialed {
+    spawn: Box<dyn FnOnce(ConnId) -> Spawned + Send>,
+    /// Which of the node's external connections it is.
+    role: usize,
+    url: String,
+    userinfo: Option<(String, Option<String>)>,
+    /// What was read before the socket was handed over (the INFO line).
+    initial: Vec<u8>,
+    /// Dropped when the socket is gone.
+    closed: oneshot::Sender<()>,
 }
 
 struct Spawned {
@@ -105,10 +120,51 @@ impl Data {
 #[derive(Clone)]
 pub struct DriverHandle {
     tx: mpsc::UnboundedSender<Event>,
+    data_tx: mpsc::Sender<Data>,
     write_deadline: Arc<AtomicU64>,
+    input_budget: Arc<Semaphore>,
 }
 
 impl DriverHandle {
+    /// Hands a new socket of external connection `role` to the external NATS server
+    /// (`url` as logged, `userinfo` its credentials, `initial` the bytes already read
+    /// from it) to the node. The receiver resolves when the socket is gone; `None` if
+    /// the driver has stopped.
+    pub fn attach_external<S>(
+        &self,
+        role: usize,
+        stream: S,
+        url: String,
+        userinfo: Option<(String, Option<String>)>,
+        initial: Vec<u8>,
+    ) -> Option<oneshot::Receiver<()>>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (closed, rx) = oneshot::channel();
+        let spawn = self.spawner(stream);
+        let dialed = Dialed {
+            spawn,
+            role,
+            url,
+            userinfo,
+            initial,
+            closed,
+        };
+        self.tx.send(Event::Dialed(Box::new(dialed))).ok()?;
+        Some(rx)
+    }
+
+    fn spawner<S>(&self, stream: S) -> Box<dyn FnOnce(ConnId) -> Spawned + Send>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (events, data) = (self.tx.clone(), self.data_tx.clone());
+        let (deadline, budget) = (self.write_deadline.clone(), self.input_budget.clone());
+        let peer = SocketAddr::from(([0, 0, 0, 0], 0));
+        Box::new(move |id| spawn_connection(id, peer, stream, events, data, deadline, budget))
+    }
+
     /// How long one write to a client may block before the client is closed as a
     /// slow consumer (`write_deadline`); zero waits forever. Applies to the next
     /// write of every connection.
@@ -187,6 +243,8 @@ pub struct Driver {
     /// The last batch ended early to let fresh input out first; the next one may not.
     ended_for_fresh: bool,
     conns: HashMap<ConnId, Spawned>,
+    /// Sockets to the external NATS server, told when they are gone.
+    external: HashMap<ConnId, oneshot::Sender<()>>,
     log: Box<dyn FnMut(LogLine) + Send>,
     /// Nanoseconds; shared with the connection tasks, which read it per write.
     write_deadline: Arc<AtomicU64>,
@@ -211,6 +269,7 @@ impl Driver {
             fresh: HashSet::new(),
             ended_for_fresh: false,
             conns: HashMap::new(),
+            external: HashMap::new(),
             log,
             // Off until the embedder sets it: the server takes it from its options.
             write_deadline: Arc::new(AtomicU64::new(0)),
@@ -228,7 +287,9 @@ impl Driver {
     pub fn handle(&self) -> DriverHandle {
         DriverHandle {
             tx: self.tx.clone(),
+            data_tx: self.data_tx.clone(),
             write_deadline: self.write_deadline.clone(),
+            input_budget: self.input_budget.clone(),
         }
     }
 
@@ -254,6 +315,20 @@ impl Driver {
         }
         self.release();
         result
+    }
+
+    /// Takes over a socket the node already uses as `id` (the first connection to
+    /// the external NATS server, made before the driver runs). The receiver resolves
+    /// when the socket is gone.
+    pub fn adopt<S>(&mut self, id: ConnId, stream: S) -> oneshot::Receiver<()>
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let spawn = self.handle().spawner(stream);
+        self.conns.insert(id, spawn(id));
+        let (closed, rx) = oneshot::channel();
+        self.external.insert(id, closed);
+        rx
     }
 
     /// Starts accepting connections from `listener` on a task of its own.
@@ -491,10 +566,21 @@ impl Driver {
             Event::Flushed(id, n) => self
                 .node
                 .handle_input(now, Input::Flushed { conn: id, bytes: n }),
+            Event::Dialed(d) => {
+                let Some(id) = self.node.attach_external(d.role, &d.url, d.userinfo) else {
+                    return;
+                };
+                self.conns.insert(id, (d.spawn)(id));
+                self.external.insert(id, d.closed);
+                if !d.initial.is_empty() {
+                    self.feed(now, id, &d.initial);
+                }
+            }
             Event::Closed(id) => {
                 if let Some(c) = self.conns.remove(&id) {
                     c.reader.abort();
                 }
+                self.external.remove(&id);
                 self.parked.remove(&id);
                 self.fresh.remove(&id);
                 self.node.handle_input(now, Input::Closed { conn: id });
@@ -544,6 +630,7 @@ impl Driver {
                         c.reader.abort();
                         let _ = c.closing.send(());
                     }
+                    self.external.remove(&conn);
                     // Whatever it sent after the close is not read.
                     self.parked.remove(&conn);
                     self.fresh.remove(&conn);

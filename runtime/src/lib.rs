@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config_file;
 pub mod driver;
 pub mod encryption;
+pub mod external;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod harness;
@@ -15,6 +16,7 @@ pub mod logger;
 pub mod memory;
 pub mod metrics;
 pub mod ports_file;
+pub mod nkeys;
 pub mod process;
 pub mod server;
 pub mod stan_client;

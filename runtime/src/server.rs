@@ -373,12 +373,30 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     let wall = system_wall_clock();
     let start_wall_ns = wall();
     let mut cfg = node_config(&opts, random_seed());
-    let listener = match TcpListener::bind((
-        opts.addr.as_str(),
-        u16::try_from(opts.port).unwrap_or(0),
-    ))
-    .await
+    // With an external NATS server nothing listens for clients here.
+    let external = match opts
+        .nats_server
+        .as_deref()
+        .map(|ns| crate::external::settings(&opts, ns))
     {
+        None => None,
+        Some(Ok(settings)) => Some(settings),
+        Some(Err(e)) => {
+            log.log(
+                Origin::Stream,
+                Level::Fatal,
+                &format!("Failed to start: {e}"),
+            );
+            return 1;
+        }
+    };
+    let listener = match external.is_some() {
+        true => Ok(None),
+        false => TcpListener::bind((opts.addr.as_str(), u16::try_from(opts.port).unwrap_or(0)))
+            .await
+            .map(Some),
+    };
+    let listener = match listener {
         Ok(l) => l,
         Err(e) => {
             log.log(
@@ -401,8 +419,8 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         }
     };
     let (established, mut handshakes) = tokio::sync::mpsc::unbounded_channel();
-    let listener = crate::tls::TlsListener::new(listener, tls.clone(), established);
-    let local = listener.local_addr().ok();
+    let listener = listener.map(|l| crate::tls::TlsListener::new(l, tls.clone(), established));
+    let local = listener.as_ref().and_then(|l| l.local_addr().ok());
     cfg.nats.port = local.map_or(cfg.nats.port, |a| a.port());
     match advertised(&opts, cfg.nats.port) {
         Ok(a) => cfg.nats.client_advertise = a,
@@ -438,7 +456,11 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             return 1;
         }
     };
-    let node = match Node::with_streaming(cfg, store) {
+    let node = match &external {
+        Some(ext) => Node::with_external(cfg, store, ext.link.clone()),
+        None => Node::with_streaming(cfg, store),
+    };
+    let mut node = match node {
         Ok(n) => n,
         Err(e) => {
             log.log(
@@ -454,15 +476,48 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     }
     let nats_id = node.nats().server_id().to_string();
     let nats_name = node.nats().server_name().to_string();
-    for line in [
-        "Starting nats-server".to_string(),
-        format!("  Version:  {NATS_VERSION}"),
-        "  Git:      [not set]".to_string(),
-        format!("  Name:     {nats_name}"),
-        format!("  ID:       {nats_id}"),
-    ] {
+    let banner = match external {
+        Some(_) => vec![],
+        None => vec![
+            "Starting nats-server".to_string(),
+            format!("  Version:  {NATS_VERSION}"),
+            "  Git:      [not set]".to_string(),
+            format!("  Name:     {nats_name}"),
+            format!("  ID:       {nats_id}"),
+        ],
+    };
+    for line in banner {
         log.log(Origin::Nats, Level::Info, &line);
     }
+    // The first connection to an external NATS server must succeed for the server
+    // to start; the later ones are retried forever.
+    let first_link = match &external {
+        None => None,
+        Some(ext) => {
+            if ext.warn_skip_verify {
+                log.log(
+                    Origin::Stream,
+                    Level::Warn,
+                    "TLS certificate chain and hostname will not be verified. DO NOT USE IN PRODUCTION!",
+                );
+            }
+            let mut links = Vec::new();
+            for role in 0..stan_core::node::EXTERNAL_ROLES.len() {
+                match crate::external::first_connection(&mut node, role, ext, &log).await {
+                    Ok(link) => links.push(link),
+                    Err(e) => {
+                        log.log(
+                            Origin::Stream,
+                            Level::Fatal,
+                            &format!("Failed to start: {e}"),
+                        );
+                        return 1;
+                    }
+                }
+            }
+            Some(links)
+        }
+    };
     if let Some(pid_file) = &opts.pid_file {
         if let Err(e) = std::fs::write(pid_file, std::process::id().to_string()) {
             log.log(
@@ -481,6 +536,18 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     );
     let handle = driver.handle();
     handle.set_write_deadline(opts.write_deadline);
+    let mut redial_tasks = Vec::new();
+    if let (Some(links), Some(ext)) = (first_link, external) {
+        for (role, (id, stream)) in links.into_iter().enumerate() {
+            let closed = driver.adopt(id, stream);
+            redial_tasks.push(tokio::spawn(crate::external::keep_connected(
+                role,
+                ext.clone(),
+                handle.clone(),
+                closed,
+            )));
+        }
+    }
     let Ok(monitors) = bind_monitors(&opts, &log).await else {
         return 1;
     };
@@ -524,23 +591,25 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         .map(|(l, tls)| tokio::spawn(http::serve(l, state.clone(), tls)))
         .collect();
     let shown: SocketAddr = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    log.log(
-        Origin::Nats,
-        Level::Info,
-        &format!(
-            "Listening for client connections on {}:{}",
-            opts.addr,
-            shown.port()
-        ),
-    );
-    if opts.tls_config.is_some() {
+    if local.is_some() {
         log.log(
             Origin::Nats,
             Level::Info,
-            "TLS required for client connections",
+            &format!(
+                "Listening for client connections on {}:{}",
+                opts.addr,
+                shown.port()
+            ),
         );
+        if opts.tls_config.is_some() {
+            log.log(
+                Origin::Nats,
+                Level::Info,
+                "TLS required for client connections",
+            );
+        }
+        log.log(Origin::Nats, Level::Info, "Server is ready");
     }
-    log.log(Origin::Nats, Level::Info, "Server is ready");
     if opts.ft_group.is_some() && ft_store.is_none() {
         log.log(
             Origin::Stream,
@@ -565,7 +634,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             }
         }),
     }
-    let accept_task = driver.serve(listener);
+    let accept_task = listener.map(|l| driver.serve(l));
     // Ends with the listener, whose streams announce completed handshakes.
     let tls_task = {
         let driver = handle.clone();
@@ -607,7 +676,9 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     };
     // Dropping the node closes the store (and releases an FT lock).
     drop(driver.run(shutdown).await);
-    accept_task.abort();
+    for task in accept_task.into_iter().chain(redial_tasks) {
+        task.abort();
+    }
     tls_task.abort();
     signals.abort();
     for t in http_tasks {
@@ -632,7 +703,9 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     match stop {
         Stop::Signal(code) => {
             log.log(Origin::Stream, Level::Info, "Shutting down.");
-            log.log(Origin::Nats, Level::Info, "Server Exiting..");
+            if opts.nats_server.is_none() {
+                log.log(Origin::Nats, Level::Info, "Server Exiting..");
+            }
             code
         }
         // The fatal line was the last word, as with the Go server.
@@ -667,6 +740,13 @@ impl Reload {
     async fn run(&mut self) {
         let log = self.log.clone();
         let fail = |e: &str| log.log(Origin::Stream, Level::Error, &format!("Reload: {e}"));
+        if self.current.nats_server.is_some() {
+            return log.log(
+                Origin::Stream,
+                Level::Warn,
+                "Reload supported only for embedded NATS Server's configuration",
+            );
+        }
         if self.current.config_file.is_none() && self.current.stan_config_file.is_none() {
             return fail("Can only reload config when a file is provided using -c or --config");
         }

@@ -139,6 +139,26 @@ fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, String> {
     })
 }
 
+/// The system's CA bundle, empty if there is none.
+pub(crate) fn system_ca_bundle() -> Vec<u8> {
+    SYSTEM_CA_BUNDLES
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .unwrap_or_default()
+}
+
+/// A certificate chain and its key, with the NATS server's words for what is wrong.
+pub(crate) fn read_pair(
+    cert: &str,
+    key: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let pair = |reason: String| format!("error parsing X509 certificate/key pair: {reason}");
+    Ok((
+        read_certs(cert).map_err(pair)?,
+        read_key(key).map_err(pair)?,
+    ))
+}
+
 fn client_roots(ca_file: Option<&str>) -> Result<RootCertStore, String> {
     let pem = match ca_file {
         Some(path) => read(path)?,

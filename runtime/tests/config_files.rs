@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use stan_core::nats::Auth;
 use stan_core::streaming::limits::ChannelLimits;
-use stan_runtime::cli::{parse, parse_flags, CliExit, Command, Options};
+use stan_runtime::cli::{parse, parse_flags, CliExit, Command, NatsClientOptions, Options};
 use stan_runtime::config_file::{apply_with, include_path};
 use stan_runtime::server::node_config;
 use stan_runtime::store::{FileStoreOptions, SqlStoreOptions};
@@ -133,6 +133,20 @@ fn every_supported_key_reaches_the_options() {
         encryption_cipher: Some("CHACHA".into()),
         encryption_key: Some("pw".into()),
         ft_group: Some("fixture-group".into()),
+        nats_server: Some("nats://127.0.0.1:4999".into()),
+        nats_client: NatsClientOptions {
+            username: Some("alice".into()),
+            password: Some("pw".into()),
+            token: Some("fixture-token".into()),
+            credentials: Some("/tmp/stan-rs-fixture.creds".into()),
+            nkey_seed_file: Some("/tmp/stan-rs-fixture.nk".into()),
+            secure: true,
+            tls_cert: Some("/tmp/c.pem".into()),
+            tls_key: Some("/tmp/k.pem".into()),
+            tls_ca: Some("/tmp/ca.pem".into()),
+            tls_server_name: Some("nats.fixture".into()),
+            tls_skip_verify: true,
+        },
         file: FileStoreOptions {
             compact_enabled: false,
             compact_frag: 40,

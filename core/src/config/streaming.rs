@@ -51,12 +51,20 @@ pub struct StreamingFileOptions {
     /// `AES` or `CHACHA`, as written; checked when the store opens.
     pub encryption_cipher: Option<String>,
     pub encryption_key: Option<String>,
-    /// Credentials for the server's own NATS connections. The embedded server's
-    /// internal connection never authenticates, so they are read and type-checked
-    /// but have nothing to do.
+    /// Credentials for the server's own connections to an external NATS server
+    /// (`ns`). The embedded server's internal connection never authenticates.
     pub username: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
+    /// `ns`, `nats_server`, `nats_server_url`: external NATS server URL(s).
+    pub nats_server: Option<String>,
+    /// `credentials`: user JWT and NKey seed file for the external connections.
+    pub credentials: Option<String>,
+    pub nkey_seed_file: Option<String>,
+    /// `secure`: TLS without verification on the external connections.
+    pub secure: Option<bool>,
+    /// `tls { }`: the client side of the external connections.
+    pub tls: ClientTls,
     pub max_channels: Option<i64>,
     pub max_subs: Option<i64>,
     pub max_msgs: Option<i64>,
@@ -68,6 +76,17 @@ pub struct StreamingFileOptions {
     /// Per-channel entries as configured: 0 where the key was absent (inherit), -1
     /// where it was an explicit 0 (unlimited), BEHAVIOUR §4.2.
     pub per_channel: BTreeMap<String, ChannelLimits>,
+}
+
+/// `tls { }` of the streaming options: how the external connections speak TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub client_ca: Option<String>,
+    pub server_name: Option<String>,
+    /// `skip_verify` or `insecure`.
+    pub skip_verify: bool,
 }
 
 impl StreamingFileOptions {
@@ -127,7 +146,7 @@ impl StreamingFileOptions {
             "password" | "pass" => self.password = Some(string(e)?),
             "token" => self.token = Some(string(e)?),
             "limits" | "store_limits" | "storelimits" => self.store_limits(e)?,
-            "tls" => refuse_tls(e)?,
+            "tls" => self.tls = client_tls(e)?,
             "dir" | "datastore" => self.dir = Some(string(e)?),
             "ft_group" | "ft_group_name" => self.ft_group = Some(string(e)?),
             "file" | "file_options" => self.file_options(e)?,
@@ -137,15 +156,11 @@ impl StreamingFileOptions {
             "syslog_name" => {
                 string(e)?;
             }
-            "ns" | "nats_server" | "nats_server_url" | "credentials" | "nkey_seed_file" => {
-                string(e)?;
-                return Err(not_supported(e, &e.key));
-            }
+            "ns" | "nats_server" | "nats_server_url" => self.nats_server = Some(string(e)?),
+            "credentials" => self.credentials = Some(string(e)?),
+            "nkey_seed_file" => self.nkey_seed_file = Some(string(e)?),
             "partitioning" => self.partitioning = Some(boolean(e)?),
-            "secure" => {
-                boolean(e)?;
-                return Err(not_supported(e, &e.key));
-            }
+            "secure" => self.secure = Some(boolean(e)?),
             "encrypt" => self.encrypt = Some(boolean(e)?),
             "encryption_cipher" => self.encryption_cipher = Some(string(e)?),
             "encryption_key" => {
@@ -373,27 +388,21 @@ fn section<'m>(e: &'m Entry, what: &str) -> Result<&'m Map> {
 
 /// `tls { }`, the client side of the server's own NATS connections. A file shared
 /// with the NATS server also has the NATS server's `tls { }` here, whose keys
-/// (`cert_file`, `verify`, ...) mean nothing to the streaming server: only a block
-/// that sets the client side is refused.
-fn refuse_tls(e: &Entry) -> Result<()> {
-    let mut client_side = false;
+/// (`cert_file`, `verify`, ...) mean nothing to the streaming server.
+fn client_tls(e: &Entry) -> Result<ClientTls> {
+    let mut tls = ClientTls::default();
+    let text = |entry: &Entry| string(entry).map(|v| Some(v).filter(|v| !v.is_empty()));
     for entry in section(e, "TLS")? {
         match entry.key.to_lowercase().as_str() {
-            "client_cert" | "client_key" | "client_ca" | "client_cacert" | "server_name"
-            | "server_hostname" => {
-                client_side |= !string(entry)?.is_empty();
-            }
-            "skip_verify" => client_side |= boolean(entry)?,
-            "insecure" => {
-                boolean(entry)?;
-            }
+            "client_cert" => tls.client_cert = text(entry)?,
+            "client_key" => tls.client_key = text(entry)?,
+            "client_ca" | "client_cacert" => tls.client_ca = text(entry)?,
+            "server_name" | "server_hostname" => tls.server_name = text(entry)?,
+            "skip_verify" | "insecure" => tls.skip_verify = boolean(entry)?,
             _ => {}
         }
     }
-    if client_side {
-        return Err(not_supported(e, &e.key));
-    }
-    Ok(())
+    Ok(tls)
 }
 
 /// `cluster { }`: Raft clustering.

@@ -1,6 +1,7 @@
 //! The NATS layer: codec, subjects, subscription index and the embedded server.
 
 pub mod conn;
+pub mod link;
 pub mod monitor;
 pub mod proto;
 pub mod server;

@@ -16,6 +16,7 @@ pub mod wire;
 
 use std::time::Duration;
 
+pub(crate) use server::sid;
 pub use server::{Action, Stats, Streaming, VERSION};
 
 use crate::log::Verbosity;

@@ -42,6 +42,13 @@ impl World {
         }
     }
 
+    /// A world around a node built elsewhere (an external-mode node, say).
+    pub fn with_node(node: Node) -> Self {
+        let mut w = World::new(NodeConfig::default());
+        w.node = node;
+        w
+    }
+
     fn stamp(&self) -> String {
         let ms = self.now.mono.as_nanos() / 1_000_000;
         format!("[{}.{:03}s]", ms / 1000, ms % 1000)

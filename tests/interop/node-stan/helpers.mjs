@@ -19,7 +19,7 @@ const DEFAULT_CLUSTER = "test-cluster";
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freePort() {
+export function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
@@ -31,7 +31,7 @@ function freePort() {
   });
 }
 
-function tryConnect(port) {
+export function tryConnect(port) {
   return new Promise((resolve) => {
     const sock = net.connect({ host: "127.0.0.1", port });
     sock.once("connect", () => {
