@@ -84,6 +84,13 @@ pub fn nats_node(data: &[u8]) {
             max_payload: 4096,
             max_pending: 64 * 1024,
             rng_seed: 1,
+            // Tracing reads every operation a second time, secrets and payloads
+            // included; short payloads are traced whole, longer ones cut.
+            verbosity: crate::log::Verbosity {
+                debug: true,
+                trace: true,
+            },
+            max_traced_msg_len: 7,
             ..nats::Config::default()
         },
         streaming: Some(crate::streaming::Config::default()),

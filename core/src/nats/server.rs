@@ -1270,20 +1270,20 @@ fn redact_secrets(json: &[u8]) -> String {
         let mut from = 0;
         while let Some(found) = text[from..].find(key) {
             let after_key = from + found + key.len();
-            let rest = &text[after_key..];
-            let Some(colon) = rest.find(|c: char| !c.is_ascii_whitespace()) else {
-                break;
-            };
-            let value_start = rest[colon + 1..]
-                .find(|c: char| !c.is_ascii_whitespace())
-                .map(|i| after_key + colon + 1 + i);
-            match value_start {
-                Some(start) if rest.as_bytes()[colon] == b':' && text.as_bytes()[start] == b'"' => {
-                    let end = string_end(&text, start + 1);
-                    text.replace_range(start + 1..end, "[REDACTED]");
-                    from = start + 1 + "[REDACTED]".len();
+            let ws = |c: char| c.is_ascii_whitespace();
+            let value = text[after_key..]
+                .trim_start_matches(ws)
+                .strip_prefix(':')
+                .map(|v| v.trim_start_matches(ws))
+                .filter(|v| v.starts_with('"'));
+            match value {
+                Some(value) => {
+                    let start = text.len() - value.len() + 1;
+                    let end = string_end(&text, start);
+                    text.replace_range(start..end, "[REDACTED]");
+                    from = start + "[REDACTED]".len();
                 }
-                _ => from = after_key,
+                None => from = after_key,
             }
         }
     }
@@ -1364,4 +1364,32 @@ fn split_host_port(text: &str) -> Result<(String, String), String> {
         return fail("unexpected ']' in address");
     }
     Ok((host.to_string(), rest.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_whatever_surrounds_them() {
+        let cases: &[(&str, &str)] = &[
+            (r#"{"pass":"x"}"#, r#"{"pass":"[REDACTED]"}"#),
+            (
+                r#"{"pass" :  "a\"b","auth_token":"t"}"#,
+                r#"{"pass" :  "[REDACTED]","auth_token":"[REDACTED]"}"#,
+            ),
+            (r#"{"pass":"unterminated"#, r#"{"pass":"[REDACTED]"#),
+            (r#"{"pass"é:"x"}"#, r#"{"pass"é:"x"}"#),
+            (r#"{"pass":é"x"}"#, r#"{"pass":é"x"}"#),
+            (
+                r#"{"pass":1,"pass":"y"}"#,
+                r#"{"pass":1,"pass":"[REDACTED]"}"#,
+            ),
+            (r#"{"pass""#, r#"{"pass""#),
+            (r#"{"pass":"\"#, r#"{"pass":"[REDACTED]"#),
+        ];
+        for (connect, shown) in cases {
+            assert_eq!(redact_secrets(connect.as_bytes()), *shown, "{connect}");
+        }
+    }
 }
