@@ -488,7 +488,34 @@ fn missing_tables_and_bad_sources_fail_clearly(driver: Driver) {
     let e = SqlStore::open(o.clone()).unwrap_err().to_string();
     assert!(e.contains(&format!("nope_{}", db.name)), "{e}");
     o.source = "garbage".into();
-    assert!(SqlStore::open(o).is_err());
+    assert!(SqlStore::open(o.clone()).is_err());
+    // Connections to the database are not encrypted: asking for TLS is refused.
+    o.source = match driver {
+        Driver::Postgres => db.source().replace("sslmode=disable", "sslmode=require"),
+        Driver::MySql => format!("{}?tls=true", db.source()),
+    };
+    let e = SqlStore::open(o).unwrap_err().to_string();
+    assert!(e.to_lowercase().contains("tls"), "{e}");
+}
+
+/// The drivers' timeout keywords, and PostgreSQL's URL form, connect.
+fn sources_with_timeouts_connect(driver: Driver) {
+    let db = fresh_db(driver);
+    let mut o = opts(&db, false);
+    o.source = match driver {
+        Driver::Postgres => format!(
+            "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable&readTimeout=5s&WriteTimeout=2s",
+            db.port, db.name
+        ),
+        Driver::MySql => format!("{}?timeout=5s&readTimeout=5s&writeTimeout=2s", db.source()),
+    };
+    let mut s = SqlStore::open(o.clone()).unwrap();
+    s.recover().unwrap();
+    s.create_channel("foo").unwrap();
+    if driver == Driver::Postgres {
+        o.source = format!("{} readTimeout=1m writeTimeout=30s", db.source());
+        SqlStore::open(o).unwrap();
+    }
 }
 
 fn a_lost_connection_is_replaced(driver: Driver) {
@@ -559,4 +586,5 @@ both!(
     go_written_rows_are_served,
     missing_tables_and_bad_sources_fail_clearly,
     a_lost_connection_is_replaced,
+    sources_with_timeouts_connect,
 );
