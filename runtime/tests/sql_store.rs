@@ -5,10 +5,12 @@
 #[path = "support/sqldb.rs"]
 mod sqldb;
 
+use std::time::{Duration, Instant};
+
 use sqldb::{fresh_db, fresh_db_with, schema, Cell, Driver, TestDb};
 use stan_core::store::{MsgsState, Store};
 use stan_core::streaming::pb::{encode, ClientInfo, MsgProto, ServerInfo, SubState};
-use stan_runtime::store::{SqlStore, SqlStoreOptions};
+use stan_runtime::store::{SqlLock, SqlStore, SqlStoreOptions};
 
 fn opts(db: &TestDb, no_caching: bool) -> SqlStoreOptions {
     SqlStoreOptions {
@@ -518,6 +520,47 @@ fn sources_with_timeouts_connect(driver: Driver) {
     }
 }
 
+/// The `StoreLock` row: taken when free, renewed by its owner, freed when the owner
+/// lets go, stolen once abandoned.
+fn store_lock_row(driver: Driver) {
+    let db = fresh_db(driver);
+    let o = opts(&db, false);
+    let mut a = SqlLock::connect(&o).unwrap();
+    let mut b = SqlLock::connect(&o).unwrap();
+    assert!(a.try_lock().unwrap());
+    assert!(!b.try_lock().unwrap());
+    let row = db.rows("SELECT id, tick FROM StoreLock");
+    assert_eq!(row.len(), 1);
+    assert_eq!(row[0][1].int(), 1);
+    let held = a.hold(Box::new(|why| panic!("{why}")));
+    // The owner renews its row: the tick moves on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.int("SELECT tick FROM StoreLock") < 2 {
+        assert!(Instant::now() < deadline, "the lock was not renewed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!b.try_lock().unwrap());
+    drop(held);
+    let row = db.rows("SELECT id, tick FROM StoreLock");
+    assert_eq!(
+        (row[0][0].text().as_deref(), row[0][1].int()),
+        (Some(""), 0)
+    );
+    assert!(b.try_lock().unwrap());
+    // B now owns the row but never renews it: a third contender steals it once it
+    // has stopped changing.
+    let mut c = SqlLock::connect(&o).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c.try_lock().unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned row was not stolen"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(db.int("SELECT tick FROM StoreLock"), 1);
+}
+
 fn a_lost_connection_is_replaced(driver: Driver) {
     let db = fresh_db(driver);
     let mut s = seeded(&db, true, 1);
@@ -587,4 +630,5 @@ both!(
     missing_tables_and_bad_sources_fail_clearly,
     a_lost_connection_is_replaced,
     sources_with_timeouts_connect,
+    store_lock_row,
 );
