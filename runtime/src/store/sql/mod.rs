@@ -26,7 +26,6 @@ use conn::{Db, Sql, Val};
 use pending::{json_seqs, PendingRow, Sub};
 use stmts::*;
 
-pub use conn::unknown_driver;
 pub use lock::{HeldLock, OnLost, SqlLock};
 
 /// The schema version this store reads and writes (`ServerInfo.version`).
@@ -58,6 +57,7 @@ struct Cached {
     data: Vec<u8>,
 }
 
+/// A channel: its row's ID, counters, write cache and subscriptions.
 struct Chan {
     id: i64,
     state: MsgsState,
@@ -133,10 +133,6 @@ impl SqlStore {
     /// The limits recorded for each new channel (`Channels.maxmsgs` etc.).
     pub fn set_channel_limits(&mut self, limits: ChannelLimitsFn) {
         self.limits = Some(limits);
-    }
-
-    pub fn options(&self) -> &SqlStoreOptions {
-        &self.opts
     }
 
     fn channel_limits(&self, name: &str) -> ChannelLimits {
