@@ -365,6 +365,8 @@ fn remove_stale_dirs() {
 
 fn command(program: &Path, owner: Option<(u32, u32)>, death_signal: libc::c_int) -> Command {
     let mut cmd = Command::new(program);
+    // The test's own directory may be closed to the database's user.
+    cmd.current_dir(std::env::temp_dir());
     if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid);
     }
