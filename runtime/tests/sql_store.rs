@@ -500,6 +500,69 @@ fn missing_tables_and_bad_sources_fail_clearly(driver: Driver) {
     assert!(e.to_lowercase().contains("tls"), "{e}");
 }
 
+/// Rows that do not decode are reported with what they belong to, never a panic.
+fn corrupt_rows_are_reported(driver: Driver) {
+    let db = fresh_db(driver);
+    let mut s = seeded(&db, true, 2);
+    s.create_sub("foo", &sub(1, "")).unwrap();
+    drop(s);
+    let garbage = match driver {
+        Driver::Postgres => "'\\xffffffff'",
+        Driver::MySql => "X'ffffffff'",
+    };
+    db.run(&format!("UPDATE Messages SET data={garbage} WHERE seq=2"));
+    let mut s = open(&db, true);
+    s.recover().unwrap();
+    assert_eq!(s.lookup("foo", 1).unwrap(), Some(msg(1, b"m1")));
+    let e = s.lookup("foo", 2).unwrap_err().to_string();
+    assert!(
+        e.starts_with("sql: unable to decode message 2 of channel \"foo\": "),
+        "{e}"
+    );
+    db.run(&format!("UPDATE Subscriptions SET proto={garbage}"));
+    let e = open(&db, true).recover().unwrap_err().to_string();
+    assert!(
+        e.starts_with("sql: unable to decode a subscription of channel \"foo\": "),
+        "{e}"
+    );
+    db.run(&format!("UPDATE Clients SET proto={garbage}"));
+    let e = open(&db, true).recover().unwrap_err().to_string();
+    assert!(
+        e.starts_with("sql: unable to decode client \"me\": "),
+        "{e}"
+    );
+    db.run("UPDATE Clients SET proto=NULL");
+    db.run(&format!(
+        "UPDATE Subscriptions SET proto={}",
+        match driver {
+            Driver::Postgres => format!("'\\x{}'", hex(&encode(&sub(1, "")))),
+            Driver::MySql => format!("X'{}'", hex(&encode(&sub(1, "")))),
+        }
+    ));
+    db.run(
+        "INSERT INTO SubsPending (subid, seq, lastsent, pending) VALUES (1, 0, 0, '[1,')"
+            .replace(
+                "subid, seq",
+                if driver == Driver::Postgres {
+                    "subid, row, seq"
+                } else {
+                    "subid, `row`, seq"
+                },
+            )
+            .replace("VALUES (1, 0,", "VALUES (1, 9, 0,")
+            .as_str(),
+    );
+    let e = open(&db, true).recover().unwrap_err().to_string();
+    assert!(
+        e.starts_with("sql: unable to decode pending of subscription 1: "),
+        "{e}"
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// The drivers' timeout keywords, and PostgreSQL's URL form, connect.
 fn sources_with_timeouts_connect(driver: Driver) {
     let db = fresh_db(driver);
@@ -631,4 +694,5 @@ both!(
     a_lost_connection_is_replaced,
     sources_with_timeouts_connect,
     store_lock_row,
+    corrupt_rows_are_reported,
 );
