@@ -246,12 +246,21 @@ fn bulk_inserts_store_every_message(driver: Driver) {
     let mut s = SqlStore::open(o).unwrap();
     s.recover().unwrap();
     s.create_channel("foo").unwrap();
-    for seq in 1..=12 {
+    // More than the write cache holds: it is written out on its own once full.
+    for seq in 1..=1030 {
         s.store_msg("foo", &msg(seq, b"x")).unwrap();
     }
+    assert_eq!(db.int("SELECT COUNT(*) FROM Messages"), 1024);
     s.flush().unwrap();
-    assert_eq!(db.int("SELECT COUNT(*) FROM Messages"), 12);
-    assert_eq!(db.int("SELECT MAX(seq) FROM Messages"), 12);
+    assert_eq!(db.int("SELECT COUNT(*) FROM Messages"), 1030);
+    assert_eq!(db.int("SELECT MAX(seq) FROM Messages"), 1030);
+    // The oldest are read back from the table, the newest from memory.
+    assert_eq!(s.lookup("foo", 1).unwrap(), Some(msg(1, b"x")));
+    assert_eq!(s.lookup("foo", 1030).unwrap(), Some(msg(1030, b"x")));
+    assert_eq!(s.timestamp("foo", 2).unwrap(), Some(1_002));
+    s.remove_oldest("foo").unwrap();
+    assert_eq!(s.lookup("foo", 1).unwrap(), None);
+    assert_eq!(db.int("SELECT MIN(seq) FROM Messages"), 2);
 }
 
 fn deleted_subscription_keeps_the_highest_id(driver: Driver) {

@@ -32,6 +32,10 @@ pub use lock::{HeldLock, OnLost, SqlLock};
 const SQL_VERSION: i64 = 1;
 /// Messages kept in the write cache before it is written out on its own.
 const MAX_CACHED_MSGS: usize = 1024;
+/// Written messages kept in memory for the lookups of live subscribers, which ask
+/// for what was just published: at most this many, and this many bytes, per channel.
+const READ_CACHE_MSGS: usize = 1024;
+const READ_CACHE_BYTES: u64 = 4 << 20;
 /// Multi-row inserts are used from this `bulk_insert_limit` on.
 const MIN_BULK_INSERT: i64 = 5;
 
@@ -50,18 +54,23 @@ pub struct SqlStoreOptions {
     pub bulk_insert_limit: i64,
 }
 
-/// A message stored but not yet written (caching mode).
+/// A message of the channel's newest, kept in memory: not yet written (caching
+/// mode), or written and kept for lookups.
 struct Cached {
     seq: u64,
     timestamp: i64,
     data: Vec<u8>,
+    written: bool,
 }
 
 /// A channel: its row's ID, counters, write cache and subscriptions.
 struct Chan {
     id: i64,
     state: MsgsState,
+    /// The newest messages, consecutive, the unwritten ones last.
     cache: VecDeque<Cached>,
+    unwritten: usize,
+    cached_bytes: u64,
     /// The core's subscription ID → the subscription.
     subs: HashMap<u64, Sub>,
     /// Rows marked deleted may exist, to purge at the next subscription created.
@@ -104,6 +113,46 @@ fn no_sub(channel: &str, id: u64) -> StoreError {
     StoreError(format!(
         "channel {channel:?}: subscription {id} does not exist"
     ))
+}
+
+impl Chan {
+    pub(super) fn new(id: i64, state: MsgsState, marked_deleted: bool) -> Chan {
+        Chan {
+            id,
+            state,
+            cache: VecDeque::new(),
+            unwritten: 0,
+            cached_bytes: 0,
+            subs: HashMap::new(),
+            marked_deleted,
+        }
+    }
+
+    fn cached(&self, seq: u64) -> Option<&Cached> {
+        let first = self.cache.front()?.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.cache.get(i)
+    }
+
+    fn push(&mut self, m: Cached) {
+        self.cached_bytes += m.data.len() as u64;
+        if !m.written {
+            self.unwritten += 1;
+        }
+        self.cache.push_back(m);
+        self.trim();
+    }
+
+    /// Lets written messages go beyond the read cache's bounds.
+    fn trim(&mut self) {
+        while self.cache.front().is_some_and(|m| m.written)
+            && (self.cache.len() > READ_CACHE_MSGS || self.cached_bytes > READ_CACHE_BYTES)
+        {
+            if let Some(m) = self.cache.pop_front() {
+                self.cached_bytes -= m.data.len() as u64;
+            }
+        }
+    }
 }
 
 impl SqlStore {
@@ -167,7 +216,7 @@ impl SqlStore {
         let Some(ch) = self.channels.get_mut(channel) else {
             return Ok(());
         };
-        if ch.cache.is_empty() {
+        if ch.unwritten == 0 {
             return Ok(());
         }
         let id = ch.id;
@@ -182,7 +231,7 @@ impl SqlStore {
         };
         let mut stmts: Vec<(Sql, Vec<Val>)> = Vec::new();
         if bulk >= MIN_BULK_INSERT {
-            let msgs: Vec<&Cached> = ch.cache.iter().collect();
+            let msgs: Vec<&Cached> = ch.cache.iter().filter(|m| !m.written).collect();
             for chunk in msgs.chunks(bulk as usize) {
                 let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(",");
                 let sql = format!(
@@ -194,12 +243,17 @@ impl SqlStore {
             stmts.extend(
                 ch.cache
                     .iter()
+                    .filter(|m| !m.written)
                     .map(|m| (Sql::Borrowed(STORE_MSG), row(m).to_vec())),
             );
         }
         self.db.tx(stmts).map_err(StoreError)?;
         if let Some(ch) = self.channels.get_mut(channel) {
-            ch.cache.clear();
+            for m in ch.cache.iter_mut() {
+                m.written = true;
+            }
+            ch.unwritten = 0;
+            ch.trim();
         }
         Ok(())
     }
@@ -373,16 +427,8 @@ impl Store for SqlStore {
             ],
         )?;
         self.max_channel_id = id;
-        self.channels.insert(
-            name.to_owned(),
-            Chan {
-                id,
-                state: MsgsState::default(),
-                cache: VecDeque::new(),
-                subs: HashMap::new(),
-                marked_deleted: false,
-            },
-        );
+        self.channels
+            .insert(name.to_owned(), Chan::new(id, MsgsState::default(), false));
         Ok(())
     }
 
@@ -406,15 +452,8 @@ impl Store for SqlStore {
         let caching = self.caching();
         let data = encode(msg);
         let size = data.len() as u64;
-        let ch = self.chan(channel)?;
-        let id = ch.id;
-        if caching {
-            ch.cache.push_back(Cached {
-                seq: msg.sequence,
-                timestamp: msg.timestamp,
-                data,
-            });
-        } else {
+        let id = self.chan(channel)?.id;
+        if !caching {
             self.exec(
                 STORE_MSG,
                 vec![
@@ -422,18 +461,24 @@ impl Store for SqlStore {
                     Val::u64(msg.sequence),
                     Val::Int(msg.timestamp),
                     Val::Int(size as i64),
-                    Val::Bytes(data),
+                    Val::Bytes(data.clone()),
                 ],
             )?;
         }
         let ch = self.chan(channel)?;
+        ch.push(Cached {
+            seq: msg.sequence,
+            timestamp: msg.timestamp,
+            data,
+            written: !caching,
+        });
         if ch.state.count == 0 {
             ch.state.first = msg.sequence;
         }
         ch.state.count += 1;
         ch.state.bytes += size;
         ch.state.last = msg.sequence;
-        if caching && ch.cache.len() >= MAX_CACHED_MSGS {
+        if ch.unwritten >= MAX_CACHED_MSGS {
             self.flush_msgs(channel)?;
         }
         Ok(size)
@@ -444,7 +489,7 @@ impl Store for SqlStore {
         if ch.state.count == 0 || seq < ch.state.first || seq > ch.state.last {
             return Ok(None);
         }
-        if let Some(m) = ch.cache.iter().find(|m| m.seq == seq) {
+        if let Some(m) = ch.cached(seq) {
             return proto::decode_msg(&m.data)
                 .map(Some)
                 .map_err(|e| StoreError(e.0));
@@ -465,7 +510,7 @@ impl Store for SqlStore {
 
     fn timestamp(&mut self, channel: &str, seq: u64) -> Result<Option<i64>> {
         let ch = self.chan(channel)?;
-        if let Some(m) = ch.cache.iter().find(|m| m.seq == seq) {
+        if let Some(m) = ch.cached(seq) {
             return Ok(Some(m.timestamp));
         }
         if ch.state.count == 0 || seq < ch.state.first || seq > ch.state.last {
@@ -495,8 +540,19 @@ impl Store for SqlStore {
         }
         let seq = ch.state.first;
         let id = ch.id;
-        let size = if ch.cache.front().is_some_and(|m| m.seq == seq) {
-            ch.cache.pop_front().map_or(0, |m| m.data.len() as u64)
+        let popped = match ch.cache.front() {
+            Some(m) if m.seq == seq => ch.cache.pop_front(),
+            _ => None,
+        };
+        let size = if let Some(m) = popped {
+            let size = m.data.len() as u64;
+            ch.cached_bytes -= size;
+            if m.written {
+                self.exec(DELETE_MSG, vec![Val::Int(id), Val::u64(seq)])?;
+            } else {
+                ch.unwritten -= 1;
+            }
+            size
         } else {
             let size = self.query_int(GET_SIZE_OF_MSG, vec![Val::Int(id), Val::u64(seq)])?;
             self.exec(DELETE_MSG, vec![Val::Int(id), Val::u64(seq)])?;
@@ -662,7 +718,7 @@ impl Store for SqlStore {
         let names: Vec<String> = self
             .channels
             .iter()
-            .filter(|(_, c)| !c.cache.is_empty())
+            .filter(|(_, c)| c.unwritten > 0)
             .map(|(n, _)| n.clone())
             .collect();
         for name in names {
