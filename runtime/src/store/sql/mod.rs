@@ -210,15 +210,12 @@ impl SqlStore {
             .ok_or_else(|| no_channel(channel))
     }
 
-    /// Writes the channel's cached messages in one transaction.
-    fn flush_msgs(&mut self, channel: &str) -> Result<()> {
+    /// The inserts of the channel's unwritten messages.
+    fn msg_stmts(&self, channel: &str) -> Vec<(Sql, Vec<Val>)> {
         let bulk = self.opts.bulk_insert_limit;
-        let Some(ch) = self.channels.get_mut(channel) else {
-            return Ok(());
+        let Some(ch) = self.channels.get(channel) else {
+            return Vec::new();
         };
-        if ch.unwritten == 0 {
-            return Ok(());
-        }
         let id = ch.id;
         let row = |m: &Cached| {
             [
@@ -247,7 +244,11 @@ impl SqlStore {
                     .map(|m| (Sql::Borrowed(STORE_MSG), row(m).to_vec())),
             );
         }
-        self.db.tx(stmts).map_err(StoreError)?;
+        stmts
+    }
+
+    /// The channel's messages were committed.
+    fn msgs_written(&mut self, channel: &str) {
         if let Some(ch) = self.channels.get_mut(channel) {
             for m in ch.cache.iter_mut() {
                 m.written = true;
@@ -255,18 +256,22 @@ impl SqlStore {
             ch.unwritten = 0;
             ch.trim();
         }
+    }
+
+    /// Writes the channel's unwritten messages in one transaction.
+    fn flush_msgs(&mut self, channel: &str) -> Result<()> {
+        let stmts = self.msg_stmts(channel);
+        self.db.tx(stmts).map_err(StoreError)?;
+        self.msgs_written(channel);
         Ok(())
     }
 
     /// Caching mode: one `SubsPending` row per subscription with new sends or acks,
     /// all in one transaction, then the rows no longer needed are removed.
-    fn flush_subs(&mut self) -> Result<()> {
-        if self.dirty_subs.is_empty() {
-            return Ok(());
-        }
-        let dirty: Vec<(String, u64)> = self.dirty_subs.iter().cloned().collect();
+    /// Caching mode: one `SubsPending` row per subscription with new sends or acks.
+    fn sub_stmts(&self) -> Vec<(Sql, Vec<Val>)> {
         let mut stmts: Vec<(Sql, Vec<Val>)> = Vec::new();
-        for (name, core_id) in &dirty {
+        for (name, core_id) in &self.dirty_subs {
             let Some(ch) = self.channels.get(name) else {
                 continue;
             };
@@ -307,9 +312,14 @@ impl SqlStore {
                 }
             }
         }
-        self.db.tx(stmts).map_err(StoreError)?;
+        stmts
+    }
+
+    /// The subscriptions' rows were committed: counts them, and returns the
+    /// statements removing those no longer needed.
+    fn subs_written(&mut self) -> Vec<(Sql, Vec<Val>)> {
         let mut deletes: Vec<(Sql, Vec<Val>)> = Vec::new();
-        for (name, core_id) in dirty {
+        for (name, core_id) in std::mem::take(&mut self.dirty_subs) {
             let Some(ch) = self.channels.get_mut(&name) else {
                 continue;
             };
@@ -359,9 +369,7 @@ impl SqlStore {
                 ));
             }
         }
-        self.dirty_subs.clear();
-        // What stays behind is only work for the next recovery.
-        self.db.tx(deletes).map_err(StoreError)
+        deletes
     }
 }
 
@@ -709,8 +717,9 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    /// Messages first, then the subscriptions' rows: an ack written never refers to
-    /// a message a crash could lose.
+    /// One transaction for every channel's new messages and every subscription's
+    /// new pending row, messages first; then the rows no longer needed go (what a
+    /// crash leaves of those is only work for the next recovery).
     fn flush(&mut self) -> Result<()> {
         if !self.caching() {
             return Ok(());
@@ -721,10 +730,17 @@ impl Store for SqlStore {
             .filter(|(_, c)| c.unwritten > 0)
             .map(|(n, _)| n.clone())
             .collect();
-        for name in names {
-            self.flush_msgs(&name)?;
+        let mut stmts = Vec::new();
+        for name in &names {
+            stmts.extend(self.msg_stmts(name));
         }
-        self.flush_subs()
+        stmts.extend(self.sub_stmts());
+        self.db.tx(stmts).map_err(StoreError)?;
+        for name in &names {
+            self.msgs_written(name);
+        }
+        let deletes = self.subs_written();
+        self.db.tx(deletes).map_err(StoreError)
     }
 }
 
