@@ -5,10 +5,12 @@
 #[path = "support/sqldb.rs"]
 mod sqldb;
 
+use std::time::{Duration, Instant};
+
 use sqldb::{fresh_db, fresh_db_with, schema, Cell, Driver, TestDb};
 use stan_core::store::{MsgsState, Store};
 use stan_core::streaming::pb::{encode, ClientInfo, MsgProto, ServerInfo, SubState};
-use stan_runtime::store::{SqlStore, SqlStoreOptions};
+use stan_runtime::store::{SqlLock, SqlStore, SqlStoreOptions};
 
 fn opts(db: &TestDb, no_caching: bool) -> SqlStoreOptions {
     SqlStoreOptions {
@@ -244,12 +246,21 @@ fn bulk_inserts_store_every_message(driver: Driver) {
     let mut s = SqlStore::open(o).unwrap();
     s.recover().unwrap();
     s.create_channel("foo").unwrap();
-    for seq in 1..=12 {
+    // More than the write cache holds: it is written out on its own once full.
+    for seq in 1..=1030 {
         s.store_msg("foo", &msg(seq, b"x")).unwrap();
     }
+    assert_eq!(db.int("SELECT COUNT(*) FROM Messages"), 1024);
     s.flush().unwrap();
-    assert_eq!(db.int("SELECT COUNT(*) FROM Messages"), 12);
-    assert_eq!(db.int("SELECT MAX(seq) FROM Messages"), 12);
+    assert_eq!(db.int("SELECT COUNT(*) FROM Messages"), 1030);
+    assert_eq!(db.int("SELECT MAX(seq) FROM Messages"), 1030);
+    // The oldest are read back from the table, the newest from memory.
+    assert_eq!(s.lookup("foo", 1).unwrap(), Some(msg(1, b"x")));
+    assert_eq!(s.lookup("foo", 1030).unwrap(), Some(msg(1030, b"x")));
+    assert_eq!(s.timestamp("foo", 2).unwrap(), Some(1_002));
+    s.remove_oldest("foo").unwrap();
+    assert_eq!(s.lookup("foo", 1).unwrap(), None);
+    assert_eq!(db.int("SELECT MIN(seq) FROM Messages"), 2);
 }
 
 fn deleted_subscription_keeps_the_highest_id(driver: Driver) {
@@ -488,7 +499,138 @@ fn missing_tables_and_bad_sources_fail_clearly(driver: Driver) {
     let e = SqlStore::open(o.clone()).unwrap_err().to_string();
     assert!(e.contains(&format!("nope_{}", db.name)), "{e}");
     o.source = "garbage".into();
-    assert!(SqlStore::open(o).is_err());
+    assert!(SqlStore::open(o.clone()).is_err());
+    // Connections to the database are not encrypted: asking for TLS is refused.
+    o.source = match driver {
+        Driver::Postgres => db.source().replace("sslmode=disable", "sslmode=require"),
+        Driver::MySql => format!("{}?tls=true", db.source()),
+    };
+    let e = SqlStore::open(o).unwrap_err().to_string();
+    assert!(e.to_lowercase().contains("tls"), "{e}");
+}
+
+/// Rows that do not decode are reported with what they belong to, never a panic.
+fn corrupt_rows_are_reported(driver: Driver) {
+    let db = fresh_db(driver);
+    let mut s = seeded(&db, true, 2);
+    s.create_sub("foo", &sub(1, "")).unwrap();
+    drop(s);
+    let garbage = match driver {
+        Driver::Postgres => "'\\xffffffff'",
+        Driver::MySql => "X'ffffffff'",
+    };
+    db.run(&format!("UPDATE Messages SET data={garbage} WHERE seq=2"));
+    let mut s = open(&db, true);
+    s.recover().unwrap();
+    assert_eq!(s.lookup("foo", 1).unwrap(), Some(msg(1, b"m1")));
+    let e = s.lookup("foo", 2).unwrap_err().to_string();
+    assert!(
+        e.starts_with("sql: unable to decode message 2 of channel \"foo\": "),
+        "{e}"
+    );
+    db.run(&format!("UPDATE Subscriptions SET proto={garbage}"));
+    let e = open(&db, true).recover().unwrap_err().to_string();
+    assert!(
+        e.starts_with("sql: unable to decode a subscription of channel \"foo\": "),
+        "{e}"
+    );
+    db.run(&format!("UPDATE Clients SET proto={garbage}"));
+    let e = open(&db, true).recover().unwrap_err().to_string();
+    assert!(
+        e.starts_with("sql: unable to decode client \"me\": "),
+        "{e}"
+    );
+    db.run("UPDATE Clients SET proto=NULL");
+    db.run(&format!(
+        "UPDATE Subscriptions SET proto={}",
+        match driver {
+            Driver::Postgres => format!("'\\x{}'", hex(&encode(&sub(1, "")))),
+            Driver::MySql => format!("X'{}'", hex(&encode(&sub(1, "")))),
+        }
+    ));
+    db.run(
+        "INSERT INTO SubsPending (subid, seq, lastsent, pending) VALUES (1, 0, 0, '[1,')"
+            .replace(
+                "subid, seq",
+                if driver == Driver::Postgres {
+                    "subid, row, seq"
+                } else {
+                    "subid, `row`, seq"
+                },
+            )
+            .replace("VALUES (1, 0,", "VALUES (1, 9, 0,")
+            .as_str(),
+    );
+    let e = open(&db, true).recover().unwrap_err().to_string();
+    assert!(
+        e.starts_with("sql: unable to decode pending of subscription 1: "),
+        "{e}"
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The drivers' timeout keywords, and PostgreSQL's URL form, connect.
+fn sources_with_timeouts_connect(driver: Driver) {
+    let db = fresh_db(driver);
+    let mut o = opts(&db, false);
+    o.source = match driver {
+        Driver::Postgres => format!(
+            "postgres://postgres@127.0.0.1:{}/{}?sslmode=disable&readTimeout=5s&WriteTimeout=2s",
+            db.port, db.name
+        ),
+        Driver::MySql => format!("{}?timeout=5s&readTimeout=5s&writeTimeout=2s", db.source()),
+    };
+    let mut s = SqlStore::open(o.clone()).unwrap();
+    s.recover().unwrap();
+    s.create_channel("foo").unwrap();
+    if driver == Driver::Postgres {
+        o.source = format!("{} readTimeout=1m writeTimeout=30s", db.source());
+        SqlStore::open(o).unwrap();
+    }
+}
+
+/// The `StoreLock` row: taken when free, renewed by its owner, freed when the owner
+/// lets go, stolen once abandoned.
+fn store_lock_row(driver: Driver) {
+    let db = fresh_db(driver);
+    let o = opts(&db, false);
+    let mut a = SqlLock::connect(&o).unwrap();
+    let mut b = SqlLock::connect(&o).unwrap();
+    assert!(a.try_lock().unwrap());
+    assert!(!b.try_lock().unwrap());
+    let row = db.rows("SELECT id, tick FROM StoreLock");
+    assert_eq!(row.len(), 1);
+    assert_eq!(row[0][1].int(), 1);
+    let held = a.hold(Box::new(|why| panic!("{why}")));
+    // The owner renews its row: the tick moves on.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.int("SELECT tick FROM StoreLock") < 2 {
+        assert!(Instant::now() < deadline, "the lock was not renewed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!b.try_lock().unwrap());
+    drop(held);
+    let row = db.rows("SELECT id, tick FROM StoreLock");
+    assert_eq!(
+        (row[0][0].text().as_deref(), row[0][1].int()),
+        (Some(""), 0)
+    );
+    assert!(b.try_lock().unwrap());
+    // B now owns the row but never renews it: a third contender steals it once it
+    // has stopped changing.
+    let mut c = SqlLock::connect(&o).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !c.try_lock().unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned row was not stolen"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(db.int("SELECT tick FROM StoreLock"), 1);
 }
 
 fn a_lost_connection_is_replaced(driver: Driver) {
@@ -559,4 +701,7 @@ both!(
     go_written_rows_are_served,
     missing_tables_and_bad_sources_fail_clearly,
     a_lost_connection_is_replaced,
+    sources_with_timeouts_connect,
+    store_lock_row,
+    corrupt_rows_are_reported,
 );

@@ -31,4 +31,4 @@ pub use file::{FileStore, LockAttempt, RootLock};
 pub use fs::{DirEntry, Fs, FsFile, FsLock, StdFs};
 pub use memfs::MemFs;
 pub use options::{ChannelLimits, FileStoreOptions};
-pub use sql::{unknown_driver, HeldLock, OnLost, SqlLock, SqlStore, SqlStoreOptions};
+pub use sql::{HeldLock, OnLost, SqlLock, SqlStore, SqlStoreOptions};

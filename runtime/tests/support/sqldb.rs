@@ -365,6 +365,8 @@ fn remove_stale_dirs() {
 
 fn command(program: &Path, owner: Option<(u32, u32)>, death_signal: libc::c_int) -> Command {
     let mut cmd = Command::new(program);
+    // The test's own directory may be closed to the database's user.
+    cmd.current_dir(std::env::temp_dir());
     if let Some((uid, gid)) = owner {
         cmd.uid(uid).gid(gid);
     }
@@ -383,6 +385,8 @@ fn command(program: &Path, owner: Option<(u32, u32)>, death_signal: libc::c_int)
 
 impl DbServer {
     fn start(driver: Driver) -> DbServer {
+        // Looked up here, so that a missing package fails the test with its name.
+        let (init, server) = programs(driver);
         remove_stale_dirs();
         let user = match driver {
             Driver::Postgres => "postgres",
@@ -405,9 +409,18 @@ impl DbServer {
         let (tx, rx) = mpsc::channel();
         let (d, l) = (dir.clone(), log.clone());
         std::thread::spawn(move || {
+            let setup = Setup {
+                dir: &d,
+                data: &data,
+                log: &l,
+                port,
+                owner,
+                init: &init,
+                server: &server,
+            };
             let started = match driver {
-                Driver::Postgres => start_postgres(&d, &data, &l, port, owner),
-                Driver::MySql => start_mariadb(&d, &data, &l, port, owner),
+                Driver::Postgres => start_postgres(setup),
+                Driver::MySql => start_mariadb(setup),
             };
             let _ = tx.send(started);
             loop {
@@ -489,16 +502,51 @@ fn run_setup(mut cmd: Command, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn start_postgres(
-    dir: &Path,
-    data: &Path,
-    log: &Path,
+/// The programs that set up and run `driver`'s server, or a failure naming the
+/// package to install.
+fn programs(driver: Driver) -> (PathBuf, PathBuf) {
+    match driver {
+        Driver::Postgres => (postgres_bin("initdb"), postgres_bin("postgres")),
+        Driver::MySql => (
+            binary(
+                &[
+                    PathBuf::from("/usr/bin/mariadb-install-db"),
+                    PathBuf::from("/usr/bin/mysql_install_db"),
+                ],
+                "mariadb-server",
+            ),
+            binary(
+                &[
+                    PathBuf::from("/usr/sbin/mariadbd"),
+                    PathBuf::from("/usr/sbin/mysqld"),
+                ],
+                "mariadb-server",
+            ),
+        ),
+    }
+}
+
+struct Setup<'a> {
+    dir: &'a Path,
+    data: &'a Path,
+    log: &'a Path,
     port: u16,
     owner: Option<(u32, u32)>,
-) -> Result<(), String> {
-    let initdb = postgres_bin("initdb");
-    let server = postgres_bin("postgres");
-    let mut init = command(&initdb, owner, libc::SIGKILL);
+    init: &'a Path,
+    server: &'a Path,
+}
+
+fn start_postgres(setup: Setup<'_>) -> Result<(), String> {
+    let Setup {
+        dir,
+        data,
+        log,
+        port,
+        owner,
+        init: initdb,
+        server,
+    } = setup;
+    let mut init = command(initdb, owner, libc::SIGKILL);
     init.arg("-D")
         .arg(data)
         .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"]);
@@ -507,7 +555,7 @@ fn start_postgres(
     if let Some((uid, gid)) = owner {
         let _ = std::os::unix::fs::chown(log, Some(uid), Some(gid));
     }
-    let mut cmd = command(&server, owner, libc::SIGINT);
+    let mut cmd = command(server, owner, libc::SIGINT);
     cmd.arg("-D")
         .arg(data)
         .arg("-p")
@@ -534,28 +582,17 @@ fn start_postgres(
     Ok(())
 }
 
-fn start_mariadb(
-    dir: &Path,
-    data: &Path,
-    log: &Path,
-    port: u16,
-    owner: Option<(u32, u32)>,
-) -> Result<(), String> {
-    let install = binary(
-        &[
-            PathBuf::from("/usr/bin/mariadb-install-db"),
-            PathBuf::from("/usr/bin/mysql_install_db"),
-        ],
-        "mariadb-server",
-    );
-    let server = binary(
-        &[
-            PathBuf::from("/usr/sbin/mariadbd"),
-            PathBuf::from("/usr/sbin/mysqld"),
-        ],
-        "mariadb-server",
-    );
-    let mut init = command(&install, owner, libc::SIGKILL);
+fn start_mariadb(setup: Setup<'_>) -> Result<(), String> {
+    let Setup {
+        dir,
+        data,
+        log,
+        port,
+        owner,
+        init: install,
+        server,
+    } = setup;
+    let mut init = command(install, owner, libc::SIGKILL);
     init.arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
         .arg("--auth-root-authentication-method=normal")
@@ -564,7 +601,7 @@ fn start_mariadb(
     let log_file = std::fs::File::create(log).map_err(|e| e.to_string())?;
     // Started as its user directly rather than with `--user`: switching users
     // itself would drop the signal that stops it with the tests.
-    let mut cmd = command(&server, owner, libc::SIGTERM);
+    let mut cmd = command(server, owner, libc::SIGTERM);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
         .arg(format!("--port={port}"))

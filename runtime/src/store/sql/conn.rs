@@ -132,7 +132,7 @@ impl std::fmt::Debug for Db {
 }
 
 /// The Go server's answer to a driver name it does not know.
-pub fn unknown_driver(driver: &str) -> String {
+fn unknown_driver(driver: &str) -> String {
     format!("sql: unknown driver {driver:?} (forgotten import?)")
 }
 

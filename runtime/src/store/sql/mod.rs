@@ -26,13 +26,16 @@ use conn::{Db, Sql, Val};
 use pending::{json_seqs, PendingRow, Sub};
 use stmts::*;
 
-pub use conn::unknown_driver;
 pub use lock::{HeldLock, OnLost, SqlLock};
 
 /// The schema version this store reads and writes (`ServerInfo.version`).
 const SQL_VERSION: i64 = 1;
 /// Messages kept in the write cache before it is written out on its own.
 const MAX_CACHED_MSGS: usize = 1024;
+/// Written messages kept in memory for the lookups of live subscribers, which ask
+/// for what was just published: at most this many, and this many bytes, per channel.
+const READ_CACHE_MSGS: usize = 1024;
+const READ_CACHE_BYTES: u64 = 4 << 20;
 /// Multi-row inserts are used from this `bulk_insert_limit` on.
 const MIN_BULK_INSERT: i64 = 5;
 
@@ -51,17 +54,23 @@ pub struct SqlStoreOptions {
     pub bulk_insert_limit: i64,
 }
 
-/// A message stored but not yet written (caching mode).
+/// A message of the channel's newest, kept in memory: not yet written (caching
+/// mode), or written and kept for lookups.
 struct Cached {
     seq: u64,
     timestamp: i64,
     data: Vec<u8>,
+    written: bool,
 }
 
+/// A channel: its row's ID, counters, write cache and subscriptions.
 struct Chan {
     id: i64,
     state: MsgsState,
+    /// The newest messages, consecutive, the unwritten ones last.
     cache: VecDeque<Cached>,
+    unwritten: usize,
+    cached_bytes: u64,
     /// The core's subscription ID → the subscription.
     subs: HashMap<u64, Sub>,
     /// Rows marked deleted may exist, to purge at the next subscription created.
@@ -106,6 +115,46 @@ fn no_sub(channel: &str, id: u64) -> StoreError {
     ))
 }
 
+impl Chan {
+    pub(super) fn new(id: i64, state: MsgsState, marked_deleted: bool) -> Chan {
+        Chan {
+            id,
+            state,
+            cache: VecDeque::new(),
+            unwritten: 0,
+            cached_bytes: 0,
+            subs: HashMap::new(),
+            marked_deleted,
+        }
+    }
+
+    fn cached(&self, seq: u64) -> Option<&Cached> {
+        let first = self.cache.front()?.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.cache.get(i)
+    }
+
+    fn push(&mut self, m: Cached) {
+        self.cached_bytes += m.data.len() as u64;
+        if !m.written {
+            self.unwritten += 1;
+        }
+        self.cache.push_back(m);
+        self.trim();
+    }
+
+    /// Lets written messages go beyond the read cache's bounds.
+    fn trim(&mut self) {
+        while self.cache.front().is_some_and(|m| m.written)
+            && (self.cache.len() > READ_CACHE_MSGS || self.cached_bytes > READ_CACHE_BYTES)
+        {
+            if let Some(m) = self.cache.pop_front() {
+                self.cached_bytes -= m.data.len() as u64;
+            }
+        }
+    }
+}
+
 impl SqlStore {
     /// Connects, checks that the database answers and prepares every statement.
     pub fn open(opts: SqlStoreOptions) -> Result<SqlStore> {
@@ -135,10 +184,6 @@ impl SqlStore {
         self.limits = Some(limits);
     }
 
-    pub fn options(&self) -> &SqlStoreOptions {
-        &self.opts
-    }
-
     fn channel_limits(&self, name: &str) -> ChannelLimits {
         self.limits.as_ref().map(|f| f(name)).unwrap_or_default()
     }
@@ -165,15 +210,12 @@ impl SqlStore {
             .ok_or_else(|| no_channel(channel))
     }
 
-    /// Writes the channel's cached messages in one transaction.
-    fn flush_msgs(&mut self, channel: &str) -> Result<()> {
+    /// The inserts of the channel's unwritten messages.
+    fn msg_stmts(&self, channel: &str) -> Vec<(Sql, Vec<Val>)> {
         let bulk = self.opts.bulk_insert_limit;
-        let Some(ch) = self.channels.get_mut(channel) else {
-            return Ok(());
+        let Some(ch) = self.channels.get(channel) else {
+            return Vec::new();
         };
-        if ch.cache.is_empty() {
-            return Ok(());
-        }
         let id = ch.id;
         let row = |m: &Cached| {
             [
@@ -186,7 +228,7 @@ impl SqlStore {
         };
         let mut stmts: Vec<(Sql, Vec<Val>)> = Vec::new();
         if bulk >= MIN_BULK_INSERT {
-            let msgs: Vec<&Cached> = ch.cache.iter().collect();
+            let msgs: Vec<&Cached> = ch.cache.iter().filter(|m| !m.written).collect();
             for chunk in msgs.chunks(bulk as usize) {
                 let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(",");
                 let sql = format!(
@@ -198,25 +240,38 @@ impl SqlStore {
             stmts.extend(
                 ch.cache
                     .iter()
+                    .filter(|m| !m.written)
                     .map(|m| (Sql::Borrowed(STORE_MSG), row(m).to_vec())),
             );
         }
-        self.db.tx(stmts).map_err(StoreError)?;
+        stmts
+    }
+
+    /// The channel's messages were committed.
+    fn msgs_written(&mut self, channel: &str) {
         if let Some(ch) = self.channels.get_mut(channel) {
-            ch.cache.clear();
+            for m in ch.cache.iter_mut() {
+                m.written = true;
+            }
+            ch.unwritten = 0;
+            ch.trim();
         }
+    }
+
+    /// Writes the channel's unwritten messages in one transaction.
+    fn flush_msgs(&mut self, channel: &str) -> Result<()> {
+        let stmts = self.msg_stmts(channel);
+        self.db.tx(stmts).map_err(StoreError)?;
+        self.msgs_written(channel);
         Ok(())
     }
 
     /// Caching mode: one `SubsPending` row per subscription with new sends or acks,
     /// all in one transaction, then the rows no longer needed are removed.
-    fn flush_subs(&mut self) -> Result<()> {
-        if self.dirty_subs.is_empty() {
-            return Ok(());
-        }
-        let dirty: Vec<(String, u64)> = self.dirty_subs.iter().cloned().collect();
+    /// Caching mode: one `SubsPending` row per subscription with new sends or acks.
+    fn sub_stmts(&self) -> Vec<(Sql, Vec<Val>)> {
         let mut stmts: Vec<(Sql, Vec<Val>)> = Vec::new();
-        for (name, core_id) in &dirty {
+        for (name, core_id) in &self.dirty_subs {
             let Some(ch) = self.channels.get(name) else {
                 continue;
             };
@@ -257,9 +312,14 @@ impl SqlStore {
                 }
             }
         }
-        self.db.tx(stmts).map_err(StoreError)?;
+        stmts
+    }
+
+    /// The subscriptions' rows were committed: counts them, and returns the
+    /// statements removing those no longer needed.
+    fn subs_written(&mut self) -> Vec<(Sql, Vec<Val>)> {
         let mut deletes: Vec<(Sql, Vec<Val>)> = Vec::new();
-        for (name, core_id) in dirty {
+        for (name, core_id) in std::mem::take(&mut self.dirty_subs) {
             let Some(ch) = self.channels.get_mut(&name) else {
                 continue;
             };
@@ -309,9 +369,7 @@ impl SqlStore {
                 ));
             }
         }
-        self.dirty_subs.clear();
-        // What stays behind is only work for the next recovery.
-        self.db.tx(deletes).map_err(StoreError)
+        deletes
     }
 }
 
@@ -377,16 +435,8 @@ impl Store for SqlStore {
             ],
         )?;
         self.max_channel_id = id;
-        self.channels.insert(
-            name.to_owned(),
-            Chan {
-                id,
-                state: MsgsState::default(),
-                cache: VecDeque::new(),
-                subs: HashMap::new(),
-                marked_deleted: false,
-            },
-        );
+        self.channels
+            .insert(name.to_owned(), Chan::new(id, MsgsState::default(), false));
         Ok(())
     }
 
@@ -410,15 +460,8 @@ impl Store for SqlStore {
         let caching = self.caching();
         let data = encode(msg);
         let size = data.len() as u64;
-        let ch = self.chan(channel)?;
-        let id = ch.id;
-        if caching {
-            ch.cache.push_back(Cached {
-                seq: msg.sequence,
-                timestamp: msg.timestamp,
-                data,
-            });
-        } else {
+        let id = self.chan(channel)?.id;
+        if !caching {
             self.exec(
                 STORE_MSG,
                 vec![
@@ -426,18 +469,24 @@ impl Store for SqlStore {
                     Val::u64(msg.sequence),
                     Val::Int(msg.timestamp),
                     Val::Int(size as i64),
-                    Val::Bytes(data),
+                    Val::Bytes(data.clone()),
                 ],
             )?;
         }
         let ch = self.chan(channel)?;
+        ch.push(Cached {
+            seq: msg.sequence,
+            timestamp: msg.timestamp,
+            data,
+            written: !caching,
+        });
         if ch.state.count == 0 {
             ch.state.first = msg.sequence;
         }
         ch.state.count += 1;
         ch.state.bytes += size;
         ch.state.last = msg.sequence;
-        if caching && ch.cache.len() >= MAX_CACHED_MSGS {
+        if ch.unwritten >= MAX_CACHED_MSGS {
             self.flush_msgs(channel)?;
         }
         Ok(size)
@@ -448,7 +497,7 @@ impl Store for SqlStore {
         if ch.state.count == 0 || seq < ch.state.first || seq > ch.state.last {
             return Ok(None);
         }
-        if let Some(m) = ch.cache.iter().find(|m| m.seq == seq) {
+        if let Some(m) = ch.cached(seq) {
             return proto::decode_msg(&m.data)
                 .map(Some)
                 .map_err(|e| StoreError(e.0));
@@ -469,7 +518,7 @@ impl Store for SqlStore {
 
     fn timestamp(&mut self, channel: &str, seq: u64) -> Result<Option<i64>> {
         let ch = self.chan(channel)?;
-        if let Some(m) = ch.cache.iter().find(|m| m.seq == seq) {
+        if let Some(m) = ch.cached(seq) {
             return Ok(Some(m.timestamp));
         }
         if ch.state.count == 0 || seq < ch.state.first || seq > ch.state.last {
@@ -499,8 +548,19 @@ impl Store for SqlStore {
         }
         let seq = ch.state.first;
         let id = ch.id;
-        let size = if ch.cache.front().is_some_and(|m| m.seq == seq) {
-            ch.cache.pop_front().map_or(0, |m| m.data.len() as u64)
+        let popped = match ch.cache.front() {
+            Some(m) if m.seq == seq => ch.cache.pop_front(),
+            _ => None,
+        };
+        let size = if let Some(m) = popped {
+            let size = m.data.len() as u64;
+            ch.cached_bytes -= size;
+            if m.written {
+                self.exec(DELETE_MSG, vec![Val::Int(id), Val::u64(seq)])?;
+            } else {
+                ch.unwritten -= 1;
+            }
+            size
         } else {
             let size = self.query_int(GET_SIZE_OF_MSG, vec![Val::Int(id), Val::u64(seq)])?;
             self.exec(DELETE_MSG, vec![Val::Int(id), Val::u64(seq)])?;
@@ -657,8 +717,9 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    /// Messages first, then the subscriptions' rows: an ack written never refers to
-    /// a message a crash could lose.
+    /// One transaction for every channel's new messages and every subscription's
+    /// new pending row, messages first; then the rows no longer needed go (what a
+    /// crash leaves of those is only work for the next recovery).
     fn flush(&mut self) -> Result<()> {
         if !self.caching() {
             return Ok(());
@@ -666,13 +727,20 @@ impl Store for SqlStore {
         let names: Vec<String> = self
             .channels
             .iter()
-            .filter(|(_, c)| !c.cache.is_empty())
+            .filter(|(_, c)| c.unwritten > 0)
             .map(|(n, _)| n.clone())
             .collect();
-        for name in names {
-            self.flush_msgs(&name)?;
+        let mut stmts = Vec::new();
+        for name in &names {
+            stmts.extend(self.msg_stmts(name));
         }
-        self.flush_subs()
+        stmts.extend(self.sub_stmts());
+        self.db.tx(stmts).map_err(StoreError)?;
+        for name in &names {
+            self.msgs_written(name);
+        }
+        let deletes = self.subs_written();
+        self.db.tx(deletes).map_err(StoreError)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Reading the tables back at startup: the server info row, clients, channels with
 //! their message counters, and each subscription with its pending sequences.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 
 use stan_core::store::{
     MsgsState, Recovered, RecoveredChannel, RecoveredSub, Result, Store, StoreError,
@@ -230,11 +230,8 @@ impl SqlStore {
         self.channels.insert(
             name.clone(),
             Chan {
-                id,
-                state,
-                cache: VecDeque::new(),
                 subs,
-                marked_deleted: true,
+                ..Chan::new(id, state, true)
             },
         );
         Ok(RecoveredChannel {
