@@ -346,7 +346,12 @@ async fn token_in_flags_and_url() {
     let scratch = Scratch::new("token");
     let nats = Nats::start(&scratch, "authorization { token: t0ken }\n");
     drop(streaming(&["-ns", &nats.url(), "--auth", "t0ken"]));
-    let in_url = format!("nats://t0ken@127.0.0.1:{}", nats.port);
+    // A list: the first server is not there, the second takes the token of its URL.
+    let in_url = format!(
+        "nats://127.0.0.1:{},nats://t0ken@127.0.0.1:{}",
+        free_port(),
+        nats.port
+    );
     let stan = streaming(&["-ns", &in_url]);
     assert_eq!(nats.connection_names(), nss_names());
     drop(stan);

@@ -513,6 +513,41 @@ fn write_sub(out: &mut Vec<u8>, sid: u64, subject: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a server sends, in whatever pieces: no panic, and either the
+        /// link keeps parsing or it asks for the socket to be closed with a reason.
+        #[test]
+        fn any_bytes_from_the_server(
+            chunks in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..64),
+                    Just(b"MSG a 1 5\r\nhello\r\n".to_vec()),
+                    Just(b"HMSG a 1 _R 12 14\r\nNATS/1.0\r\n\r\nhi\r\n".to_vec()),
+                    Just(b"PING\r\n".to_vec()),
+                    Just(b"INFO {\"nonce\":\"x\"}\r\n".to_vec()),
+                    Just(b"-ERR 'x'\r\n".to_vec()),
+                ],
+                0..12,
+            )
+        ) {
+            let mut link = Link::new(LinkConfig::default());
+            link.subscribe(1, "a");
+            link.attach("nats://h:1", None);
+            for chunk in chunks {
+                link.received(&chunk);
+                while let Some(m) = link.poll_msg() {
+                    prop_assert!(m.payload.len() <= READ_LIMITS.max_payload);
+                }
+                if link.take_close() {
+                    prop_assert!(link.error().is_some());
+                    break;
+                }
+                link.take_output();
+            }
+        }
+    }
 
     fn up(link: &mut Link) {
         link.attach("nats://127.0.0.1:4222", None);
