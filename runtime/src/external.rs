@@ -146,13 +146,25 @@ pub struct Settings {
 pub fn settings(opts: &Options, ns: &str) -> Result<Settings, String> {
     let servers = parse_urls(ns)?;
     let c = &opts.nats_client;
-    // The command line first, then the streaming configuration.
-    let flag = |name: &str, v: &Option<String>| v.clone().filter(|_| opts.explicit.contains(name));
-    let mut credentials = Credentials {
-        user: flag("user", &opts.user).or_else(|| c.username.clone()),
-        pass: flag("pass", &opts.pass).or_else(|| c.password.clone()),
-        token: flag("auth", &opts.auth).or_else(|| c.token.clone()),
-        ..Credentials::default()
+    // Credentials on the command line replace those of the streaming configuration.
+    let from_flags = ["user", "pass", "auth"]
+        .iter()
+        .any(|f| opts.explicit.contains(f));
+    let mut credentials = match from_flags {
+        // Only what the flags set: a NATS configuration file's `authorization`
+        // fills the same options.
+        true => Credentials {
+            user: opts.user.clone().filter(|_| opts.explicit.contains("user")),
+            pass: opts.pass.clone().filter(|_| opts.explicit.contains("pass")),
+            token: opts.auth.clone().filter(|_| opts.explicit.contains("auth")),
+            ..Credentials::default()
+        },
+        false => Credentials {
+            user: c.username.clone(),
+            pass: c.password.clone(),
+            token: c.token.clone(),
+            ..Credentials::default()
+        },
     };
     if credentials.user.is_none() {
         credentials.pass = None;
