@@ -206,3 +206,25 @@ fn refused_credentials() {
     assert!(w.node.external_up(GENERAL));
     snapshot!("external_refused_credentials", w.transcript);
 }
+
+#[test]
+fn keepalive_and_stale_connections() {
+    let mut w = external_world(Credentials::default());
+    let conns = connect_all(&mut w);
+    w.note("two minutes on, every connection pings the server");
+    w.advance(Duration::from_secs(121));
+    for &c in &conns {
+        assert_eq!(w.take(c), "PING\r\n");
+    }
+    w.note("only general hears back; the others are stale after two unanswered pings");
+    w.send(conns[GENERAL], b"PONG\r\n");
+    w.advance(Duration::from_secs(120));
+    w.send(conns[GENERAL], b"PONG\r\n");
+    w.advance(Duration::from_secs(120));
+    w.closed.sort();
+    assert_eq!(w.closed, vec![conns[SEND], conns[HB]]);
+    assert!(w.node.external_up(GENERAL));
+    assert!(w.node.external_down(SEND) && w.node.external_down(HB));
+    assert_eq!(w.node.external_error(SEND), Some("nats: stale connection"));
+    snapshot!("external_keepalive_and_stale_connections", w.transcript);
+}

@@ -193,9 +193,13 @@ impl Link {
         self.state == State::Up && !self.pings.contains(&true)
     }
 
-    /// When [`Link::handle_timeout`] is due.
+    /// When [`Link::handle_timeout`] is due; at once when a connection just came up
+    /// (its keepalive starts counting then).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.keepalive
+        match (self.state, self.keepalive) {
+            (State::Up, None) if !self.close => Some(Instant::from_nanos(0)),
+            (_, at) => at,
+        }
     }
 
     /// Time passed: keepalive PINGs go out on an established connection, and one that
@@ -599,6 +603,7 @@ mod tests {
         let mut link = Link::new(LinkConfig::default());
         up(&mut link);
         let t0 = Instant::from_nanos(0);
+        assert_eq!(link.poll_timeout(), Some(t0));
         link.handle_timeout(t0);
         assert_eq!(link.poll_timeout(), Some(t0 + PING_INTERVAL));
         link.handle_timeout(t0 + PING_INTERVAL);
