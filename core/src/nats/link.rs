@@ -118,6 +118,7 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link without a socket yet.
     pub fn new(cfg: LinkConfig) -> Self {
         Link {
             cfg,
@@ -137,10 +138,6 @@ impl Link {
             error: None,
             logs: VecDeque::new(),
         }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.cfg.name
     }
 
     /// A new socket to the server at `url` (credentials already redacted, for logs).
@@ -228,11 +225,6 @@ impl Link {
         self.state == State::Up
     }
 
-    /// True while a socket is attached (up or still in its handshake).
-    pub fn is_attached(&self) -> bool {
-        self.state != State::Down
-    }
-
     /// Why the current socket failed before or after the handshake, if it did.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
@@ -243,6 +235,7 @@ impl Link {
         self.max_payload
     }
 
+    /// Subscribes now if connected, and on every later connection.
     pub fn subscribe(&mut self, sid: u64, subject: &str) {
         if self.sent_connect() {
             write_sub(&mut self.out, sid, subject);
@@ -250,6 +243,7 @@ impl Link {
         self.subs.insert(sid, subject.to_string());
     }
 
+    /// Forgets subscription `sid`, and tells the server if connected.
     pub fn unsubscribe(&mut self, sid: u64) {
         if self.subs.remove(&sid).is_some() && self.sent_connect() {
             let mut num = Vec::new();
@@ -280,6 +274,7 @@ impl Link {
         std::mem::take(&mut self.close)
     }
 
+    /// The next line to log (disconnections, reconnections, asynchronous errors).
     pub fn poll_log(&mut self) -> Option<LogLine> {
         self.logs.pop_front()
     }
