@@ -3,6 +3,7 @@
 //! [`Link`](stan_core::nats::link::Link); this module gives it sockets, with the INFO
 //! line already read so that TLS can start where the NATS server expects it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -316,6 +317,7 @@ impl ServerCertVerifier for NoVerification {
 /// link must read).
 pub struct Dialed {
     pub stream: Box<dyn Stream>,
+    pub peer: SocketAddr,
     pub info: Vec<u8>,
     /// The URL as logged.
     pub url: String,
@@ -350,6 +352,9 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
     }
     let mut tcp = tcp.ok_or("nats: no servers available for connection")?;
     let _ = tcp.set_nodelay(true);
+    let peer = tcp
+        .peer_addr()
+        .map_err(|_| "nats: no servers available for connection".to_string())?;
     // The INFO line, read byte by byte: nothing after it may be taken from the socket
     // before TLS starts.
     let mut info = Vec::new();
@@ -380,6 +385,7 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
         (None, false) => {
             return Ok(Dialed {
                 stream: Box::new(tcp),
+                peer,
                 info,
                 url: server.redacted.clone(),
                 userinfo: server.userinfo(),
@@ -395,6 +401,7 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
         .map_err(|e| format!("tls: {e}"))?;
     Ok(Dialed {
         stream: Box::new(stream),
+        peer,
         info,
         url: server.redacted.clone(),
         userinfo: server.userinfo(),
@@ -403,15 +410,15 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
 
 /// The first socket of connection `role`, made before the driver runs: dialed, and
 /// its handshake driven on `node` until the server accepts CONNECT. Returns the
-/// socket's id in the node and the socket, for the driver to adopt.
+/// socket's id in the node, the socket and its peer, for the driver to adopt.
 pub async fn first_connection(
     node: &mut Node,
     role: usize,
     settings: &Settings,
     log: &Logger,
-) -> Result<(ConnId, Box<dyn Stream>), String> {
+) -> Result<(ConnId, Box<dyn Stream>, SocketAddr), String> {
     let d = dial_any(settings).await?;
-    let mut stream = d.stream;
+    let (mut stream, peer) = (d.stream, d.peer);
     let id = node
         .attach_external(role, &d.url, d.userinfo)
         .ok_or("not an external node")?;
@@ -447,7 +454,7 @@ pub async fn first_connection(
             }
         }
         if node.external_up(role) {
-            return Ok((id, stream));
+            return Ok((id, stream, peer));
         }
         let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => n,
@@ -485,7 +492,7 @@ pub async fn keep_connected(
             let Ok(d) = dial_any(&settings).await else {
                 continue;
             };
-            match driver.attach_external(role, d.stream, d.url, d.userinfo, d.info) {
+            match driver.attach_external(role, d.stream, d.peer, d.url, d.userinfo, d.info) {
                 Some(rx) => {
                     closed = rx;
                     break;
