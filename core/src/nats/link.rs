@@ -291,34 +291,21 @@ impl Link {
     /// handled on the way.
     pub fn poll_msg(&mut self) -> Option<Msg<'_>> {
         self.rpos += std::mem::take(&mut self.pending);
-        let n = self.next_msg_len()?;
-        let Ok(Some((
-            ServerOp::Msg {
-                subject,
-                sid,
-                reply,
-                header_len,
-                payload,
-            },
-            _,
-        ))) = proto::parse_server_op(&self.rbuf[self.rpos..], &READ_LIMITS)
-        else {
-            // `next_msg_len` parsed these very bytes as a message.
-            return None;
-        };
-        self.pending = n;
+        let at = self.next_msg()?;
+        self.pending = at.len;
+        let buf = &self.rbuf[self.rpos..];
         Some(Msg {
-            sid: parse_sid(sid)?,
-            subject,
-            reply,
-            header_len,
-            payload,
+            sid: at.sid,
+            subject: &buf[at.subject.clone()],
+            reply: at.reply.clone().map(|r| &buf[r]),
+            header_len: at.header_len,
+            payload: &buf[at.payload.clone()],
         })
     }
 
-    /// Handles the protocol operations ahead of the next message and returns that
-    /// message's length, or `None` until one is complete.
-    fn next_msg_len(&mut self) -> Option<usize> {
+    /// Handles the protocol operations ahead of the next message and returns where
+    /// that message lies in the read buffer, or `None` until one is complete.
+    fn next_msg(&mut self) -> Option<MsgAt> {
         loop {
             if self.state == State::Down || self.close {
                 return None;
@@ -337,9 +324,37 @@ impl Link {
                 }
             };
             match op {
-                ServerOp::Msg { sid, .. } if parse_sid(sid).is_some() => return Some(n),
-                // Not a sid this link gave out: skipped.
-                ServerOp::Msg { .. } => self.rpos += n,
+                ServerOp::Msg {
+                    subject,
+                    sid,
+                    reply,
+                    header_len,
+                    payload,
+                } => {
+                    let Some(sid) = parse_sid(sid) else {
+                        // Not a sid this link gave out: skipped.
+                        self.rpos += n;
+                        continue;
+                    };
+                    // The parts borrow the buffer; their places in it are kept. An
+                    // empty part need not point into it, and has no place to keep.
+                    let buf = &self.rbuf[self.rpos..];
+                    let base = buf.as_ptr() as usize;
+                    let range = |part: &[u8]| {
+                        (part.as_ptr() as usize)
+                            .checked_sub(base)
+                            .filter(|start| !part.is_empty() && start + part.len() <= buf.len())
+                            .map_or(0..0, |start| start..start + part.len())
+                    };
+                    return Some(MsgAt {
+                        len: n,
+                        sid,
+                        subject: range(subject),
+                        reply: reply.map(range),
+                        header_len,
+                        payload: range(payload),
+                    });
+                }
                 ServerOp::Info(json) => {
                     let json = json.to_vec();
                     self.rpos += n;
@@ -497,6 +512,16 @@ impl Link {
             text,
         });
     }
+}
+
+/// Where a parsed message lies, relative to the read position.
+struct MsgAt {
+    len: usize,
+    sid: u64,
+    subject: std::ops::Range<usize>,
+    reply: Option<std::ops::Range<usize>>,
+    header_len: Option<usize>,
+    payload: std::ops::Range<usize>,
 }
 
 fn parse_sid(sid: &[u8]) -> Option<u64> {
