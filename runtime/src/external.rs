@@ -63,8 +63,9 @@ pub fn parse_urls(ns: &str) -> Result<Vec<ServerUrl>, String> {
     let malformed = || format!("malformed url: {ns}");
     if !ns.contains('@') && !ns.contains(',') {
         let (_, rest) = ns.split_once("://").ok_or_else(malformed)?;
-        let (host, port) = rest.rsplit_once(':').ok_or_else(malformed)?;
-        if host.is_empty() || port.is_empty() || port.contains('/') {
+        let hostport = rest.split(['/', '?']).next().unwrap_or_default();
+        let (host, port) = hostport.rsplit_once(':').ok_or_else(malformed)?;
+        if host.is_empty() || port.is_empty() {
             return Err(malformed());
         }
     }
@@ -90,7 +91,7 @@ fn parse_url(url: &str) -> Option<ServerUrl> {
         "tls" => true,
         _ => return None,
     };
-    let rest = rest.trim_end_matches('/');
+    let rest = rest.split(['/', '?']).next().unwrap_or_default();
     let (userinfo, hostport) = match rest.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, rest),
@@ -526,6 +527,8 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port, u.tls), ("127.0.0.1", 4333, false));
         assert_eq!(u.redacted, "nats://127.0.0.1:4333");
         assert_eq!(parse_urls("tls://[::1]:5").unwrap()[0].host, "::1");
+        // A path says nothing to NATS.
+        assert_eq!(parse_urls("nats://h:4222/").unwrap()[0].port, 4222);
     }
 
     #[test]
