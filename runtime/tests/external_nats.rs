@@ -644,3 +644,37 @@ async fn partitioning_over_the_external_server() {
         "{line}"
     );
 }
+
+/// A "NATS server" that answers each connection with `reply` and then waits.
+fn fake_server(reply: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let _ = s.write_all(reply);
+            held.push(s);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_speaking_garbage_stops_the_start() {
+    let port = fake_server(b"HELLO THERE\r\n");
+    assert_eq!(
+        refused(&["-ns", &format!("nats://127.0.0.1:{port}")]),
+        (
+            1,
+            "STREAM: Failed to start: nats: protocol exception, INFO not received".into()
+        )
+    );
+    let port = fake_server(b"INFO {}\r\nGARBAGE\r\n");
+    assert_eq!(
+        refused(&["-ns", &format!("nats://127.0.0.1:{port}")]),
+        (
+            1,
+            "STREAM: Failed to start: nats: unknown protocol operation".into()
+        )
+    );
+}
