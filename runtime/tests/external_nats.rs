@@ -678,3 +678,21 @@ fn a_server_speaking_garbage_stops_the_start() {
         )
     );
 }
+
+/// A second server started with the cluster ID another one already serves on the
+/// same NATS server finds it (PROTOCOL §3.12) and stops; the first goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_with_the_same_cluster_id_stops() {
+    let scratch = Scratch::new("competitor");
+    let nats = Nats::start(&scratch, "");
+    let url = nats.url();
+    let _first = streaming(&["-ns", url.as_str()]);
+    let (code, line) = refused(&["-ns", url.as_str()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        line,
+        "STREAM: Failed to start: discovered another streaming server with cluster ID \"test-cluster\""
+    );
+    let _other = streaming(&["-ns", url.as_str(), "-cid", "other-cluster"]);
+    round_trip(&nats, "still-served", 3).await;
+}
