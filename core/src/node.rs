@@ -507,8 +507,15 @@ impl Node {
             }
             ext.held_logs.get_or_insert_with(Vec::new);
         }
+        // A fatal line ends the process: what was held comes out with it rather than
+        // wait for a readiness that will not come.
+        let fatal = stream_logs.iter().any(|l| l.level == Level::Fatal);
         match ext.held_logs.as_mut() {
-            Some(held) => held.extend(stream_logs),
+            Some(held) if !fatal => held.extend(stream_logs),
+            Some(held) => {
+                self.logs.extend(held.drain(..));
+                self.logs.extend(stream_logs);
+            }
             None => self.logs.extend(stream_logs),
         }
     }

@@ -36,10 +36,7 @@ fn external_world(credentials: Credentials) -> World {
         ..LinkConfig::default()
     };
     let node = Node::with_external(cfg, Box::new(MemStore::new()), link).unwrap();
-    let mut w = World::with_node(node);
-    w.node.start(w.now).unwrap();
-    w.drain();
-    w
+    World::with_node(node)
 }
 
 /// Sockets for every connection, each through its handshake.
@@ -61,6 +58,29 @@ fn connect_all(w: &mut World) -> Vec<ConnId> {
         w.take(c);
         conns.push(c);
     }
+    w.note("the runtime starts the node once every connection is up");
+    w.node.start(w.now).unwrap();
+    w.drain();
+    let mut sent: Vec<String> = conns.iter().map(|&c| w.take(c)).collect();
+    let reply = sent[HB]
+        .lines()
+        .find_map(|l| l.strip_prefix("PUB _STAN.discover.test-cluster "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no competitor check in {:?}", sent[HB]))
+        .to_string();
+    w.note("nobody else serves this cluster ID: the NATS server says no responders");
+    w.send(
+        conns[HB],
+        format!("HMSG {reply} 8 16 16\r\nNATS/1.0 503\r\n\r\n\r\n").as_bytes(),
+    );
+    w.note("every ping of the start is answered: the server is ready");
+    for (i, &c) in conns.iter().enumerate() {
+        sent[i].push_str(&w.take(c));
+        for _ in 0..sent[i].matches("PING\r\n").count() {
+            w.send(c, b"PONG\r\n");
+        }
+    }
+    assert!(w.transcript.contains("Streaming Server is ready"));
     conns
 }
 
@@ -205,4 +225,119 @@ fn refused_credentials() {
     w.send(c2, b"-ERR 'Permissions Violation for Publish to \"x\"'\r\n");
     assert!(w.node.external_up(GENERAL));
     snapshot!("external_refused_credentials", w.transcript);
+}
+
+#[test]
+fn keepalive_and_stale_connections() {
+    let mut w = external_world(Credentials::default());
+    let conns = connect_all(&mut w);
+    w.note("two minutes on, every connection pings the server");
+    w.advance(Duration::from_secs(121));
+    for &c in &conns {
+        assert_eq!(w.take(c), "PING\r\n");
+    }
+    w.note("only general hears back; the others are stale after two unanswered pings");
+    w.send(conns[GENERAL], b"PONG\r\n");
+    w.advance(Duration::from_secs(120));
+    w.send(conns[GENERAL], b"PONG\r\n");
+    w.advance(Duration::from_secs(120));
+    w.closed.sort();
+    assert_eq!(w.closed, vec![conns[SEND], conns[HB]]);
+    assert!(w.node.external_up(GENERAL));
+    assert!(w.node.external_down(SEND) && w.node.external_down(HB));
+    assert_eq!(w.node.external_error(SEND), Some("nats: stale connection"));
+    snapshot!("external_keepalive_and_stale_connections", w.transcript);
+}
+
+/// The handshakes of every connection, then the start: what the hb connection sent
+/// (the competitor check among it).
+fn connect_and_start(w: &mut World) -> (Vec<ConnId>, String) {
+    let mut conns = Vec::new();
+    for role in 0..EXTERNAL_ROLES.len() {
+        let c = w
+            .node
+            .attach_external(role, "nats://127.0.0.1:4222", None)
+            .unwrap();
+        w.send(
+            c,
+            b"INFO {\"server_id\":\"NS\",\"max_payload\":1048576}\r\n",
+        );
+        w.send(c, b"PONG\r\n");
+        w.take(c);
+        conns.push(c);
+    }
+    w.node.start(w.now).unwrap();
+    w.drain();
+    let hb = w.take(conns[HB]);
+    (conns, hb)
+}
+
+/// A message without a reply subject to the server's reply inbox (sid 8).
+fn answer_to(inbox: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!("MSG {inbox} 8 {}\r\n", payload.len()).into_bytes();
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The reply inbox of the competitor check in what the hb connection sent.
+fn check_reply(hb: &str) -> String {
+    hb.lines()
+        .find_map(|l| l.strip_prefix("PUB _STAN.discover.test-cluster "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no competitor check in {hb:?}"))
+        .to_string()
+}
+
+/// Another server that answers on this cluster ID's discovery subject stops the
+/// start, after it is asked to forget the probe's client (PROTOCOL §3.12); a reply
+/// that does not decode stops it too; silence for 250 ms lets it go on.
+#[test]
+fn another_server_with_the_cluster_id_stops_the_start() {
+    let mut w = external_world(Credentials::default());
+    let (conns, hb) = connect_and_start(&mut w);
+    let reply = check_reply(&hb);
+    w.note("a server already serving test-cluster answers the check");
+    let answer = ConnectResponse {
+        close_requests: "_STAN.close.other".into(),
+        ..ConnectResponse::default()
+    };
+    w.send(conns[HB], &answer_to(&reply, &answer.encode_to_vec()));
+    assert_eq!(
+        w.node.failure(),
+        Some(
+            "Failed to start: discovered another streaming server with cluster ID \"test-cluster\""
+        )
+    );
+    let sent = w.take(conns[HB]);
+    assert!(sent.contains("PUB _STAN.close.other "), "{sent:?}");
+    assert!(!w.transcript.contains("Streaming Server is ready"));
+    assert!(w
+        .transcript
+        .contains("[FTL] Failed to start: discovered another"));
+    snapshot!("external_competitor_detected", w.transcript);
+
+    let mut w = external_world(Credentials::default());
+    let (conns, hb) = connect_and_start(&mut w);
+    let reply = check_reply(&hb);
+    w.send(conns[HB], &answer_to(&reply, b"\xff\xff\xff"));
+    let failure = w.node.failure().unwrap_or_default().to_string();
+    assert!(
+        failure.starts_with(
+            "Failed to start: unmarshall error while detecting another server instance: "
+        ),
+        "{failure}"
+    );
+
+    let mut w = external_world(Credentials::default());
+    let (conns, _) = connect_and_start(&mut w);
+    w.advance(Duration::from_millis(249));
+    assert!(!w
+        .take(conns[GENERAL])
+        .contains("SUB _STAN.sub.test-cluster"));
+    w.advance(Duration::from_millis(1));
+    assert!(w
+        .take(conns[GENERAL])
+        .contains("SUB _STAN.sub.test-cluster 3"));
+    assert_eq!(w.node.failure(), None);
 }

@@ -127,13 +127,14 @@ pub struct DriverHandle {
 
 impl DriverHandle {
     /// Hands a new socket of external connection `role` to the external NATS server
-    /// (`url` as logged, `userinfo` its credentials, `initial` the bytes already read
-    /// from it) to the node. The receiver resolves when the socket is gone; `None` if
+    /// at `peer` (`url` as logged, `userinfo` its credentials, `initial` the bytes
+    /// already read from it) to the node. The receiver resolves when the socket is gone; `None` if
     /// the driver has stopped.
     pub fn attach_external<S>(
         &self,
         role: usize,
         stream: S,
+        peer: SocketAddr,
         url: String,
         userinfo: Option<(String, Option<String>)>,
         initial: Vec<u8>,
@@ -142,7 +143,7 @@ impl DriverHandle {
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let (closed, rx) = oneshot::channel();
-        let spawn = self.spawner(stream);
+        let spawn = self.spawner(stream, peer);
         let dialed = Dialed {
             spawn,
             role,
@@ -155,13 +156,12 @@ impl DriverHandle {
         Some(rx)
     }
 
-    fn spawner<S>(&self, stream: S) -> Box<dyn FnOnce(ConnId) -> Spawned + Send>
+    fn spawner<S>(&self, stream: S, peer: SocketAddr) -> Box<dyn FnOnce(ConnId) -> Spawned + Send>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let (events, data) = (self.tx.clone(), self.data_tx.clone());
         let (deadline, budget) = (self.write_deadline.clone(), self.input_budget.clone());
-        let peer = SocketAddr::from(([0, 0, 0, 0], 0));
         Box::new(move |id| spawn_connection(id, peer, stream, events, data, deadline, budget))
     }
 
@@ -320,11 +320,11 @@ impl Driver {
     /// Takes over a socket the node already uses as `id` (the first connection to
     /// the external NATS server, made before the driver runs). The receiver resolves
     /// when the socket is gone.
-    pub fn adopt<S>(&mut self, id: ConnId, stream: S) -> oneshot::Receiver<()>
+    pub fn adopt<S>(&mut self, id: ConnId, stream: S, peer: SocketAddr) -> oneshot::Receiver<()>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        let spawn = self.handle().spawner(stream);
+        let spawn = self.handle().spawner(stream, peer);
         self.conns.insert(id, spawn(id));
         let (closed, rx) = oneshot::channel();
         self.external.insert(id, closed);

@@ -3,6 +3,7 @@
 //! [`Link`](stan_core::nats::link::Link); this module gives it sockets, with the INFO
 //! line already read so that TLS can start where the NATS server expects it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,8 +63,9 @@ pub fn parse_urls(ns: &str) -> Result<Vec<ServerUrl>, String> {
     let malformed = || format!("malformed url: {ns}");
     if !ns.contains('@') && !ns.contains(',') {
         let (_, rest) = ns.split_once("://").ok_or_else(malformed)?;
-        let (host, port) = rest.rsplit_once(':').ok_or_else(malformed)?;
-        if host.is_empty() || port.is_empty() || port.contains('/') {
+        let hostport = rest.split(['/', '?']).next().unwrap_or_default();
+        let (host, port) = hostport.rsplit_once(':').ok_or_else(malformed)?;
+        if host.is_empty() || port.is_empty() {
             return Err(malformed());
         }
     }
@@ -89,7 +91,7 @@ fn parse_url(url: &str) -> Option<ServerUrl> {
         "tls" => true,
         _ => return None,
     };
-    let rest = rest.trim_end_matches('/');
+    let rest = rest.split(['/', '?']).next().unwrap_or_default();
     let (userinfo, hostport) = match rest.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, rest),
@@ -146,13 +148,25 @@ pub struct Settings {
 pub fn settings(opts: &Options, ns: &str) -> Result<Settings, String> {
     let servers = parse_urls(ns)?;
     let c = &opts.nats_client;
-    // The command line first, then the streaming configuration.
-    let flag = |name: &str, v: &Option<String>| v.clone().filter(|_| opts.explicit.contains(name));
-    let mut credentials = Credentials {
-        user: flag("user", &opts.user).or_else(|| c.username.clone()),
-        pass: flag("pass", &opts.pass).or_else(|| c.password.clone()),
-        token: flag("auth", &opts.auth).or_else(|| c.token.clone()),
-        ..Credentials::default()
+    // Credentials on the command line replace those of the streaming configuration.
+    let from_flags = ["user", "pass", "auth"]
+        .iter()
+        .any(|f| opts.explicit.contains(f));
+    let mut credentials = match from_flags {
+        // Only what the flags set: a NATS configuration file's `authorization`
+        // fills the same options.
+        true => Credentials {
+            user: opts.user.clone().filter(|_| opts.explicit.contains("user")),
+            pass: opts.pass.clone().filter(|_| opts.explicit.contains("pass")),
+            token: opts.auth.clone().filter(|_| opts.explicit.contains("auth")),
+            ..Credentials::default()
+        },
+        false => Credentials {
+            user: c.username.clone(),
+            pass: c.password.clone(),
+            token: c.token.clone(),
+            ..Credentials::default()
+        },
     };
     if credentials.user.is_none() {
         credentials.pass = None;
@@ -304,6 +318,7 @@ impl ServerCertVerifier for NoVerification {
 /// link must read).
 pub struct Dialed {
     pub stream: Box<dyn Stream>,
+    pub peer: SocketAddr,
     pub info: Vec<u8>,
     /// The URL as logged.
     pub url: String,
@@ -338,6 +353,9 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
     }
     let mut tcp = tcp.ok_or("nats: no servers available for connection")?;
     let _ = tcp.set_nodelay(true);
+    let peer = tcp
+        .peer_addr()
+        .map_err(|_| "nats: no servers available for connection".to_string())?;
     // The INFO line, read byte by byte: nothing after it may be taken from the socket
     // before TLS starts.
     let mut info = Vec::new();
@@ -368,6 +386,7 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
         (None, false) => {
             return Ok(Dialed {
                 stream: Box::new(tcp),
+                peer,
                 info,
                 url: server.redacted.clone(),
                 userinfo: server.userinfo(),
@@ -383,6 +402,7 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
         .map_err(|e| format!("tls: {e}"))?;
     Ok(Dialed {
         stream: Box::new(stream),
+        peer,
         info,
         url: server.redacted.clone(),
         userinfo: server.userinfo(),
@@ -391,15 +411,15 @@ async fn dial(settings: &Settings, server: &ServerUrl) -> Result<Dialed, String>
 
 /// The first socket of connection `role`, made before the driver runs: dialed, and
 /// its handshake driven on `node` until the server accepts CONNECT. Returns the
-/// socket's id in the node and the socket, for the driver to adopt.
+/// socket's id in the node, the socket and its peer, for the driver to adopt.
 pub async fn first_connection(
     node: &mut Node,
     role: usize,
     settings: &Settings,
     log: &Logger,
-) -> Result<(ConnId, Box<dyn Stream>), String> {
+) -> Result<(ConnId, Box<dyn Stream>, SocketAddr), String> {
     let d = dial_any(settings).await?;
-    let mut stream = d.stream;
+    let (mut stream, peer) = (d.stream, d.peer);
     let id = node
         .attach_external(role, &d.url, d.userinfo)
         .ok_or("not an external node")?;
@@ -435,7 +455,7 @@ pub async fn first_connection(
             }
         }
         if node.external_up(role) {
-            return Ok((id, stream));
+            return Ok((id, stream, peer));
         }
         let n = match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
             Ok(Ok(n)) if n > 0 => n,
@@ -473,7 +493,7 @@ pub async fn keep_connected(
             let Ok(d) = dial_any(&settings).await else {
                 continue;
             };
-            match driver.attach_external(role, d.stream, d.url, d.userinfo, d.info) {
+            match driver.attach_external(role, d.stream, d.peer, d.url, d.userinfo, d.info) {
                 Some(rx) => {
                     closed = rx;
                     break;
@@ -507,6 +527,8 @@ mod tests {
         assert_eq!((u.host.as_str(), u.port, u.tls), ("127.0.0.1", 4333, false));
         assert_eq!(u.redacted, "nats://127.0.0.1:4333");
         assert_eq!(parse_urls("tls://[::1]:5").unwrap()[0].host, "::1");
+        // A path says nothing to NATS.
+        assert_eq!(parse_urls("nats://h:4222/").unwrap()[0].port, 4222);
     }
 
     #[test]

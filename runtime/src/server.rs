@@ -538,8 +538,8 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     handle.set_write_deadline(opts.write_deadline);
     let mut redial_tasks = Vec::new();
     if let (Some(links), Some(ext)) = (first_link, external) {
-        for (role, (id, stream)) in links.into_iter().enumerate() {
-            let closed = driver.adopt(id, stream);
+        for (role, (id, stream, peer)) in links.into_iter().enumerate() {
+            let closed = driver.adopt(id, stream, peer);
             redial_tasks.push(tokio::spawn(crate::external::keep_connected(
                 role,
                 ext.clone(),

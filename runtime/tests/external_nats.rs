@@ -346,7 +346,12 @@ async fn token_in_flags_and_url() {
     let scratch = Scratch::new("token");
     let nats = Nats::start(&scratch, "authorization { token: t0ken }\n");
     drop(streaming(&["-ns", &nats.url(), "--auth", "t0ken"]));
-    let in_url = format!("nats://t0ken@127.0.0.1:{}", nats.port);
+    // A list: the first server is not there, the second takes the token of its URL.
+    let in_url = format!(
+        "nats://127.0.0.1:{},nats://t0ken@127.0.0.1:{}",
+        free_port(),
+        nats.port
+    );
     let stan = streaming(&["-ns", &in_url]);
     assert_eq!(nats.connection_names(), nss_names());
     drop(stan);
@@ -638,4 +643,56 @@ async fn partitioning_over_the_external_server() {
         ),
         "{line}"
     );
+}
+
+/// A "NATS server" that answers each connection with `reply` and then waits.
+fn fake_server(reply: &'static [u8]) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let _ = s.write_all(reply);
+            held.push(s);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_speaking_garbage_stops_the_start() {
+    let port = fake_server(b"HELLO THERE\r\n");
+    assert_eq!(
+        refused(&["-ns", &format!("nats://127.0.0.1:{port}")]),
+        (
+            1,
+            "STREAM: Failed to start: nats: protocol exception, INFO not received".into()
+        )
+    );
+    let port = fake_server(b"INFO {}\r\nGARBAGE\r\n");
+    assert_eq!(
+        refused(&["-ns", &format!("nats://127.0.0.1:{port}")]),
+        (
+            1,
+            "STREAM: Failed to start: nats: unknown protocol operation".into()
+        )
+    );
+}
+
+/// A second server started with the cluster ID another one already serves on the
+/// same NATS server finds it (PROTOCOL §3.12) and stops; the first goes on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_with_the_same_cluster_id_stops() {
+    let scratch = Scratch::new("competitor");
+    let nats = Nats::start(&scratch, "");
+    let url = nats.url();
+    let _first = streaming(&["-ns", url.as_str()]);
+    let (code, line) = refused(&["-ns", url.as_str()]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        line,
+        "STREAM: Failed to start: discovered another streaming server with cluster ID \"test-cluster\""
+    );
+    let _other = streaming(&["-ns", url.as_str(), "-cid", "other-cluster"]);
+    round_trip(&nats, "still-served", 3).await;
 }

@@ -1,5 +1,7 @@
-//! `stan-sim --seed N [--scenario NAME] [--trace] [--server-log]` replays one run
-//! (`--server-log` adds every server log line to the trace, which changes its hash);
+//! `stan-sim --seed N [--scenario NAME] [--trace] [--server-log] [--external-nats]`
+//! replays one run (`--server-log` adds every server log line to the trace, which
+//! changes its hash; `--external-nats` runs the streaming server behind a plain NATS
+//! server, as `-ns` does);
 //! `stan-sim --seeds A..B [--scenario NAME]` soaks a range and prints every failing seed
 //! with the command that replays it.
 
@@ -7,7 +9,8 @@ use std::process::ExitCode;
 
 use stan_sim::{run_with, soak, Options, Scenario};
 
-const USAGE: &str = "usage: stan-sim --seed N [--scenario NAME] [--trace] [--server-log]
+const USAGE: &str =
+    "usage: stan-sim --seed N [--scenario NAME] [--trace] [--server-log] [--external-nats]
        stan-sim --seeds A..B [--scenario NAME]
        (built with --features planted-bugs, both take
         --plant heartbeat-count|ack-wait|queue-redelivery|file-sync)
@@ -58,6 +61,7 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--trace" => a.trace = true,
             "--server-log" => a.options.server_log = true,
+            "--external-nats" => a.options.external_nats = true,
             #[cfg(feature = "planted-bugs")]
             "--plant" => {
                 let v = value()?;

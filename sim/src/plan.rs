@@ -224,6 +224,9 @@ pub struct Options {
     /// Journal every server log line, trace level included (for reading a replay; the
     /// trace hash then differs from the plain run's).
     pub server_log: bool,
+    /// The server host runs a plain NATS server for the clients, and the streaming
+    /// server behind its connections to it (`-ns`).
+    pub external_nats: bool,
     /// Run the server with this deliberate fault.
     #[cfg(feature = "planted-bugs")]
     pub planted: Option<stan_core::streaming::PlantedBug>,
@@ -235,6 +238,9 @@ impl Options {
         let mut f = String::new();
         if self.server_log {
             f.push_str(" --server-log");
+        }
+        if self.external_nats {
+            f.push_str(" --external-nats");
         }
         #[cfg(feature = "planted-bugs")]
         if let Some(bug) = self.planted {

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use stan_core::log::{Level, LogLine, Verbosity};
 use stan_core::nats;
-use stan_core::node::{Node, NodeConfig};
+use stan_core::nats::link::LinkConfig;
+use stan_core::node::{Node, NodeConfig, EXTERNAL_ROLES};
 use stan_core::store::{MemStore, Store};
 use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
-use stan_runtime::driver::{Driver, Listener, WallClock};
+use stan_runtime::driver::{Driver, DriverHandle, Listener, WallClock};
 
 use crate::filestore;
 use crate::journal::{Ev, Journal, Unregister};
@@ -142,7 +143,10 @@ fn start(plan: &Plan, process: u64, journal: &Journal, disk: &Disk) -> Result<Dr
             }
             _ => Box::new(MemStore::new()),
         };
-        let node = Node::with_streaming(cfg, store)?;
+        let node = match plan.options.external_nats {
+            true => Node::with_external(cfg, store, LinkConfig::default())?,
+            false => Node::with_streaming(cfg, store)?,
+        };
         let mut driver = Driver::new(
             node,
             virtual_wall_clock(),
@@ -180,7 +184,18 @@ pub async fn serve(
     let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
     let driver = start(&plan, process, &journal, &disk)?;
     let handle = driver.handle();
-    let _accept = driver.serve(SimListener(listener));
+    if plan.options.external_nats {
+        // A plain NATS server takes the clients; the streaming server is one of them.
+        let nats = Node::new(node_config(&plan, process));
+        let nats = Driver::new(nats, virtual_wall_clock(), Box::new(|_| {}));
+        let _accept = nats.serve(SimListener(listener));
+        tokio::spawn(nats.run(std::future::pending::<()>()));
+        for role in 0..EXTERNAL_ROLES.len() {
+            tokio::spawn(keep_connected(role, handle.clone()));
+        }
+    } else {
+        let _accept = driver.serve(SimListener(listener));
+    }
     tokio::spawn(async move {
         tokio::time::sleep(final_at.saturating_sub(sim_now())).await;
         let ids = handle
@@ -195,6 +210,26 @@ pub async fn serve(
     });
     driver.run(std::future::pending::<()>()).await;
     Ok(())
+}
+
+/// The streaming server's connection `role` to the NATS server on its own host,
+/// dialed again a moment after each loss, as the runtime does.
+async fn keep_connected(role: usize, driver: DriverHandle) {
+    loop {
+        let Ok(stream) = turmoil::net::TcpStream::connect((SERVER_HOST, PORT)).await else {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        };
+        let peer = stream
+            .peer_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], PORT)));
+        let url = format!("nats://{SERVER_HOST}:{PORT}");
+        let Some(closed) = driver.attach_external(role, stream, peer, url, None, Vec::new()) else {
+            return;
+        };
+        let _ = closed.await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[cfg(test)]

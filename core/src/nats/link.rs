@@ -118,6 +118,7 @@ pub struct Link {
 }
 
 impl Link {
+    /// A link without a socket yet.
     pub fn new(cfg: LinkConfig) -> Self {
         Link {
             cfg,
@@ -137,10 +138,6 @@ impl Link {
             error: None,
             logs: VecDeque::new(),
         }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.cfg.name
     }
 
     /// A new socket to the server at `url` (credentials already redacted, for logs).
@@ -193,9 +190,13 @@ impl Link {
         self.state == State::Up && !self.pings.contains(&true)
     }
 
-    /// When [`Link::handle_timeout`] is due.
+    /// When [`Link::handle_timeout`] is due; at once when a connection just came up
+    /// (its keepalive starts counting then).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.keepalive
+        match (self.state, self.keepalive) {
+            (State::Up, None) if !self.close => Some(Instant::from_nanos(0)),
+            (_, at) => at,
+        }
     }
 
     /// Time passed: keepalive PINGs go out on an established connection, and one that
@@ -224,11 +225,6 @@ impl Link {
         self.state == State::Up
     }
 
-    /// True while a socket is attached (up or still in its handshake).
-    pub fn is_attached(&self) -> bool {
-        self.state != State::Down
-    }
-
     /// Why the current socket failed before or after the handshake, if it did.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
@@ -239,6 +235,7 @@ impl Link {
         self.max_payload
     }
 
+    /// Subscribes now if connected, and on every later connection.
     pub fn subscribe(&mut self, sid: u64, subject: &str) {
         if self.sent_connect() {
             write_sub(&mut self.out, sid, subject);
@@ -246,6 +243,7 @@ impl Link {
         self.subs.insert(sid, subject.to_string());
     }
 
+    /// Forgets subscription `sid`, and tells the server if connected.
     pub fn unsubscribe(&mut self, sid: u64) {
         if self.subs.remove(&sid).is_some() && self.sent_connect() {
             let mut num = Vec::new();
@@ -276,6 +274,7 @@ impl Link {
         std::mem::take(&mut self.close)
     }
 
+    /// The next line to log (disconnections, reconnections, asynchronous errors).
     pub fn poll_log(&mut self) -> Option<LogLine> {
         self.logs.pop_front()
     }
@@ -292,34 +291,21 @@ impl Link {
     /// handled on the way.
     pub fn poll_msg(&mut self) -> Option<Msg<'_>> {
         self.rpos += std::mem::take(&mut self.pending);
-        let n = self.next_msg_len()?;
-        let Ok(Some((
-            ServerOp::Msg {
-                subject,
-                sid,
-                reply,
-                header_len,
-                payload,
-            },
-            _,
-        ))) = proto::parse_server_op(&self.rbuf[self.rpos..], &READ_LIMITS)
-        else {
-            // `next_msg_len` parsed these very bytes as a message.
-            return None;
-        };
-        self.pending = n;
+        let at = self.next_msg()?;
+        self.pending = at.len;
+        let buf = &self.rbuf[self.rpos..];
         Some(Msg {
-            sid: parse_sid(sid)?,
-            subject,
-            reply,
-            header_len,
-            payload,
+            sid: at.sid,
+            subject: &buf[at.subject.clone()],
+            reply: at.reply.clone().map(|r| &buf[r]),
+            header_len: at.header_len,
+            payload: &buf[at.payload.clone()],
         })
     }
 
-    /// Handles the protocol operations ahead of the next message and returns that
-    /// message's length, or `None` until one is complete.
-    fn next_msg_len(&mut self) -> Option<usize> {
+    /// Handles the protocol operations ahead of the next message and returns where
+    /// that message lies in the read buffer, or `None` until one is complete.
+    fn next_msg(&mut self) -> Option<MsgAt> {
         loop {
             if self.state == State::Down || self.close {
                 return None;
@@ -338,9 +324,37 @@ impl Link {
                 }
             };
             match op {
-                ServerOp::Msg { sid, .. } if parse_sid(sid).is_some() => return Some(n),
-                // Not a sid this link gave out: skipped.
-                ServerOp::Msg { .. } => self.rpos += n,
+                ServerOp::Msg {
+                    subject,
+                    sid,
+                    reply,
+                    header_len,
+                    payload,
+                } => {
+                    let Some(sid) = parse_sid(sid) else {
+                        // Not a sid this link gave out: skipped.
+                        self.rpos += n;
+                        continue;
+                    };
+                    // The parts borrow the buffer; their places in it are kept. An
+                    // empty part need not point into it, and has no place to keep.
+                    let buf = &self.rbuf[self.rpos..];
+                    let base = buf.as_ptr() as usize;
+                    let range = |part: &[u8]| {
+                        (part.as_ptr() as usize)
+                            .checked_sub(base)
+                            .filter(|start| !part.is_empty() && start + part.len() <= buf.len())
+                            .map_or(0..0, |start| start..start + part.len())
+                    };
+                    return Some(MsgAt {
+                        len: n,
+                        sid,
+                        subject: range(subject),
+                        reply: reply.map(range),
+                        header_len,
+                        payload: range(payload),
+                    });
+                }
                 ServerOp::Info(json) => {
                     let json = json.to_vec();
                     self.rpos += n;
@@ -500,6 +514,16 @@ impl Link {
     }
 }
 
+/// Where a parsed message lies, relative to the read position.
+struct MsgAt {
+    len: usize,
+    sid: u64,
+    subject: std::ops::Range<usize>,
+    reply: Option<std::ops::Range<usize>>,
+    header_len: Option<usize>,
+    payload: std::ops::Range<usize>,
+}
+
 fn parse_sid(sid: &[u8]) -> Option<u64> {
     std::str::from_utf8(sid).ok()?.parse().ok()
 }
@@ -513,6 +537,41 @@ fn write_sub(out: &mut Vec<u8>, sid: u64, subject: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a server sends, in whatever pieces: no panic, and either the
+        /// link keeps parsing or it asks for the socket to be closed with a reason.
+        #[test]
+        fn any_bytes_from_the_server(
+            chunks in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..64),
+                    Just(b"MSG a 1 5\r\nhello\r\n".to_vec()),
+                    Just(b"HMSG a 1 _R 12 14\r\nNATS/1.0\r\n\r\nhi\r\n".to_vec()),
+                    Just(b"PING\r\n".to_vec()),
+                    Just(b"INFO {\"nonce\":\"x\"}\r\n".to_vec()),
+                    Just(b"-ERR 'x'\r\n".to_vec()),
+                ],
+                0..12,
+            )
+        ) {
+            let mut link = Link::new(LinkConfig::default());
+            link.subscribe(1, "a");
+            link.attach("nats://h:1", None);
+            for chunk in chunks {
+                link.received(&chunk);
+                while let Some(m) = link.poll_msg() {
+                    prop_assert!(m.payload.len() <= READ_LIMITS.max_payload);
+                }
+                if link.take_close() {
+                    prop_assert!(link.error().is_some());
+                    break;
+                }
+                link.take_output();
+            }
+        }
+    }
 
     fn up(link: &mut Link) {
         link.attach("nats://127.0.0.1:4222", None);
@@ -564,6 +623,7 @@ mod tests {
         let mut link = Link::new(LinkConfig::default());
         up(&mut link);
         let t0 = Instant::from_nanos(0);
+        assert_eq!(link.poll_timeout(), Some(t0));
         link.handle_timeout(t0);
         assert_eq!(link.poll_timeout(), Some(t0 + PING_INTERVAL));
         link.handle_timeout(t0 + PING_INTERVAL);

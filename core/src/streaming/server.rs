@@ -12,9 +12,12 @@ use rustc_hash::FxHashMap;
 use super::ft::Ft;
 use super::limits::{ResolvedLimits, StoreLimits};
 use super::partition::Partitions;
-use super::pb::{self, ClientInfo, ConnectRequest, ConnectResponse, CtrlMsg, ServerInfo};
+use super::pb::{
+    self, ClientInfo, CloseRequest, ConnectRequest, ConnectResponse, CtrlMsg, ServerInfo,
+};
 use super::state::{Channel, Client, SubId};
 use super::Config;
+use crate::gofmt::go_quote;
 use crate::log::{Level, LogLine, Origin};
 use crate::rng::Rng;
 use crate::store::Store;
@@ -84,6 +87,10 @@ pub(crate) enum Outstanding {
         request: ConnectRequest,
         reply: String,
     },
+    /// The startup check for another server with this cluster ID (PROTOCOL §3.12).
+    Competitor,
+    /// A request whose answer does not matter.
+    Ignored,
 }
 
 /// The last stored message in its delivery encoding.
@@ -146,6 +153,8 @@ pub const VERSION: &str = "0.25.6";
 const INVALID_CLIENT_ID: &str =
     "stan: invalid clientID: only alphanumeric and `-` or `_` characters allowed";
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the startup check waits for another server to answer.
+const COMPETITOR_WAIT: Duration = Duration::from_millis(250);
 /// The NATS default, for splitting the partitioning announcement until the node says.
 const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
@@ -320,6 +329,65 @@ impl Streaming {
             self.log(Level::Info, "No recovered state".into());
         }
         self.restore(now, recovered.clients, recovered.channels);
+        if self.ft.is_none() && self.partitions.is_none() {
+            self.check_for_competitor(now);
+            return Ok(());
+        }
+        self.open_for_clients(now);
+        Ok(())
+    }
+
+    /// Asks, on this cluster ID's discovery subject, whether another server already
+    /// serves it, as the Go server does before it opens its own subscriptions: two
+    /// servers answering the same clients would split their state between them. A
+    /// member of an FT group or a partition has its own checks instead.
+    fn check_for_competitor(&mut self, now: Now) {
+        self.actions.push_back(Action::Subscribe {
+            sid: sid::REPLIES,
+            subject: format!("{}.*", self.reply_prefix),
+        });
+        let request = ConnectRequest {
+            client_id: self.cfg.cluster_id.clone(),
+            heartbeat_inbox: self.new_inbox(),
+            ..Default::default()
+        };
+        let discovery = self.info.discovery.clone();
+        let token = self.request(&discovery, request.encode_to_vec(), Outstanding::Competitor);
+        self.arm(now.mono + COMPETITOR_WAIT, Timer::Probe(token));
+    }
+
+    /// Any answer that decodes is another server (even one refusing the cluster ID
+    /// as a client ID): it is told to forget the probe's client, and this start fails.
+    fn competitor_answered(&mut self, payload: &[u8]) {
+        let cid = self.cfg.cluster_id.clone();
+        match ConnectResponse::decode(payload) {
+            Ok(response) => {
+                if !response.close_requests.is_empty() {
+                    let close = CloseRequest {
+                        client_id: cid.clone(),
+                    };
+                    self.request(
+                        &response.close_requests,
+                        close.encode_to_vec(),
+                        Outstanding::Ignored,
+                    );
+                }
+                self.fail(format!(
+                    "Failed to start: discovered another streaming server with cluster ID {}",
+                    go_quote(&cid)
+                ));
+            }
+            Err(e) => self.fail(format!(
+                "Failed to start: unmarshall error while detecting another server instance: {e}"
+            )),
+        }
+    }
+
+    /// Opens the client-facing subscriptions and logs the end of the startup block.
+    fn open_for_clients(&mut self, now: Now) {
+        if self.started || self.failure.is_some() {
+            return;
+        }
         let publish = match &self.partitions {
             // One subscription per owned entry instead of the whole publish tree.
             Some(p) => p
@@ -347,9 +415,10 @@ impl Streaming {
             (sid::SUB_CLOSE, self.info.sub_close.clone()),
             (sid::CLOSE, self.info.close.clone()),
             (sid::PINGS, format!("{}.pings", self.info.discovery)),
-            (sid::REPLIES, format!("{}.*", self.reply_prefix)),
         ];
-        for (sid, subject) in subjects {
+        let replies_open = self.ft.is_none() && self.partitions.is_none();
+        let replies = (!replies_open).then(|| (sid::REPLIES, format!("{}.*", self.reply_prefix)));
+        for (sid, subject) in subjects.into_iter().chain(replies) {
             self.actions.push_back(Action::Subscribe { sid, subject });
         }
         let info = self.info.clone();
@@ -376,7 +445,6 @@ impl Streaming {
         self.log(Level::Info, "Streaming Server is ready".into());
         self.started = true;
         self.startup_redelivery(now);
-        Ok(())
     }
 
     /// A message arrived on one of this server's subscriptions.
@@ -397,7 +465,7 @@ impl Streaming {
                     payload,
                 )
             }
-            sid::REPLIES => return self.on_reply(now, subject),
+            sid::REPLIES => return self.on_reply(now, subject, payload),
             sid::FT => return self.on_ft_msg(now, payload),
             sid::PARTITIONS_INBOX => return self.on_partitions_reply(now, payload),
             sid::MORE_PUBLISH.. => {
@@ -716,7 +784,7 @@ impl Streaming {
     }
 
     /// An answer arrived on the reply inbox.
-    fn on_reply(&mut self, now: Now, subject: &[u8]) {
+    fn on_reply(&mut self, now: Now, subject: &[u8], payload: &[u8]) {
         let Some(token) = self.token_of(subject) else {
             return;
         };
@@ -734,7 +802,8 @@ impl Streaming {
                     &connect_error("stan: clientID already registered"),
                 );
             }
-            None => {}
+            Some(Outstanding::Competitor) => self.competitor_answered(payload),
+            Some(Outstanding::Ignored) | None => {}
         }
     }
 
@@ -774,7 +843,9 @@ impl Streaming {
                 self.debug(|| format!("[Client:{id}] Replaced old client (Inbox={inbox})"));
                 self.register(now, request, Some(reply));
             }
-            None => {}
+            // Nobody answered for this cluster ID: the start goes on.
+            Some(Outstanding::Competitor) => self.open_for_clients(now),
+            Some(Outstanding::Ignored) | None => {}
         }
     }
 
