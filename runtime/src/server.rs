@@ -248,6 +248,8 @@ struct FtStore {
     root: std::path::PathBuf,
     cfg: NodeConfig,
     opts: crate::store::FileStoreOptions,
+    /// Everything else the store is opened with (its encryption).
+    options: Options,
     log: Logger,
 }
 
@@ -255,10 +257,13 @@ impl FtStore {
     fn prepare(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<FtStore, String> {
         let dir = file_store_dir(opts)?;
         let root = FileStore::prepare(&StdFs, dir, &opts.file).map_err(|e| e.to_string())?;
+        // Encryption settings are checked now, as without FT.
+        crate::encryption::wrap(Box::new(MemStore::new()), opts)?;
         Ok(FtStore {
             root,
             cfg: cfg.clone(),
             opts: opts.file.clone(),
+            options: opts.clone(),
             log: log.clone(),
         })
     }
@@ -276,7 +281,11 @@ impl FtStore {
                     self.opts.clone(),
                     lock,
                 );
-                StoreLock::Taken(Box::new(configure(store, &self.cfg, &self.log)))
+                let store = Box::new(configure(store, &self.cfg, &self.log));
+                match crate::encryption::wrap(store, &self.options) {
+                    Ok(store) => StoreLock::Taken(store),
+                    Err(e) => StoreLock::Failed(e),
+                }
             }
             LockAttempt::Busy => StoreLock::Busy,
             LockAttempt::Failed(e) => StoreLock::Failed(e),
