@@ -39,8 +39,9 @@ fn external_world(credentials: Credentials) -> World {
     World::with_node(node)
 }
 
-/// Sockets for every connection, each through its handshake.
-fn connect_all(w: &mut World) -> Vec<ConnId> {
+/// Sockets for every connection, each through its handshake, then the start as the
+/// runtime makes it; what each connection sent since its handshake.
+fn connect_and_start(w: &mut World) -> (Vec<ConnId>, Vec<String>) {
     let mut conns = Vec::new();
     for (role, name) in EXTERNAL_ROLES.iter().enumerate() {
         w.note(&format!("connection {name}"));
@@ -61,13 +62,15 @@ fn connect_all(w: &mut World) -> Vec<ConnId> {
     w.note("the runtime starts the node once every connection is up");
     w.node.start(w.now).unwrap();
     w.drain();
-    let mut sent: Vec<String> = conns.iter().map(|&c| w.take(c)).collect();
-    let reply = sent[HB]
-        .lines()
-        .find_map(|l| l.strip_prefix("PUB _STAN.discover.test-cluster "))
-        .and_then(|rest| rest.split(' ').next())
-        .unwrap_or_else(|| panic!("no competitor check in {:?}", sent[HB]))
-        .to_string();
+    let sent = conns.iter().map(|&c| w.take(c)).collect();
+    (conns, sent)
+}
+
+/// [`connect_and_start`] through to "ready": nobody else serves the cluster ID and
+/// every ping is answered.
+fn connect_all(w: &mut World) -> Vec<ConnId> {
+    let (conns, mut sent) = connect_and_start(w);
+    let reply = check_reply(&sent[HB]);
     w.note("nobody else serves this cluster ID: the NATS server says no responders");
     w.send(
         conns[HB],
@@ -249,29 +252,6 @@ fn keepalive_and_stale_connections() {
     snapshot!("external_keepalive_and_stale_connections", w.transcript);
 }
 
-/// The handshakes of every connection, then the start: what the hb connection sent
-/// (the competitor check among it).
-fn connect_and_start(w: &mut World) -> (Vec<ConnId>, String) {
-    let mut conns = Vec::new();
-    for role in 0..EXTERNAL_ROLES.len() {
-        let c = w
-            .node
-            .attach_external(role, "nats://127.0.0.1:4222", None)
-            .unwrap();
-        w.send(
-            c,
-            b"INFO {\"server_id\":\"NS\",\"max_payload\":1048576}\r\n",
-        );
-        w.send(c, b"PONG\r\n");
-        w.take(c);
-        conns.push(c);
-    }
-    w.node.start(w.now).unwrap();
-    w.drain();
-    let hb = w.take(conns[HB]);
-    (conns, hb)
-}
-
 /// A message without a reply subject to the server's reply inbox (sid 8).
 fn answer_to(inbox: &str, payload: &[u8]) -> Vec<u8> {
     let mut out = format!("MSG {inbox} 8 {}\r\n", payload.len()).into_bytes();
@@ -295,8 +275,8 @@ fn check_reply(hb: &str) -> String {
 #[test]
 fn another_server_with_the_cluster_id_stops_the_start() {
     let mut w = external_world(Credentials::default());
-    let (conns, hb) = connect_and_start(&mut w);
-    let reply = check_reply(&hb);
+    let (conns, sent) = connect_and_start(&mut w);
+    let reply = check_reply(&sent[HB]);
     w.note("a server already serving test-cluster answers the check");
     let answer = ConnectResponse {
         close_requests: "_STAN.close.other".into(),
@@ -318,8 +298,8 @@ fn another_server_with_the_cluster_id_stops_the_start() {
     snapshot!("external_competitor_detected", w.transcript);
 
     let mut w = external_world(Credentials::default());
-    let (conns, hb) = connect_and_start(&mut w);
-    let reply = check_reply(&hb);
+    let (conns, sent) = connect_and_start(&mut w);
+    let reply = check_reply(&sent[HB]);
     w.send(conns[HB], &answer_to(&reply, b"\xff\xff\xff"));
     let failure = w.node.failure().unwrap_or_default().to_string();
     assert!(
