@@ -16,6 +16,7 @@ pub mod memory;
 pub mod metrics;
 pub mod ports_file;
 pub mod process;
+pub mod routes;
 pub mod server;
 pub mod stan_client;
 pub mod store;

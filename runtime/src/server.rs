@@ -308,6 +308,23 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             return 1;
         }
     };
+    let route_listener = match crate::routes::cluster_config(&opts) {
+        Ok(None) => None,
+        Ok(Some(cluster)) => match crate::routes::bind(&cluster).await {
+            Ok(l) => {
+                cfg.nats.cluster = Some(cluster);
+                Some(l)
+            }
+            Err(e) => {
+                log.log(Origin::Nats, Level::Fatal, &e);
+                return 1;
+            }
+        },
+        Err(e) => {
+            log.log(Origin::Nats, Level::Fatal, &e);
+            return 1;
+        }
+    };
     // The files were read once with the options; a failure now is one of the disk.
     let tls: crate::tls::TlsSwitch = match server_tls(&opts) {
         Ok(tls) => Arc::new(Mutex::new(tls)),
@@ -435,6 +452,11 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         .map(|(l, tls)| tokio::spawn(http::serve(l, state.clone(), tls)))
         .collect();
     let shown: SocketAddr = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let route_task = route_listener.map(|l| {
+        let port = l.local_addr().map_or(0, |a| a.port());
+        driver.start_routes(port);
+        driver.serve_routes(l)
+    });
     log.log(
         Origin::Nats,
         Level::Info,
@@ -477,6 +499,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         }),
     }
     let accept_task = driver.serve(listener);
+
     // Ends with the listener, whose streams announce completed handshakes.
     let tls_task = {
         let driver = handle.clone();
@@ -519,6 +542,9 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     // Dropping the node closes the store (and releases an FT lock).
     drop(driver.run(shutdown).await);
     accept_task.abort();
+    if let Some(t) = &route_task {
+        t.abort();
+    }
     tls_task.abort();
     signals.abort();
     for t in http_tasks {

@@ -41,6 +41,11 @@ pub enum CloseReason {
     NoRespondersRequiresHeaders,
     ServerShutdown,
     TlsHandshakeError,
+    DuplicateRoute,
+    ClusterNameConflict,
+    DuplicateServerName,
+    WrongPort,
+    WrongGateway,
 }
 
 impl CloseReason {
@@ -60,6 +65,11 @@ impl CloseReason {
             CloseReason::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             CloseReason::ServerShutdown => "Server Shutdown",
             CloseReason::TlsHandshakeError => "TLS Handshake Failure",
+            CloseReason::DuplicateRoute => "Duplicate Route",
+            CloseReason::ClusterNameConflict => "Cluster Name Conflict",
+            CloseReason::DuplicateServerName => "Duplicate Server Name",
+            CloseReason::WrongPort => "Wrong Port",
+            CloseReason::WrongGateway => "Wrong Gateway",
         }
     }
 }

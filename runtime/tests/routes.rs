@@ -1,0 +1,337 @@
+//! NATS clustering on the real binary: stan-servers routed to each other and to the
+//! NATS server of the system (`/usr/sbin/nats-server`), messages crossing the routes,
+//! queue groups spanning servers, `/routez`, and STAN clients reaching the streaming
+//! server through another server of the cluster.
+
+#[path = "file_store_common.rs"]
+mod common;
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::TempDir;
+use stan_runtime::harness::monitor_json;
+use stan_runtime::harness::raw::RawConn;
+use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
+use support::{free_port, Logged};
+
+const NATS_SERVER: &str = "/usr/sbin/nats-server";
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A server of the cluster: its client, monitoring and cluster ports.
+struct Node {
+    proc: Logged,
+    port: u16,
+    http: u16,
+    cluster: u16,
+}
+
+impl Node {
+    /// A stan-server with a cluster port, routed to `routes`, plus `args`.
+    fn stan(routes: &[u16], args: &[&str]) -> Node {
+        let (port, http, cluster) = (free_port(), free_port(), free_port());
+        let routes = route_urls(routes);
+        let (p, h, c) = (
+            port.to_string(),
+            http.to_string(),
+            format!("nats://127.0.0.1:{cluster}"),
+        );
+        let mut all = vec!["-a", "127.0.0.1", "-p", &p, "-m", &h, "--cluster", &c];
+        if !routes.is_empty() {
+            all.extend(["--routes", routes.as_str()]);
+        }
+        all.extend(args);
+        let mut proc = Logged::server(&all);
+        proc.wait_for("Server is ready");
+        Node {
+            proc,
+            port,
+            http,
+            cluster,
+        }
+    }
+
+    /// The NATS server of the system, configured by a file in `dir`.
+    fn nats_server(dir: &Path, routes: &[u16]) -> Node {
+        assert!(
+            Path::new(NATS_SERVER).exists(),
+            "{NATS_SERVER} is missing: install the nats-server package to run these tests"
+        );
+        let (port, http, cluster) = (free_port(), free_port(), free_port());
+        let conf = dir.join(format!("nats-{port}.conf"));
+        let routes: Vec<String> = route_urls(routes)
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(|r| format!("\"{r}\""))
+            .collect();
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\nserver_name: gnatsd\n\
+                 cluster {{\n  name: c1\n  listen: 127.0.0.1:{cluster}\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ),
+        )
+        .unwrap();
+        let mut proc =
+            Logged::spawn(Command::new(NATS_SERVER).args(["-c", conf.to_str().unwrap()]));
+        proc.wait_for("Server is ready");
+        Node {
+            proc,
+            port,
+            http,
+            cluster,
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn client(&self) -> RawConn {
+        RawConn::handshake(&self.addr()).await.unwrap()
+    }
+
+    async fn routez(&self) -> serde_json::Value {
+        monitor_json(self.http, "/routez?subs=1").await.unwrap()
+    }
+
+    /// Waits until the route to the server with ID `remote` carries interest in
+    /// `sub` (`subject` or `subject queue`), as this server's `/routez` lists it.
+    async fn wait_interest(&self, remote: &str, sub: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let doc = self.routez().await;
+            let found = doc["routes"].as_array().into_iter().flatten().any(|r| {
+                r["remote_id"] == remote
+                    && r["subscriptions_list"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|s| s == sub)
+            });
+            if found {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no interest in {sub:?} from {remote} in {doc:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn server_id(&self) -> String {
+        let varz = monitor_json(self.http, "/varz").await.unwrap();
+        varz["server_id"].as_str().unwrap().to_string()
+    }
+}
+
+fn route_urls(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("nats-route://127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Publishes `payload` on `subject` and waits for the server's PONG, so that the
+/// message left the publisher's server before the test goes on.
+async fn publish(c: &mut RawConn, subject: &str, payload: &str) {
+    c.send(format!("PUB {subject} {}\r\n{payload}\r\nPING\r\n", payload.len()).as_bytes())
+        .await
+        .unwrap();
+    c.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+}
+
+/// Reads until `payload` arrives; returns everything read, that message included.
+async fn receive(c: &mut RawConn, payload: &str) -> String {
+    let got = c
+        .read_until(format!("\r\n{payload}\r\n").as_bytes(), PATIENCE)
+        .await
+        .unwrap_or_else(|e| panic!("{payload} not received: {e}"));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stan_servers_carry_messages_both_ways() {
+    let a = Node::stan(&[], &["-cid", "a-cluster", "--cluster_name", "east"]);
+    let mut b = Node::stan(
+        &[a.cluster],
+        &["-cid", "b-cluster", "--cluster_name", "east"],
+    );
+    b.proc.wait_for("Route connection created");
+    let (a_id, b_id) = (a.server_id().await, b.server_id().await);
+
+    let mut on_a = a.client().await;
+    let mut on_b = b.client().await;
+    on_b.send(b"SUB to.b 1\r\nPING\r\n").await.unwrap();
+    on_b.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+    on_a.send(b"SUB to.a 1\r\nPING\r\n").await.unwrap();
+    on_a.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+    a.wait_interest(&b_id, "to.b").await;
+    b.wait_interest(&a_id, "to.a").await;
+
+    publish(&mut on_a, "to.b", "hello-b").await;
+    let got = receive(&mut on_b, "hello-b").await;
+    assert!(got.contains("MSG to.b 1 7\r\n"), "{got}");
+    publish(&mut on_b, "to.a", "hello-a").await;
+    let got = receive(&mut on_a, "hello-a").await;
+    assert!(got.contains("MSG to.a 1 7\r\n"), "{got}");
+
+    // Each side shows one route: B dialed it, A accepted it.
+    let routez = b.routez().await;
+    assert_eq!(routez["num_routes"], 1, "{routez:#}");
+    let route = &routez["routes"][0];
+    assert_eq!(route["remote_id"], a_id.as_str());
+    assert_eq!(route["did_solicit"], true);
+    assert_eq!(route["is_configured"], true);
+    assert_eq!(route["port"], a.cluster);
+    let routez = a.routez().await;
+    assert_eq!(routez["routes"][0]["remote_id"], b_id.as_str());
+    assert_eq!(routez["routes"][0]["did_solicit"], false);
+    assert!(routez["routes"][0]["in_msgs"].as_u64().unwrap() >= 1);
+    let varz = monitor_json(a.http, "/varz").await.unwrap();
+    assert_eq!(varz["routes"], 1);
+    assert_eq!(varz["cluster"]["name"], "east");
+    assert_eq!(varz["cluster"]["cluster_port"], a.cluster);
+    // Routes are not clients.
+    let connz = monitor_json(a.http, "/connz").await.unwrap();
+    assert!(connz["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["port"] != b.cluster));
+    let listening = format!("Listening for route connections on 127.0.0.1:{}", a.cluster);
+    let at = |text: &str| a.proc.log.iter().position(|l| l.contains(text));
+    assert!(at(&listening) < at("Server is ready"), "{:#?}", a.proc.log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stan_client_on_the_standby_reaches_the_active_server() {
+    let dir = TempDir::new("routes-ft");
+    let data = dir.join("data");
+    let data = data.to_str().unwrap();
+    let ft = [
+        "-st",
+        "FILE",
+        "--dir",
+        data,
+        "--ft_group",
+        "grp",
+        "--cluster_name",
+        "ft",
+    ];
+    let mut a = Node::stan(&[], &ft);
+    a.proc.wait_for("Server is active");
+    let mut b = Node::stan(&[a.cluster], &ft);
+    b.proc.wait_for("Route connection created");
+    if !b
+        .proc
+        .log
+        .iter()
+        .any(|l| l.contains("Starting in standby mode"))
+    {
+        b.proc.wait_for("Starting in standby mode");
+    }
+
+    let a_id = a.server_id().await;
+    b.wait_interest(&a_id, "_STAN.discover.test-cluster").await;
+    // The STAN client only knows B; its requests cross the route to A and the
+    // replies come back the same way.
+    let conn = StanConn::connect(&b.addr(), "test-cluster", "via-b", StanOptions::default())
+        .await
+        .expect("the client connects through the standby");
+    conn.publish("orders", b"first").await.unwrap();
+    let mut sub = conn
+        .subscribe(
+            "orders",
+            SubscribeOptions {
+                start: StartAt::First,
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(PATIENCE, sub.next())
+        .await
+        .expect("a message in time")
+        .expect("subscription open");
+    assert_eq!(msg.data, b"first");
+    conn.close().await.unwrap();
+    let clients = monitor_json(a.http, "/streaming/serverz").await.unwrap();
+    assert_eq!(clients["clients"], 0, "the client closed on A");
+    let storez = monitor_json(a.http, "/streaming/channelsz?channel=orders")
+        .await
+        .unwrap();
+    assert_eq!(storez["msgs"], 1, "{storez:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stan_server_and_nats_server_route_to_each_other() {
+    let dir = TempDir::new("routes-gnatsd");
+    let mut g = Node::nats_server(dir.path(), &[]);
+    // Both dial each other: one of the two connections is dropped as a duplicate.
+    let s = Node::stan(&[g.cluster], &["--cluster_name", "c1"]);
+    g.proc.wait_for("Route connection created");
+    let (g_id, s_id) = (g.server_id().await, s.server_id().await);
+
+    let mut on_g = g.client().await;
+    let mut on_s = s.client().await;
+    // Publishers of their own, so that waiting for their PONGs consumes nothing
+    // the subscribers receive.
+    let mut pub_g = g.client().await;
+    let mut pub_s = s.client().await;
+    on_s.send(b"SUB from.g 1\r\nSUB work.* q 2\r\nSUB end 3\r\nPING\r\n")
+        .await
+        .unwrap();
+    on_s.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+    on_g.send(b"SUB from.s 1\r\nSUB work.* q 2\r\nSUB end 3\r\nPING\r\n")
+        .await
+        .unwrap();
+    on_g.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+    g.wait_interest(&s_id, "from.g").await;
+    g.wait_interest(&s_id, "work.*").await;
+    g.wait_interest(&s_id, "end").await;
+    s.wait_interest(&g_id, "from.s").await;
+    s.wait_interest(&g_id, "work.*").await;
+
+    publish(&mut pub_g, "from.g", "g-to-s").await;
+    receive(&mut on_s, "g-to-s").await;
+    publish(&mut pub_s, "from.s", "s-to-g").await;
+    receive(&mut on_g, "s-to-g").await;
+
+    // A queue group with a member on each server: every message once.
+    for (publisher, name) in [(&mut pub_s, "s"), (&mut pub_g, "g")] {
+        for i in 0..20 {
+            publish(publisher, &format!("work.{i}"), &format!("job-{name}-{i}")).await;
+        }
+        publish(publisher, "end", &format!("end-{name}")).await;
+    }
+    let got_s = receive(&mut on_s, "end-g").await;
+    let got_g = receive(&mut on_g, "end-g").await;
+    for name in ["s", "g"] {
+        for i in 0..20 {
+            let job = format!("\r\njob-{name}-{i}\r\n");
+            let n = got_s.matches(&job).count() + got_g.matches(&job).count();
+            assert_eq!(n, 1, "job-{name}-{i} delivered {n} times");
+        }
+    }
+    // This server keeps a message with its local member; the NATS server picks
+    // among all members, so only the count is certain there.
+    assert_eq!(
+        got_s.matches("\r\njob-s-").count(),
+        20,
+        "local member first"
+    );
+
+    let routez = s.routez().await;
+    assert_eq!(routez["num_routes"], 1, "{routez:#}");
+    assert_eq!(routez["routes"][0]["remote_id"], g_id.as_str());
+    assert_eq!(routez["routes"][0]["remote_name"], "gnatsd");
+    let theirs = g.routez().await;
+    assert_eq!(theirs["num_routes"], 1, "{theirs:#}");
+    assert_eq!(theirs["routes"][0]["remote_id"], s_id.as_str());
+}
