@@ -339,9 +339,6 @@ pub(crate) struct Route {
     pub registered: bool,
     /// The peer reads `HMSG`.
     pub headers: bool,
-    /// Reconnect when this connection closes, though this side did not dial it: it
-    /// replaced a dialed duplicate.
-    pub retry_url: Option<RouteUrl>,
 }
 
 /// A route this server dials, and how its attempts went.
@@ -583,7 +580,6 @@ impl Server {
                 remote_name: String::new(),
                 registered: false,
                 headers: false,
-                retry_url: None,
             },
         );
         if self.routing.routes[&id].url.is_some() {
@@ -915,11 +911,12 @@ impl Server {
                 ),
             );
             // The connection kept takes over the dialed URL, so that it is the one
-            // redialed when it closes.
-            let url = self.routing.routes.get_mut(&id).and_then(|r| r.url.clone());
-            if let (Some(url), Some(kept)) = (url, self.routing.routes.get_mut(&existing)) {
-                if kept.url.is_none() {
-                    kept.retry_url = Some(url);
+            // redialed when it closes, and shows as dialed.
+            let dup = self.routing.routes.get(&id).cloned();
+            if let (Some(dup), Some(kept)) = (dup, self.routing.routes.get_mut(&existing)) {
+                if kept.url.is_none() && dup.url.is_some() {
+                    kept.url = dup.url;
+                    kept.configured = dup.configured;
                 }
             }
             if let Some(r) = self.routing.routes.get_mut(&id) {
@@ -964,20 +961,22 @@ impl Server {
         } else {
             info.ip.clone()
         };
-        let doc = serde_json::json!({
-            "server_id": info.server_id,
-            "server_name": info.server_name,
-            "version": NATS_VERSION,
-            "proto": 1,
-            "go": "rust",
-            "host": info.host,
-            "port": info.port,
-            "headers": info.headers,
-            "max_payload": self.config().max_payload,
-            "ip": ip,
-            "cluster": self.routing.name,
-        });
-        let json = serde_json::to_vec(&doc).expect("JSON value serializes");
+        let doc = RouteInfoOut {
+            server_id: &info.server_id,
+            server_name: &info.server_name,
+            version: NATS_VERSION,
+            proto: 1,
+            go: "rust",
+            host: &info.host,
+            port: info.port,
+            headers: info.headers,
+            max_payload: self.config().max_payload,
+            ip: Some(ip),
+            cluster: &self.routing.name,
+            cluster_dynamic: false,
+            connect_urls: Vec::new(),
+        };
+        let json = serde_json::to_vec(&doc).expect("plain struct serializes");
         let mut out = Vec::new();
         proto::write_json_op(&mut out, "INFO", &json);
         let others: Vec<ConnId> = self
@@ -1008,11 +1007,6 @@ impl Server {
                 .any(|r| r.host == url.host && r.port == url.port)
         });
         if configured || self.routing.dials.contains_key(&url.url) {
-            return;
-        }
-        // The server with the greater ID dials, so that two servers learning of each
-        // other at the same time do not open two routes.
-        if self.server_id() < info.server_id.as_str() {
             return;
         }
         self.schedule_dial(now.mono, url, false);
@@ -1172,7 +1166,7 @@ impl Server {
         if self.routing.remotes.get(&route.remote_id) == Some(&id) {
             self.routing.remotes.remove(&route.remote_id);
         }
-        let Some(url) = route.url.clone().or(route.retry_url.clone()) else {
+        let Some(url) = route.url.clone() else {
             return;
         };
         if !route.remote_id.is_empty() && self.routing.remotes.contains_key(&route.remote_id) {
