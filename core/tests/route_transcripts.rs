@@ -17,8 +17,18 @@ fn url(port: u16) -> RouteUrl {
 }
 
 fn clustered(name: Option<&str>, routes: Vec<RouteUrl>, debug: bool) -> World {
+    clustered_with(name, routes, debug, 64 * 1024 * 1024)
+}
+
+fn clustered_with(
+    name: Option<&str>,
+    routes: Vec<RouteUrl>,
+    debug: bool,
+    max_pending: usize,
+) -> World {
     let mut w = World::new(NodeConfig {
         nats: nats::Config {
+            max_pending,
             rng_seed: 1,
             server_id: Some("NSELF".into()),
             server_name: Some("self".into()),
@@ -310,4 +320,36 @@ fn monitoring_counts_routes_apart_from_clients() {
     assert_eq!(routes[0].remote_name, "NA-name");
     assert!(!routes[0].did_solicit);
     assert_eq!(routes[0].subscriptions, vec!["a", "b"]);
+}
+
+#[test]
+fn a_route_far_behind_is_closed_as_a_slow_consumer() {
+    let mut w = clustered_with(Some("c1"), vec![], false, 4096);
+    let r = peer(&mut w, "NA");
+    let c = client(&mut w);
+    w.send(r, b"RS+ $G big\r\n");
+    let payload = vec![b'x'; 1000];
+    let mut msg = b"PUB big 1000\r\n".to_vec();
+    msg.extend_from_slice(&payload);
+    msg.extend_from_slice(b"\r\n");
+    // The harness writes everything it is given between two inputs, so what
+    // waits is what one input produced.
+    for _ in 0..3 {
+        w.send(c, &msg);
+    }
+    assert!(!w.closed.contains(&r), "under the limit");
+    assert_eq!(w.node.nats().stats().slow_consumers, 0);
+    let mut big = Vec::new();
+    for _ in 0..5 {
+        big.extend_from_slice(&msg);
+    }
+    w.send(c, &big);
+    assert!(w.closed.contains(&r));
+    assert!(w
+        .transcript
+        .contains("Slow Consumer Detected: MaxPending of 4096 Exceeded"));
+    assert!(w
+        .transcript
+        .contains("Router connection closed: Slow Consumer (Pending Bytes)"));
+    assert!(!w.closed.contains(&c));
 }

@@ -335,3 +335,72 @@ async fn stan_server_and_nats_server_route_to_each_other() {
     assert_eq!(theirs["num_routes"], 1, "{theirs:#}");
     assert_eq!(theirs["routes"][0]["remote_id"], s_id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_from_configuration_files() {
+    let dir = TempDir::new("routes-files");
+    let (a_cluster, b_cluster) = (free_port(), free_port());
+    // One file with the streaming keys in their block.
+    let a_conf = dir.join("a.conf");
+    std::fs::write(
+        &a_conf,
+        format!(
+            "cluster {{\n  name: files\n  listen: 127.0.0.1:{a_cluster}\n  \
+             routes: [\"nats-route://127.0.0.1:{b_cluster}\"]\n}}\n\
+             streaming {{\n  cluster_id: one\n}}\n"
+        ),
+    )
+    .unwrap();
+    // The NATS and streaming keys in files of their own.
+    let b_nats = dir.join("b-nats.conf");
+    std::fs::write(
+        &b_nats,
+        format!("cluster {{\n  name: files\n  host: 127.0.0.1\n  port: {b_cluster}\n}}\n"),
+    )
+    .unwrap();
+    let b_stan = dir.join("b-stan.conf");
+    std::fs::write(&b_stan, "cluster_id: two\n").unwrap();
+
+    let start = |args: &[&str]| {
+        let (port, http) = (free_port(), free_port());
+        let (p, h) = (port.to_string(), http.to_string());
+        let base = ["-a", "127.0.0.1", "-p", &p, "-m", &h];
+        let mut proc = Logged::server(&[&base[..], args].concat());
+        proc.wait_for("Server is ready");
+        (proc, http)
+    };
+    let (mut a, a_http) = start(&["-c", a_conf.to_str().unwrap()]);
+    let (mut b, b_http) = start(&[
+        "-c",
+        b_nats.to_str().unwrap(),
+        "-sc",
+        b_stan.to_str().unwrap(),
+    ]);
+    a.wait_for("Route connection created");
+    b.wait_for("Route connection created");
+    for (proc, port) in [(&a, a_cluster), (&b, b_cluster)] {
+        assert!(proc
+            .log
+            .iter()
+            .any(|l| l.ends_with("Cluster name is files")));
+        assert!(proc.log.iter().any(|l| l.ends_with(&format!(
+            "Listening for route connections on 127.0.0.1:{port}"
+        ))));
+    }
+    let b_id = monitor_json(b_http, "/varz").await.unwrap()["server_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let routez = monitor_json(a_http, "/routez").await.unwrap();
+        if routez["num_routes"] == 1 {
+            assert_eq!(routez["routes"][0]["remote_id"], b_id.as_str());
+            assert_eq!(routez["routes"][0]["did_solicit"], true, "{routez:#}");
+            assert_eq!(routez["routes"][0]["is_configured"], true, "{routez:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no route on A: {routez:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

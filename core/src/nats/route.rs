@@ -1112,6 +1112,7 @@ impl Server {
             self.count_out(route, payload.len());
             self.queue_bytes(route, &out);
             sent = true;
+            self.check_route_pending(route);
         }
         sent
     }
@@ -1149,6 +1150,26 @@ impl Server {
         for r in routes {
             self.queue_bytes(r, &out);
         }
+    }
+
+    /// A route that lets more than `max_pending` bytes wait is closed as a slow
+    /// consumer, as a client is, so that a stuck peer cannot grow this server.
+    fn check_route_pending(&mut self, route: ConnId) {
+        let max = self.cfg.max_pending;
+        let Some(c) = self.conns.get_mut(&route) else {
+            return;
+        };
+        if c.pending_bytes() <= max {
+            return;
+        }
+        c.out.clear();
+        self.stats.slow_consumers += 1;
+        self.route_log(
+            route,
+            Level::Info,
+            format!("Slow Consumer Detected: MaxPending of {max} Exceeded"),
+        );
+        self.close(route, CloseReason::SlowConsumerPendingBytes);
     }
 
     /// True for a route connection.
