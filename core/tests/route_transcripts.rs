@@ -353,3 +353,46 @@ fn a_route_far_behind_is_closed_as_a_slow_consumer() {
         .contains("Router connection closed: Slow Consumer (Pending Bytes)"));
     assert!(!w.closed.contains(&c));
 }
+
+#[test]
+fn reload_adds_and_removes_routes_but_keeps_the_port() {
+    let mut w = clustered(Some("c1"), vec![url(6223)], false);
+    let r = w.route(Some(url(6223)));
+    w.send(r, &info("NPEER", "c1"));
+    let cfg = |routes: Vec<RouteUrl>, port: u16| nats::Config {
+        rng_seed: 1,
+        server_id: Some("NSELF".into()),
+        server_name: Some("self".into()),
+        port: 4222,
+        cluster: Some(ClusterConfig {
+            name: Some("c1".into()),
+            host: "127.0.0.1".into(),
+            port,
+            routes,
+            ..ClusterConfig::default()
+        }),
+        ..nats::Config::default()
+    };
+    let now = w.now;
+    assert_eq!(
+        w.node.reload_nats(now, cfg(vec![url(6223)], 6999)),
+        Err("config reload not supported for cluster port: old=6222, new=6999".into())
+    );
+    assert!(!w.closed.contains(&r));
+    let lines = w.node.reload_nats(now, cfg(vec![url(6224)], 6222)).unwrap();
+    assert_eq!(lines, vec!["Reloaded: cluster routes".to_string()]);
+    w.drain();
+    assert!(w.closed.contains(&r));
+    assert!(w
+        .transcript
+        .contains("Router connection closed: Route Removed"));
+    assert!(w
+        .transcript
+        .contains("Removed route nats-route://127.0.0.1:6223"));
+    w.advance(Duration::from_secs(5));
+    assert_eq!(
+        w.dials,
+        vec![url(6223), url(6224)],
+        "only the new route is dialed"
+    );
+}

@@ -622,6 +622,10 @@ impl Reload {
         if new.port == self.current.port {
             nats.port = self.port;
         }
+        nats.cluster = match crate::routes::cluster_config(&new) {
+            Ok(c) => c,
+            Err(e) => return fail(&e),
+        };
         nats.client_advertise = match &new.client_advertise {
             None => None,
             Some(text) => match nats::parse_host_port(text, nats.port) {

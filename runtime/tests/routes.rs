@@ -302,6 +302,47 @@ async fn stan_server_and_nats_server_route_to_each_other() {
     receive(&mut on_s, "g-to-s").await;
     publish(&mut pub_s, "from.s", "s-to-g").await;
     receive(&mut on_g, "s-to-g").await;
+    // Headers cross as HMSG; a client that did not ask for them gets the body.
+    let with_headers = |addr: String| async move {
+        let mut c = RawConn::open(&addr).await.unwrap();
+        c.send(b"CONNECT {\"verbose\":false,\"headers\":true}\r\nPING\r\n")
+            .await
+            .unwrap();
+        c.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+        c
+    };
+    let mut pub_g = with_headers(g.addr()).await;
+    let mut pub_s = with_headers(s.addr()).await;
+    let hdr = "NATS/1.0\r\nK: v\r\n\r\n";
+    let body = "with-headers";
+    pub_g
+        .send(
+            format!(
+                "HPUB from.g {} {}\r\n{hdr}{body}\r\nPING\r\n",
+                hdr.len(),
+                hdr.len() + body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    pub_g.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+    let got = receive(&mut on_s, body).await;
+    assert!(got.contains("MSG from.g 1 12\r\n"), "{got}");
+    pub_s
+        .send(
+            format!(
+                "HPUB from.s {} {}\r\n{hdr}{body}\r\nPING\r\n",
+                hdr.len(),
+                hdr.len() + body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    pub_s.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+    let got = receive(&mut on_g, body).await;
+    assert!(got.contains("MSG from.s 1 12\r\n"), "{got}");
 
     // A queue group with a member on each server: every message once.
     for (publisher, name) in [(&mut pub_s, "s"), (&mut pub_g, "g")] {

@@ -46,6 +46,7 @@ pub enum CloseReason {
     DuplicateServerName,
     WrongPort,
     WrongGateway,
+    RouteRemoved,
 }
 
 impl CloseReason {
@@ -70,6 +71,7 @@ impl CloseReason {
             CloseReason::DuplicateServerName => "Duplicate Server Name",
             CloseReason::WrongPort => "Wrong Port",
             CloseReason::WrongGateway => "Wrong Gateway",
+            CloseReason::RouteRemoved => "Route Removed",
         }
     }
 }

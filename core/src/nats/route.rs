@@ -1152,6 +1152,75 @@ impl Server {
         }
     }
 
+    /// Checks a reloaded cluster configuration before anything changes: the cluster
+    /// listener stays where it is.
+    pub(crate) fn check_cluster_reload(&self, new: Option<&ClusterConfig>) -> Result<(), String> {
+        let old = self.routing.cluster.as_ref();
+        let (old_host, old_port) = old.map_or(("", 0), |c| (c.host.as_str(), c.port));
+        let (new_host, new_port) = new.map_or(("", 0), |c| (c.host.as_str(), c.port));
+        if old_host != new_host {
+            return Err(format!(
+                "config reload not supported for cluster host: old={old_host}, new={new_host}"
+            ));
+        }
+        if old_port != new_port {
+            return Err(format!(
+                "config reload not supported for cluster port: old={old_port}, new={new_port}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies a reloaded cluster configuration checked by
+    /// [`Server::check_cluster_reload`]: a new name is taken, removed routes are
+    /// closed for good and added ones dialed. Returns the `Reloaded: ...` lines.
+    pub(crate) fn apply_cluster_reload(&mut self, new: Option<ClusterConfig>) -> Vec<String> {
+        let (Some(old), Some(new)) = (self.routing.cluster.clone(), new) else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        let without_routes = |c: &ClusterConfig| ClusterConfig {
+            routes: Vec::new(),
+            ..c.clone()
+        };
+        if without_routes(&old) != without_routes(&new) {
+            if let Some(name) = new.name.clone().filter(|n| *n != self.routing.name) {
+                self.log(Level::Info, format!("Cluster name updated to {name}"));
+                self.routing.name = name;
+                self.routing.dynamic = false;
+            }
+            lines.push("Reloaded: cluster".to_string());
+        }
+        self.routing.cluster = Some(new.clone());
+        if old.routes != new.routes {
+            for gone in old.routes.iter().filter(|r| !new.routes.contains(r)) {
+                self.routing.dials.remove(&gone.url);
+                self.routing.due.retain(|(_, k)| *k != gone.url);
+                let conns: Vec<ConnId> = self
+                    .routing
+                    .routes
+                    .iter()
+                    .filter(|(_, r)| r.url.as_ref() == Some(gone))
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in conns {
+                    // Forgetting the URL first keeps the route from being redialed.
+                    if let Some(r) = self.routing.routes.get_mut(&id) {
+                        r.url = None;
+                    }
+                    self.close(id, CloseReason::RouteRemoved);
+                    self.log(Level::Info, format!("Removed route {}", gone.url));
+                }
+            }
+            let now = self.routing.now;
+            for added in new.routes.iter().filter(|r| !old.routes.contains(r)) {
+                self.schedule_dial(now, added.clone(), true);
+            }
+            lines.push("Reloaded: cluster routes".to_string());
+        }
+        lines
+    }
+
     /// A route that lets more than `max_pending` bytes wait is closed as a slow
     /// consumer, as a client is, so that a stuck peer cannot grow this server.
     fn check_route_pending(&mut self, route: ConnId) {

@@ -258,6 +258,7 @@ impl Server {
         fixed("Port", &old.port, &new.port)?;
         fixed("MaxSubs", &old.max_subscriptions, &new.max_subscriptions)?;
         fixed("HTTPBasePath", &old.http_base_path, &new.http_base_path)?;
+        self.check_cluster_reload(new.cluster.as_ref())?;
         let mut lines = Vec::new();
         if old.client_advertise != new.client_advertise {
             let shown = new
@@ -334,11 +335,10 @@ impl Server {
         }
         let auth_changed = old.auth != new.auth;
         let keep = (self.cfg.server_id.clone(), self.cfg.rng_seed);
-        let cluster = self.cfg.cluster.clone();
+        lines.extend(self.apply_cluster_reload(new.cluster.clone()));
         self.cfg = Config {
             server_id: keep.0,
             rng_seed: keep.1,
-            cluster,
             ..new
         };
         let mut clients: Vec<ConnId> = self
