@@ -396,3 +396,32 @@ fn reload_adds_and_removes_routes_but_keeps_the_port() {
         "only the new route is dialed"
     );
 }
+
+#[test]
+fn clients_learn_the_client_addresses_of_routed_servers() {
+    let mut w = clustered(Some("c1"), vec![], false);
+    let old = w.accept();
+    w.send(old, b"CONNECT {\"verbose\":false,\"protocol\":1}\r\n");
+    let first = w.take(old);
+    assert!(!first.contains("connect_urls"), "{first}");
+    let r = w.route(None);
+    w.send(
+        r,
+        b"INFO {\"server_id\":\"NA\",\"server_name\":\"a\",\"port\":7000,\"cluster\":\"c1\",\
+          \"connect_urls\":[\"10.0.0.2:4222\"]}\r\n",
+    );
+    let update = w.take(old);
+    assert!(update.starts_with("INFO {"), "{update}");
+    assert!(
+        update.contains("\"connect_urls\":[\"10.0.0.2:4222\"]"),
+        "{update}"
+    );
+    let new = w.accept();
+    assert!(w.take(new).contains("\"connect_urls\":[\"10.0.0.2:4222\"]"));
+    w.hang_up(r);
+    let update = w.take(old);
+    assert!(
+        update.starts_with("INFO {") && !update.contains("connect_urls"),
+        "{update}"
+    );
+}

@@ -137,6 +137,9 @@ pub(crate) struct Info<'a> {
     pub max_payload: usize,
     pub client_id: u64,
     pub client_ip: String,
+    /// Client addresses of the servers of the cluster, this one's first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_urls: Vec<String>,
 }
 
 /// Traffic counters of one connection.

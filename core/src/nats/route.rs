@@ -306,6 +306,7 @@ struct RouteInfoIn {
     cluster_dynamic: bool,
     ip: String,
     gateway: String,
+    connect_urls: Vec<String>,
 }
 
 /// The CONNECT a soliciting server sends.
@@ -375,6 +376,8 @@ pub(crate) struct Routing {
     due: BTreeSet<(Instant, String)>,
     /// The time of the latest input, for what happens when output is polled.
     pub now: Instant,
+    /// Client addresses each registered route's server advertised.
+    remote_urls: BTreeMap<ConnId, Vec<String>>,
 }
 
 /// Where one message goes over routes: each route once, with the queue groups it
@@ -616,20 +619,65 @@ impl Server {
             connect_urls: if no_advertise {
                 Vec::new()
             } else {
-                vec![self.client_url()]
+                self.own_client_url().into_iter().collect()
             },
         };
         serde_json::to_vec(&info).expect("plain struct serializes")
     }
 
-    /// The client URL this server advertises to the cluster.
-    fn client_url(&self) -> String {
+    /// The client address this server advertises to the cluster: `client_advertise`,
+    /// else the listen address unless it is every interface, which tells a client
+    /// elsewhere nothing.
+    fn own_client_url(&self) -> Option<String> {
         let cfg = self.config();
-        let (host, port) = cfg
-            .client_advertise
-            .clone()
-            .unwrap_or_else(|| (cfg.host.clone(), cfg.port));
-        join_host_port(&host, port)
+        match &cfg.client_advertise {
+            Some((host, port)) => Some(join_host_port(host, *port)),
+            None if matches!(cfg.host.as_str(), "0.0.0.0" | "::" | "") => None,
+            None => Some(join_host_port(&cfg.host, cfg.port)),
+        }
+    }
+
+    /// The `connect_urls` clients are given: this server's address and those of the
+    /// routed servers; none without a cluster or with `no_advertise`.
+    pub(crate) fn client_connect_urls(&self) -> Vec<String> {
+        if self.routing.cluster.as_ref().is_none_or(|c| c.no_advertise) {
+            return Vec::new();
+        }
+        let mut urls: Vec<String> = self.own_client_url().into_iter().collect();
+        for u in self.routing.remote_urls.values().flatten() {
+            if !urls.contains(u) {
+                urls.push(u.clone());
+            }
+        }
+        urls
+    }
+
+    /// The routed servers changed their client addresses: clients that read
+    /// asynchronous INFO (protocol 1) get the new list.
+    fn remote_urls_changed(&mut self) {
+        if self.routing.cluster.as_ref().is_none_or(|c| c.no_advertise) {
+            return;
+        }
+        let mut clients: Vec<(ConnId, SocketAddr)> = self
+            .conns
+            .values()
+            .filter(|c| {
+                !c.internal
+                    && c.connect_received
+                    && c.opts.protocol >= 1
+                    && c.phase == Phase::Open
+                    && !self.routing.routes.contains_key(&c.id)
+            })
+            .map(|c| (c.id, c.peer))
+            .collect();
+        clients.sort_unstable();
+        let auth_required = self.cfg.auth != super::Auth::None;
+        for (id, peer) in clients {
+            let json = self.client_info_json(id, peer, auth_required);
+            let mut out = Vec::new();
+            proto::write_json_op(&mut out, "INFO", &json);
+            self.queue_bytes(id, &out);
+        }
     }
 
     /// Reads and applies what a route sent.
@@ -931,6 +979,12 @@ impl Server {
         route.headers = info.headers;
         route.registered = true;
         self.routing.remotes.insert(info.server_id.clone(), id);
+        if !info.connect_urls.is_empty() {
+            self.routing
+                .remote_urls
+                .insert(id, info.connect_urls.clone());
+            self.remote_urls_changed();
+        }
         self.route_debug(
             id,
             format!("Registering remote route {}", go_quote(&info.server_id)),
@@ -1255,6 +1309,9 @@ impl Server {
         };
         if self.routing.remotes.get(&route.remote_id) == Some(&id) {
             self.routing.remotes.remove(&route.remote_id);
+        }
+        if self.routing.remote_urls.remove(&id).is_some() {
+            self.remote_urls_changed();
         }
         let Some(url) = route.url.clone() else {
             return;

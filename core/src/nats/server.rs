@@ -411,6 +411,25 @@ impl Server {
             close_reason: None,
             tls: None,
         };
+        let json = self.client_info_json(id, peer, auth_required);
+        proto::write_json_op(&mut conn.out, "INFO", &json);
+        self.timers.insert((conn.ping_at, id, TimerKind::Ping));
+        if let Some(d) = conn.auth_deadline {
+            self.timers.insert((d, id, TimerKind::Auth));
+        }
+        let over_limit = self.conns.len() >= self.cfg.max_connections;
+        self.conns.insert(id, conn);
+        self.mark_dirty(id);
+        self.debug(|| format!("{peer} - cid:{} - Client connection created", id.0));
+        if over_limit {
+            self.send_err(id, "maximum connections exceeded");
+            self.close(id, CloseReason::MaxConnectionsExceeded);
+        }
+        id
+    }
+
+    /// The INFO a client gets, on connect and when the servers of the cluster change.
+    fn client_info_json(&self, id: ConnId, peer: SocketAddr, auth_required: bool) -> Vec<u8> {
         let info = Info {
             server_id: &self.server_id,
             server_name: &self.server_name,
@@ -435,22 +454,9 @@ impl Server {
             max_payload: self.cfg.max_payload,
             client_id: id.0,
             client_ip: peer.ip().to_string(),
+            connect_urls: self.client_connect_urls(),
         };
-        let json = serde_json::to_vec(&info).expect("INFO serializes");
-        proto::write_json_op(&mut conn.out, "INFO", &json);
-        self.timers.insert((conn.ping_at, id, TimerKind::Ping));
-        if let Some(d) = conn.auth_deadline {
-            self.timers.insert((d, id, TimerKind::Auth));
-        }
-        let over_limit = self.conns.len() >= self.cfg.max_connections;
-        self.conns.insert(id, conn);
-        self.mark_dirty(id);
-        self.debug(|| format!("{peer} - cid:{} - Client connection created", id.0));
-        if over_limit {
-            self.send_err(id, "maximum connections exceeded");
-            self.close(id, CloseReason::MaxConnectionsExceeded);
-        }
-        id
+        serde_json::to_vec(&info).expect("INFO serializes")
     }
 
     pub fn handle_input(&mut self, now: Now, input: Input<'_>) {
