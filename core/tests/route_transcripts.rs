@@ -425,3 +425,55 @@ fn clients_learn_the_client_addresses_of_routed_servers() {
         "{update}"
     );
 }
+
+/// Bytes from a route, cut anywhere: garbage may close that route, never the
+/// server or its clients.
+#[test]
+fn random_route_input_never_harms_clients() {
+    let pieces: &[&[u8]] = &[
+        b"RS+ $G a\r\n",
+        b"RS+ $G a q 3\r\n",
+        b"RS- $G a\r\n",
+        b"RMSG $G a 2\r\nhi\r\n",
+        b"RMSG $G a | q 1\r\nx\r\n",
+        b"RMSG $G a + r q 1\r\nx\r\n",
+        b"HMSG $G a 12 14\r\nNATS/1.0\r\n\r\nok\r\n",
+        b"HMSG $G a 20 14\r\n",
+        b"PING\r\n",
+        b"PONG\r\n",
+        b"RMSG $G\r\n",
+        b"RS+\r\n",
+        b"-ERR 'x'\r\n",
+        b"INFO {\"server_id\":\"NZ\"}\r\n",
+        b"\x00\xff",
+        b"RMSG $G a 3\r\nabcd\r\n",
+        b"rmsg $g a 1\r\n",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..200 {
+        let mut w = clustered(Some("c1"), vec![], false);
+        let c = client(&mut w);
+        w.send(c, b"SUB a 1\r\nSUB a q 2\r\n");
+        let r = peer(&mut w, "NA");
+        let mut stream = Vec::new();
+        for _ in 0..(next() % 8 + 1) {
+            stream.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+        }
+        let mut at = 0;
+        while at < stream.len() && !w.closed.contains(&r) {
+            let n = ((next() % 16) as usize + 1).min(stream.len() - at);
+            w.send(r, &stream[at..at + n]);
+            at += n;
+        }
+        w.take(c);
+        w.send(c, b"PING\r\n");
+        assert!(w.take(c).ends_with("PONG\r\n"), "round {round}");
+        assert!(!w.closed.contains(&c), "round {round}");
+    }
+}

@@ -452,11 +452,6 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         .map(|(l, tls)| tokio::spawn(http::serve(l, state.clone(), tls)))
         .collect();
     let shown: SocketAddr = local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let route_task = route_listener.map(|l| {
-        let port = l.local_addr().map_or(0, |a| a.port());
-        driver.start_routes(port);
-        driver.serve_routes(l)
-    });
     log.log(
         Origin::Nats,
         Level::Info,
@@ -474,6 +469,12 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         );
     }
     log.log(Origin::Nats, Level::Info, "Server is ready");
+    // As with the NATS server, the cluster port comes up once clients are served.
+    let route_task = route_listener.map(|l| {
+        let port = l.local_addr().map_or(0, |a| a.port());
+        driver.start_routes(port);
+        driver.serve_routes(l)
+    });
     if opts.ft_group.is_some() && ft_store.is_none() {
         log.log(
             Origin::Stream,

@@ -204,9 +204,14 @@ async fn two_stan_servers_carry_messages_both_ways() {
         .unwrap()
         .iter()
         .all(|c| c["port"] != b.cluster));
+    // Logged after `Server is ready`, as the NATS server logs it.
+    let mut a = a;
     let listening = format!("Listening for route connections on 127.0.0.1:{}", a.cluster);
+    if !a.proc.log.iter().any(|l| l.contains(&listening)) {
+        a.proc.wait_for(&listening);
+    }
     let at = |text: &str| a.proc.log.iter().position(|l| l.contains(text));
-    assert!(at(&listening) < at("Server is ready"), "{:#?}", a.proc.log);
+    assert!(at("Server is ready") < at(&listening), "{:#?}", a.proc.log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
