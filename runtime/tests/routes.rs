@@ -450,3 +450,28 @@ async fn routes_from_configuration_files() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_learn_of_each_other_through_a_common_peer() {
+    let b = Node::stan(&[], &["-cid", "b", "--cluster_name", "mesh"]);
+    let a = Node::stan(&[b.cluster], &["-cid", "a", "--cluster_name", "mesh"]);
+    let c = Node::stan(&[b.cluster], &["-cid", "c", "--cluster_name", "mesh"]);
+    let (a_id, c_id) = (a.server_id().await, c.server_id().await);
+    // Neither A nor C names the other; B tells them, and they route to each other.
+    let mut on_c = c.client().await;
+    on_c.send(b"SUB mesh 1\r\nPING\r\n").await.unwrap();
+    on_c.read_until(b"PONG\r\n", PATIENCE).await.unwrap();
+    a.wait_interest(&c_id, "mesh").await;
+    let mut on_a = a.client().await;
+    publish(&mut on_a, "mesh", "a-to-c").await;
+    let got = receive(&mut on_c, "a-to-c").await;
+    assert_eq!(got.matches("a-to-c").count(), 1, "one hop, once: {got}");
+    let routez = c.routez().await;
+    let learned = routez["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["remote_id"] == a_id.as_str())
+        .unwrap_or_else(|| panic!("no route to A: {routez:#}"));
+    assert_eq!(learned["is_configured"], false);
+}

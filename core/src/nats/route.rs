@@ -1345,10 +1345,13 @@ impl Server {
                 .dials
                 .get(&url.url)
                 .is_some_and(|d| d.configured);
+        // Up to 100ms at random, so that two servers that dropped each other's
+        // connection as duplicates do not dial at the same moment again.
+        let jitter = Duration::from_millis(self.rng.below(100) as u64);
         let delay = if configured {
-            ROUTE_CONNECT_DELAY
+            ROUTE_CONNECT_DELAY + jitter
         } else {
-            Duration::ZERO
+            jitter
         };
         let d = self.routing.dials.entry(url.url.clone()).or_insert(Dial {
             url: url.clone(),
