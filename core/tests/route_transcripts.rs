@@ -419,6 +419,12 @@ fn clients_learn_the_client_addresses_of_routed_servers() {
     );
     let new = w.accept();
     assert!(w.take(new).contains("\"connect_urls\":[\"10.0.0.2:4222\"]"));
+    // A later INFO from the same server updates its addresses.
+    w.send(
+        r,
+        b"INFO {\"server_id\":\"NA\",\"cluster\":\"c1\",\"connect_urls\":[\"10.0.0.3:4222\"]}\r\n",
+    );
+    assert!(w.take(old).contains("\"connect_urls\":[\"10.0.0.3:4222\"]"));
     w.hang_up(r);
     let update = w.take(old);
     assert!(

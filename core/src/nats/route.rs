@@ -935,6 +935,20 @@ impl Server {
                 );
             } else if info.server_id != route.remote_id {
                 self.implicit_route(now, &info);
+            } else if self
+                .routing
+                .remote_urls
+                .get(&id)
+                .map_or(&[][..], Vec::as_slice)
+                != info.connect_urls.as_slice()
+            {
+                // The peer's client addresses changed (a reload, say).
+                if info.connect_urls.is_empty() {
+                    self.routing.remote_urls.remove(&id);
+                } else {
+                    self.routing.remote_urls.insert(id, info.connect_urls);
+                }
+                self.remote_urls_changed();
             }
             return true;
         }
