@@ -197,6 +197,12 @@ async fn two_stan_servers_carry_messages_both_ways() {
     assert_eq!(varz["routes"], 1);
     assert_eq!(varz["cluster"]["name"], "east");
     assert_eq!(varz["cluster"]["cluster_port"], a.cluster);
+    assert_eq!(varz["cluster"]["addr"], "127.0.0.1");
+    assert_eq!(varz["cluster"]["auth_timeout"], 2);
+    assert_eq!(varz["cluster"]["tls_timeout"], 2);
+    let varz = monitor_json(b.http, "/varz").await.unwrap();
+    let url = format!("127.0.0.1:{}", a.cluster);
+    assert_eq!(varz["cluster"]["urls"], serde_json::json!([url]));
     // Routes are not clients.
     let connz = monitor_json(a.http, "/connz").await.unwrap();
     assert!(connz["connections"]

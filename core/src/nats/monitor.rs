@@ -464,6 +464,9 @@ fn cluster_varz(s: &Server) -> serde_json::Value {
     if port != 0 {
         doc.insert("cluster_port".into(), port.into());
     }
+    // Route authorization and TLS are not built; these are their defaults, which the
+    // NATS server shows all the same.
+    doc.insert("auth_timeout".into(), 2.into());
     if !c.routes.is_empty() {
         let urls: Vec<String> = c
             .routes
@@ -472,5 +475,6 @@ fn cluster_varz(s: &Server) -> serde_json::Value {
             .collect();
         doc.insert("urls".into(), urls.into());
     }
+    doc.insert("tls_timeout".into(), 2.into());
     serde_json::Value::Object(doc)
 }
