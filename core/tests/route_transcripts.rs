@@ -484,3 +484,28 @@ fn random_route_input_never_harms_clients() {
         assert!(!w.closed.contains(&c), "round {round}");
     }
 }
+
+#[test]
+fn routes_do_not_count_against_max_connections() {
+    let mut w = World::new(NodeConfig {
+        nats: nats::Config {
+            rng_seed: 1,
+            max_connections: 1,
+            cluster: Some(ClusterConfig {
+                name: Some("c1".into()),
+                host: "127.0.0.1".into(),
+                port: 6222,
+                ..ClusterConfig::default()
+            }),
+            ..nats::Config::default()
+        },
+        streaming: None,
+    });
+    let now = w.now;
+    w.node.start_routes(now, 6222);
+    let _r = peer(&mut w, "NA");
+    let c = w.accept();
+    assert!(!w.take(c).contains("maximum connections exceeded"));
+    let d = w.accept();
+    assert!(w.take(d).contains("maximum connections exceeded"));
+}

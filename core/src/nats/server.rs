@@ -417,7 +417,8 @@ impl Server {
         if let Some(d) = conn.auth_deadline {
             self.timers.insert((d, id, TimerKind::Auth));
         }
-        let over_limit = self.conns.len() >= self.cfg.max_connections;
+        // Routes do not count against the clients' limit.
+        let over_limit = self.num_connections() >= self.cfg.max_connections;
         self.conns.insert(id, conn);
         self.mark_dirty(id);
         self.debug(|| format!("{peer} - cid:{} - Client connection created", id.0));
