@@ -1311,7 +1311,7 @@ impl Server {
 
     /// Number of open client connections.
     pub fn num_connections(&self) -> usize {
-        self.conns.len() - self.routing.routes.len()
+        self.conns.len().saturating_sub(self.routing.routes.len())
     }
 
     /// Client connections (routes are shown by `/routez`).
