@@ -509,3 +509,67 @@ fn routes_do_not_count_against_max_connections() {
     let d = w.accept();
     assert!(w.take(d).contains("maximum connections exceeded"));
 }
+
+#[test]
+fn a_silent_route_is_pinged_then_closed_as_stale() {
+    let mut w = World::new(NodeConfig {
+        nats: nats::Config {
+            rng_seed: 1,
+            ping_interval: Duration::from_secs(10),
+            ping_max: 2,
+            cluster: Some(ClusterConfig {
+                name: Some("c1".into()),
+                host: "127.0.0.1".into(),
+                port: 6222,
+                ..ClusterConfig::default()
+            }),
+            ..nats::Config::default()
+        },
+        streaming: None,
+    });
+    let r = peer(&mut w, "NA");
+    w.advance(Duration::from_secs(10));
+    assert_eq!(w.take(r), "PING\r\n");
+    w.send(r, b"PONG\r\n");
+    w.advance(Duration::from_secs(20));
+    assert_eq!(w.take(r), "PING\r\nPING\r\n");
+    assert!(!w.closed.contains(&r));
+    w.advance(Duration::from_secs(10));
+    assert!(w.take(r).ends_with("-ERR 'Stale Connection'\r\n"));
+    assert!(w.closed.contains(&r));
+    assert!(w
+        .transcript
+        .contains("Router connection closed: Stale Connection"));
+}
+
+#[test]
+fn no_advertise_keeps_the_cluster_from_clients() {
+    let mut w = World::new(NodeConfig {
+        nats: nats::Config {
+            rng_seed: 1,
+            host: "10.0.0.1".into(),
+            cluster: Some(ClusterConfig {
+                name: Some("c1".into()),
+                host: "127.0.0.1".into(),
+                port: 6222,
+                no_advertise: true,
+                ..ClusterConfig::default()
+            }),
+            ..nats::Config::default()
+        },
+        streaming: None,
+    });
+    let old = w.accept();
+    w.send(old, b"CONNECT {\"protocol\":1}\r\n");
+    w.take(old);
+    let r = w.route(None);
+    let hello = w.take(r);
+    assert!(!hello.contains("connect_urls"), "{hello}");
+    w.send(
+        r,
+        b"INFO {\"server_id\":\"NA\",\"cluster\":\"c1\",\"connect_urls\":[\"10.0.0.2:4222\"]}\r\n",
+    );
+    assert!(!w.take(old).contains("INFO"));
+    let new = w.accept();
+    assert!(!w.take(new).contains("connect_urls"));
+}
