@@ -550,6 +550,9 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
     let mut command = parse_flags(args)?;
     if let Command::Run(options) = &mut command {
         crate::config_file::apply(options).map_err(CliExit::fail)?;
+        // Route URLs and the cluster address are checked with the rest, so that `-t`
+        // reports them too.
+        crate::routes::cluster_config(options).map_err(CliExit::fail)?;
         // The NATS server reads the certificate files while reading its options.
         if let Some(tls) = &options.tls_config {
             crate::tls::load(tls).map_err(CliExit::fail)?;

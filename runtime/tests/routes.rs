@@ -15,7 +15,7 @@ use common::TempDir;
 use stan_runtime::harness::monitor_json;
 use stan_runtime::harness::raw::RawConn;
 use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
-use support::{free_port, Logged};
+use support::{free_port, run_refused, Logged};
 
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -480,4 +480,33 @@ async fn servers_learn_of_each_other_through_a_common_peer() {
         .find(|r| r["remote_id"] == a_id.as_str())
         .unwrap_or_else(|| panic!("no route to A: {routez:#}"));
     assert_eq!(learned["is_configured"], false);
+}
+
+#[test]
+fn unreadable_route_urls_are_refused_before_starting() {
+    for (args, want) in [
+        (
+            vec!["--cluster", "nats://127.0.0.1:-1", "--routes", "nowhere"],
+            "error parsing route url [\"nowhere\"]",
+        ),
+        (
+            vec![
+                "--cluster",
+                "nats://127.0.0.1:-1",
+                "--routes",
+                "nats://host-only",
+            ],
+            "error parsing route url [\"nats://host-only\"]",
+        ),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stan-server"));
+        let out = run_refused(cmd.args(&args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.trim_end(), want);
+        // `-t` reports the same.
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stan-server"));
+        let out = run_refused(cmd.args(&args).arg("-t"));
+        assert_eq!(String::from_utf8_lossy(&out.stderr).trim_end(), want);
+    }
 }

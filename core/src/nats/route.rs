@@ -61,17 +61,19 @@ pub struct RouteUrl {
 
 impl RouteUrl {
     /// Reads `nats-route://[user:pass@]host:port[/]` (any scheme is accepted, as the
-    /// NATS server does); errors in Go's words.
+    /// NATS server does). A URL without a scheme, host or port is refused with the
+    /// NATS server's words for a route URL it cannot read.
     pub fn parse(text: &str) -> Result<RouteUrl, String> {
         let text = text.trim();
+        let bad = || format!("error parsing route url [{}]", go_quote(text));
         let Some((_, rest)) = text.split_once("://") else {
-            return Err(format!("parse {}: missing protocol scheme", go_quote(text)));
+            return Err(bad());
         };
         let rest = rest.split('/').next().unwrap_or_default();
         let hostport = rest.rsplit_once('@').map_or(rest, |(_, hp)| hp);
-        let (host, port) = super::parse_host_port(hostport, 0)?;
-        if port == 0 {
-            return Err(format!("route {}: missing port", go_quote(text)));
+        let (host, port) = super::parse_host_port(hostport, 0).map_err(|_| bad())?;
+        if port == 0 || host.is_empty() {
+            return Err(bad());
         }
         Ok(RouteUrl {
             url: text.to_string(),
