@@ -226,6 +226,30 @@ impl Node {
         self.nats.accept(now, peer)
     }
 
+    /// Registers a route connection: dialed to `url`, or accepted when `None`.
+    pub fn accept_route(
+        &mut self,
+        now: Now,
+        peer: SocketAddr,
+        url: Option<crate::nats::RouteUrl>,
+    ) -> ConnId {
+        let id = self.nats.accept_route(now, peer, url);
+        self.pump(now);
+        id
+    }
+
+    /// See [`Server::route_dial_failed`](crate::nats::Server::route_dial_failed).
+    pub fn route_dial_failed(&mut self, now: Now, url: &crate::nats::RouteUrl, error: &str) {
+        self.nats.route_dial_failed(now, url, error);
+        self.pump(now);
+    }
+
+    /// See [`Server::start_routes`](crate::nats::Server::start_routes).
+    pub fn start_routes(&mut self, now: Now, port: u16) {
+        self.nats.start_routes(now, port);
+        self.pump(now);
+    }
+
     pub fn handle_input(&mut self, now: Now, input: Input<'_>) {
         if let Some(ext) = self.external.as_mut() {
             let conn = match input {

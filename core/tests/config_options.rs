@@ -952,6 +952,7 @@ ports_file_dir: "/tmp"
         max_traced_msg_len: Some(64),
         ports_file_dir: Some("/tmp".into()),
         tls: None,
+        cluster: None,
     };
     assert_eq!(o, want);
 
@@ -1135,7 +1136,6 @@ fn unsupported_nats_keys_are_refused_by_name() {
     for key in [
         "mappings",
         "accounts",
-        "cluster",
         "gateway",
         "leafnodes",
         "jetstream",
@@ -1152,6 +1152,79 @@ fn unsupported_nats_keys_are_refused_by_name() {
             nats_error(&format!("\n{key}: 1\n")),
             format!("n.conf:2: parameter \"{key}\" is not supported yet by stan-server"),
         );
+    }
+}
+
+#[test]
+fn nats_cluster_block() {
+    let o = nats(
+        "cluster {\n  name: east\n  listen: \"127.0.0.1:6333\"\n  \
+         routes: [\"nats-route://a:6222\", \"nats://b:6222\"]\n  advertise: \"pub:7000\"\n  \
+         no_advertise: true\n  connect_retries: 5\n}\n",
+    );
+    let c = o.cluster.expect("the block is read");
+    assert_eq!(c.name.as_deref(), Some("east"));
+    assert_eq!(c.host.as_deref(), Some("127.0.0.1"));
+    assert_eq!(c.port, Some(6333));
+    assert_eq!(
+        c.routes,
+        Some(vec![
+            "nats-route://a:6222".to_string(),
+            "nats://b:6222".to_string()
+        ])
+    );
+    assert_eq!(c.advertise.as_deref(), Some("pub:7000"));
+    assert_eq!(c.no_advertise, Some(true));
+    assert_eq!(c.connect_retries, Some(5));
+    let c = nats("cluster {\n  host: h\n  port: 1\n  cluster_advertise: x\n}\n")
+        .cluster
+        .unwrap();
+    assert_eq!((c.host.as_deref(), c.port), (Some("h"), Some(1)));
+    assert_eq!(c.advertise.as_deref(), Some("x"));
+}
+
+#[test]
+fn nats_cluster_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "cluster: 1\n",
+            "n.conf:1: Expected map to define cluster, got int64",
+        ),
+        (
+            "cluster {\n  bogus: 1\n}\n",
+            "n.conf:2: unknown field \"bogus\"",
+        ),
+        (
+            "cluster {\n  routes: \"nats://a:1\"\n}\n",
+            "n.conf:2: interface conversion: interface {} is string, not []interface {}",
+        ),
+        (
+            "cluster {\n  routes: [1]\n}\n",
+            "n.conf:2: interface conversion: interface {} is int64, not string",
+        ),
+        (
+            "cluster {\n  port: \"x\"\n}\n",
+            "n.conf:2: interface conversion: interface {} is string, not int64",
+        ),
+        (
+            "cluster {\n  no_advertise: 1\n}\n",
+            "n.conf:2: interface conversion: interface {} is int64, not bool",
+        ),
+        (
+            "cluster {\n  authorization { user: a, password: b }\n}\n",
+            "n.conf:2: parameter \"cluster.authorization\" is not supported yet by stan-server",
+        ),
+        (
+            "cluster {\n  tls { }\n}\n",
+            "n.conf:2: parameter \"cluster.tls\" is not supported yet by stan-server",
+        ),
+        (
+            "cluster {\n  permissions { }\n}\n",
+            "n.conf:2: parameter \"cluster.permissions\" is not supported yet by stan-server",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(nats_error(text), *want, "{text:?}");
     }
 }
 

@@ -225,6 +225,8 @@ impl FtWorld {
                         self.logs.push((self.now.mono, l.level, l.text.clone()));
                         self.line(format!("log [{}] {}", l.level.tag(), l.text));
                     }
+                    // These servers have no cluster port.
+                    Output::Dial { url } => panic!("unexpected dial of {}", url.url),
                 }
             }
             if !self.node.poll_store_lock() {

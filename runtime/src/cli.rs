@@ -123,6 +123,19 @@ pub struct Options {
     pub max_traced_msg_len: i64,
     /// `--ports_file_dir`: where to write the ports file.
     pub ports_file_dir: Option<String>,
+    /// `--cluster`, `--cluster_listen`: the route listen URL (`nats://host:port`), or
+    /// `cluster { listen }` as `host:port`.
+    pub cluster_listen: Option<String>,
+    /// `--routes`: route URLs, comma separated (`cluster { routes }` joined).
+    pub routes: Option<String>,
+    /// `--cluster_name`: the cluster name; generated when `None`.
+    pub cluster_name: Option<String>,
+    /// `--cluster_advertise`: the `host:port` other servers should use.
+    pub cluster_advertise: Option<String>,
+    /// `--no_advertise`: do not tell clients of other servers.
+    pub no_advertise: bool,
+    /// `--connect_retries`: attempts for routes learned from other servers.
+    pub connect_retries: i64,
     /// `-t`: read the configuration, say whether it is valid, and exit.
     pub check_config: bool,
     /// `-m`, `--http_port`: monitoring port; 0 disables monitoring.
@@ -286,6 +299,12 @@ impl Default for Options {
             client_advertise: None,
             max_traced_msg_len: 0,
             ports_file_dir: None,
+            cluster_listen: None,
+            routes: None,
+            cluster_name: None,
+            cluster_advertise: None,
+            no_advertise: false,
+            connect_retries: 0,
             check_config: false,
             http_port: 0,
             https_port: 0,
@@ -519,12 +538,12 @@ static FLAGS: &[Flag] = &[
     f(&["tlskey"], "tlskey", Str, "", YES),
     f(&["tlscacert"], "tlscacert", Str, "", YES),
     // NATS clustering.
-    f(&["routes"], "routes", Str, "", NO),
-    f(&["cluster", "cluster_listen"], "cluster", Str, "", NO),
-    f(&["cluster_advertise"], "cluster_advertise", Str, "", NO),
-    f(&["no_advertise"], "no_advertise", Bool, "false", NO),
-    f(&["connect_retries"], "connect_retries", Int, "0", NO),
-    f(&["cluster_name"], "cluster_name", Str, "", NO),
+    f(&["routes"], "routes", Str, "", YES),
+    f(&["cluster", "cluster_listen"], "cluster", Str, "", YES),
+    f(&["cluster_advertise"], "cluster_advertise", Str, "", YES),
+    f(&["no_advertise"], "no_advertise", Bool, "false", YES),
+    f(&["connect_retries"], "connect_retries", Int, "0", YES),
+    f(&["cluster_name"], "cluster_name", Str, "", YES),
     // JetStream has no use next to a streaming server.
     hidden(f(&["js", "jetstream"], "jetstream", Bool, "false", NO)),
     hidden(f(&["sd", "store_dir"], "store_dir", Str, "", NO)),
@@ -564,6 +583,9 @@ pub fn parse(args: &[String]) -> Result<Command, CliExit> {
     let mut command = parse_flags(args)?;
     if let Command::Run(options) = &mut command {
         crate::config_file::apply(options).map_err(CliExit::fail)?;
+        // Route URLs and the cluster address are checked with the rest, so that `-t`
+        // reports them too.
+        crate::routes::cluster_config(options).map_err(CliExit::fail)?;
         // The NATS server reads the certificate files while reading its options.
         if let Some(tls) = &options.tls_config {
             crate::tls::load(tls).map_err(CliExit::fail)?;
@@ -754,6 +776,12 @@ impl Options {
             ("client_advertise", Value::Str(v)) => self.client_advertise = text(v),
             ("max_traced_msg_len", Value::Int(v)) => self.max_traced_msg_len = v,
             ("ports_file_dir", Value::Str(v)) => self.ports_file_dir = text(v),
+            ("cluster", Value::Str(v)) => self.cluster_listen = text(v),
+            ("routes", Value::Str(v)) => self.routes = text(v),
+            ("cluster_name", Value::Str(v)) => self.cluster_name = text(v),
+            ("cluster_advertise", Value::Str(v)) => self.cluster_advertise = text(v),
+            ("no_advertise", Value::Bool(v)) => self.no_advertise = v,
+            ("connect_retries", Value::Int(v)) => self.connect_retries = v,
             ("t", Value::Bool(v)) => self.check_config = v,
             ("http_port", Value::Int(v)) => self.http_port = v,
             ("https_port", Value::Int(v)) => self.https_port = v,

@@ -215,6 +215,9 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     if let Some(v) = file.ports_file_dir.filter(|_| free(opts, "ports_file_dir")) {
         opts.ports_file_dir = text(v);
     }
+    if let Some(c) = file.cluster {
+        apply_cluster(opts, c);
+    }
     if let Some(v) = file.pid_file.filter(|_| free(opts, "pid_file")) {
         opts.pid_file = text(v);
     }
@@ -375,4 +378,30 @@ fn apply_streaming(opts: &mut Options, file: StreamingFileOptions) {
     let c = &mut opts.nats_client;
     c.tls_server_name = tls.server_name.or(c.tls_server_name.take());
     c.tls_skip_verify |= tls.skip_verify;
+}
+
+/// The `cluster { }` block, under the flags given on the command line.
+fn apply_cluster(opts: &mut Options, c: stan_core::config::ClusterFileOptions) {
+    let free = |opts: &Options, name: &str| !opts.explicit.contains(name);
+    // Without a port there is no cluster listener, as with the NATS server; -1
+    // asks for a free one.
+    if let Some(port) = c.port.filter(|&p| p != 0 && free(opts, "cluster")) {
+        let host = c.host.unwrap_or_default();
+        opts.cluster_listen = Some(format!("{host}:{port}"));
+    }
+    if let Some(v) = c.routes.filter(|_| free(opts, "routes")) {
+        opts.routes = Some(v.join(",")).filter(|r| !r.is_empty());
+    }
+    if let Some(v) = c.name.filter(|_| free(opts, "cluster_name")) {
+        opts.cluster_name = Some(v).filter(|n| !n.is_empty());
+    }
+    if let Some(v) = c.advertise.filter(|_| free(opts, "cluster_advertise")) {
+        opts.cluster_advertise = Some(v).filter(|a| !a.is_empty());
+    }
+    if let Some(v) = c.no_advertise.filter(|_| free(opts, "no_advertise")) {
+        opts.no_advertise = v;
+    }
+    if let Some(v) = c.connect_retries.filter(|_| free(opts, "connect_retries")) {
+        opts.connect_retries = v;
+    }
 }

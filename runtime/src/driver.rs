@@ -63,6 +63,14 @@ enum Event {
     Accepted(Box<dyn FnOnce(ConnId) -> Spawned + Send>, SocketAddr),
     /// A new socket to the external NATS server.
     Dialed(Box<Dialed>),
+    /// A route connection: accepted on the cluster port (no URL) or dialed.
+    Route(
+        Box<dyn FnOnce(ConnId) -> Spawned + Send>,
+        SocketAddr,
+        Option<stan_core::nats::RouteUrl>,
+    ),
+    /// Dialing a route failed, for the reason given in Go's words.
+    DialFailed(stan_core::nats::RouteUrl, String),
     Flushed(ConnId, usize),
     Closed(ConnId),
     Job(Job),
@@ -357,6 +365,77 @@ impl Driver {
         })
     }
 
+    /// The cluster port is up on `port`: the node logs it and starts its routes.
+    pub fn start_routes(&mut self, port: u16) {
+        let now = self.now();
+        self.node.start_routes(now, port);
+        self.release();
+    }
+
+    /// Starts accepting route connections from `listener` (the cluster port).
+    pub fn serve_routes(
+        &self,
+        mut listener: tokio::net::TcpListener,
+    ) -> tokio::task::JoinHandle<()> {
+        let tx = self.tx.clone();
+        let data_tx = self.data_tx.clone();
+        let deadline = self.write_deadline.clone();
+        let budget = self.input_budget.clone();
+        tokio::spawn(async move {
+            loop {
+                match Listener::accept(&mut listener).await {
+                    Ok((stream, peer)) => {
+                        let (events, data) = (tx.clone(), data_tx.clone());
+                        let (deadline, budget) = (deadline.clone(), budget.clone());
+                        let spawn = Box::new(move |id| {
+                            spawn_connection(id, peer, stream, events, data, deadline, budget)
+                        });
+                        if tx.send(Event::Route(spawn, peer, None)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        })
+    }
+
+    /// Opens a route the node asked for; the outcome comes back as an event.
+    fn dial(&self, url: stan_core::nats::RouteUrl) {
+        let tx = self.tx.clone();
+        let data_tx = self.data_tx.clone();
+        let deadline = self.write_deadline.clone();
+        let budget = self.input_budget.clone();
+        tokio::spawn(async move {
+            let addr = stan_core::nats::route::join_host_port(&url.host, url.port);
+            let dialed = tokio::time::timeout(
+                ROUTE_DIAL_TIMEOUT,
+                tokio::net::TcpStream::connect(addr.as_str()),
+            )
+            .await;
+            let event = match dialed {
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    match stream.peer_addr() {
+                        Ok(peer) => {
+                            let (events, data) = (tx.clone(), data_tx);
+                            let spawn = Box::new(move |id| {
+                                spawn_connection(id, peer, stream, events, data, deadline, budget)
+                            });
+                            Event::Route(spawn, peer, Some(url))
+                        }
+                        Err(e) => {
+                            Event::DialFailed(url, format!("dial tcp {addr}: {}", go_error(&e)))
+                        }
+                    }
+                }
+                Ok(Err(e)) => Event::DialFailed(url, format!("dial tcp {addr}: {}", go_error(&e))),
+                Err(_) => Event::DialFailed(url, format!("dial tcp {addr}: i/o timeout")),
+            };
+            let _ = tx.send(event);
+        });
+    }
+
     /// Runs until `shutdown` completes, then closes every connection.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Node {
         tokio::pin!(shutdown);
@@ -563,6 +642,11 @@ impl Driver {
                 let id = self.node.accept(now, peer);
                 self.conns.insert(id, spawn(id));
             }
+            Event::Route(spawn, peer, url) => {
+                let id = self.node.accept_route(now, peer, url);
+                self.conns.insert(id, spawn(id));
+            }
+            Event::DialFailed(url, error) => self.node.route_dial_failed(now, &url, &error),
             Event::Flushed(id, n) => self
                 .node
                 .handle_input(now, Input::Flushed { conn: id, bytes: n }),
@@ -636,8 +720,21 @@ impl Driver {
                     self.fresh.remove(&conn);
                 }
                 Output::Log(line) => (self.log)(line),
+                Output::Dial { url } => self.dial(url),
             }
         }
+    }
+}
+
+/// How long one attempt to open a route may take.
+const ROUTE_DIAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connect error as Go's network library words the common ones.
+fn go_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connect: connection refused".into(),
+        io::ErrorKind::TimedOut => "i/o timeout".into(),
+        _ => e.to_string(),
     }
 }
 

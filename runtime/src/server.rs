@@ -419,6 +419,23 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             return 1;
         }
     };
+    let route_listener = match crate::routes::cluster_config(&opts) {
+        Ok(None) => None,
+        Ok(Some(cluster)) => match crate::routes::bind(&cluster).await {
+            Ok(l) => {
+                cfg.nats.cluster = Some(cluster);
+                Some(l)
+            }
+            Err(e) => {
+                log.log(Origin::Nats, Level::Fatal, &e);
+                return 1;
+            }
+        },
+        Err(e) => {
+            log.log(Origin::Nats, Level::Fatal, &e);
+            return 1;
+        }
+    };
     // The files were read once with the options; a failure now is one of the disk.
     let tls: crate::tls::TlsSwitch = match server_tls(&opts) {
         Ok(tls) => Arc::new(Mutex::new(tls)),
@@ -619,6 +636,12 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         }
         log.log(Origin::Nats, Level::Info, "Server is ready");
     }
+    // As with the NATS server, the cluster port comes up once clients are served.
+    let route_task = route_listener.map(|l| {
+        let port = l.local_addr().map_or(0, |a| a.port());
+        driver.start_routes(port);
+        driver.serve_routes(l)
+    });
     if opts.ft_group.is_some() && ft_store.is_none() {
         log.log(
             Origin::Stream,
@@ -685,7 +708,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     };
     // Dropping the node closes the store (and releases an FT lock).
     drop(driver.run(shutdown).await);
-    for task in accept_task.into_iter().chain(redial_tasks) {
+    for task in accept_task.into_iter().chain(redial_tasks).chain(route_task) {
         task.abort();
     }
     tls_task.abort();
@@ -774,6 +797,10 @@ impl Reload {
         if new.port == self.current.port {
             nats.port = self.port;
         }
+        nats.cluster = match crate::routes::cluster_config(&new) {
+            Ok(c) => c,
+            Err(e) => return fail(&e),
+        };
         nats.client_advertise = match &new.client_advertise {
             None => None,
             Some(text) => match nats::parse_host_port(text, nats.port) {

@@ -16,7 +16,7 @@ mod streaming;
 mod value;
 
 pub use duration::parse_go_duration;
-pub use nats::{NatsFileOptions, TlsFileOptions};
+pub use nats::{ClusterFileOptions, NatsFileOptions, TlsFileOptions};
 pub use parse::{parse, parse_str, EnvFn, IncludeFn, Included};
 pub use streaming::{FileSetting, StreamingFileOptions};
 pub use value::{Datetime, Entry, Map, Pos, Value};

@@ -60,6 +60,20 @@ pub struct NatsFileOptions {
     pub ports_file_dir: Option<String>,
     /// `tls { }`: TLS on client connections.
     pub tls: Option<TlsFileOptions>,
+    /// `cluster { }`: routes to other NATS servers.
+    pub cluster: Option<ClusterFileOptions>,
+}
+
+/// The `cluster { }` block of the NATS server; `None` where it says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterFileOptions {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub routes: Option<Vec<String>>,
+    pub advertise: Option<String>,
+    pub no_advertise: Option<bool>,
+    pub connect_retries: Option<i64>,
 }
 
 /// The `tls { }` block of the NATS server: what clients must do to connect. Files
@@ -84,7 +98,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "disable_sublist_cache",
     "no_sublist_cache",
     "accounts",
-    "cluster",
     "gateway",
     "leaf",
     "leafnodes",
@@ -206,6 +219,7 @@ impl NatsFileOptions {
             "max_traced_msg_len" => self.max_traced_msg_len = Some(integer(e)?),
             "ports_file_dir" => self.ports_file_dir = Some(string(e)?),
             "tls" => self.tls = Some(tls(e)?),
+            "cluster" => self.cluster = Some(cluster(e)?),
             n if NOT_SUPPORTED.contains(&n) => return Err(not_supported(e, &e.key)),
             _ => {}
         }
@@ -272,6 +286,63 @@ impl NatsFileOptions {
 }
 
 /// `tls { }`, with the NATS server's messages for its keys (its `parseTLS`).
+/// `cluster { }`: unknown keys are Go's errors; route authorization, TLS and
+/// permissions are refused by name.
+fn cluster(e: &Entry) -> Result<ClusterFileOptions> {
+    let Value::Map(block) = &e.value else {
+        return Err(ConfigError::at(
+            e,
+            format!("Expected map to define cluster, got {}", e.value.go_type()),
+        ));
+    };
+    let mut c = ClusterFileOptions::default();
+    for a in block {
+        match a.key.to_lowercase().as_str() {
+            "name" => c.name = Some(string(a)?),
+            "listen" => {
+                let (host, port) = listen(a)?;
+                c.host = Some(host);
+                c.port = Some(port);
+            }
+            "port" => c.port = Some(integer(a)?),
+            "host" | "net" => c.host = Some(string(a)?),
+            "routes" => {
+                let Value::Array(items) = &a.value else {
+                    return Err(conversion(a, "[]interface {}"));
+                };
+                let mut routes = Vec::new();
+                for item in items {
+                    let Value::String(url) = item else {
+                        return Err(ConfigError::at(
+                            a,
+                            format!(
+                                "interface conversion: interface {{}} is {}, not string",
+                                item.go_type()
+                            ),
+                        ));
+                    };
+                    routes.push(url.clone());
+                }
+                c.routes = Some(routes);
+            }
+            "cluster_advertise" | "advertise" => c.advertise = Some(string(a)?),
+            "no_advertise" => c.no_advertise = Some(boolean(a)?),
+            "connect_retries" => c.connect_retries = Some(integer(a)?),
+            "authorization" | "tls" | "permissions" => {
+                return Err(not_supported(a, &format!("{}.{}", e.key, a.key)));
+            }
+            _ if a.used_as_variable => {}
+            _ => {
+                return Err(ConfigError::at(
+                    a,
+                    format!("unknown field {}", go_quote(&a.key)),
+                ));
+            }
+        }
+    }
+    Ok(c)
+}
+
 fn tls(e: &Entry) -> Result<TlsFileOptions> {
     let Value::Map(block) = &e.value else {
         return Err(conversion(e, "map[string]interface {}"));

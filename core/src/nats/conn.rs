@@ -41,6 +41,12 @@ pub enum CloseReason {
     NoRespondersRequiresHeaders,
     ServerShutdown,
     TlsHandshakeError,
+    DuplicateRoute,
+    ClusterNameConflict,
+    DuplicateServerName,
+    WrongPort,
+    WrongGateway,
+    RouteRemoved,
 }
 
 impl CloseReason {
@@ -60,6 +66,12 @@ impl CloseReason {
             CloseReason::NoRespondersRequiresHeaders => "No Responders Requires Headers",
             CloseReason::ServerShutdown => "Server Shutdown",
             CloseReason::TlsHandshakeError => "TLS Handshake Failure",
+            CloseReason::DuplicateRoute => "Duplicate Route",
+            CloseReason::ClusterNameConflict => "Cluster Name Conflict",
+            CloseReason::DuplicateServerName => "Duplicate Server Name",
+            CloseReason::WrongPort => "Wrong Port",
+            CloseReason::WrongGateway => "Wrong Gateway",
+            CloseReason::RouteRemoved => "Route Removed",
         }
     }
 }
@@ -125,6 +137,9 @@ pub(crate) struct Info<'a> {
     pub max_payload: usize,
     pub client_id: u64,
     pub client_ip: String,
+    /// Client addresses of the servers of the cluster, this one's first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub connect_urls: Vec<String>,
 }
 
 /// Traffic counters of one connection.

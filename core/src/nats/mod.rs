@@ -9,4 +9,5 @@ pub mod subject;
 pub mod sublist;
 
 pub use conn::{CloseReason, ConnId, ConnectOptions, InternalMsg};
-pub use server::{parse_host_port, Auth, Config, Input, Output, Server};
+pub use server::route::{ClusterConfig, RouteUrl, RouteView};
+pub use server::{parse_host_port, route, Auth, Config, Input, Output, Server};

@@ -117,7 +117,7 @@ pub fn varz(s: &Server, ctx: &Context) -> Varz {
         max_control_line: cfg.max_control_line,
         max_payload: cfg.max_payload,
         max_pending: cfg.max_pending,
-        cluster: empty(),
+        cluster: cluster_varz(s),
         gateway: empty(),
         leaf: empty(),
         mqtt: empty(),
@@ -134,7 +134,7 @@ pub fn varz(s: &Server, ctx: &Context) -> Varz {
         cpu: ctx.cpu,
         connections: s.num_connections(),
         total_connections: stats.total_connections,
-        routes: 0,
+        routes: s.num_routes(),
         remotes: 0,
         leafnodes: 0,
         in_msgs: stats.traffic.in_msgs,
@@ -377,4 +377,104 @@ pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
         limit,
         subscriptions_list: list,
     }
+}
+
+/// `/routez`: the routes to other servers of the cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Routez {
+    pub server_id: String,
+    /// Only a configured name; the generated default is not shown here.
+    pub server_name: String,
+    pub now: String,
+    pub num_routes: usize,
+    pub routes: Vec<RouteInfo>,
+}
+
+/// One route of `/routez`, with the NATS server's fields.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteInfo {
+    pub rid: u64,
+    pub remote_id: String,
+    pub remote_name: String,
+    pub did_solicit: bool,
+    pub is_configured: bool,
+    pub ip: String,
+    pub port: u16,
+    pub start: String,
+    pub last_activity: String,
+    pub rtt: &'static str,
+    pub uptime: String,
+    pub idle: String,
+    pub pending_size: usize,
+    pub in_msgs: u64,
+    pub out_msgs: u64,
+    pub in_bytes: u64,
+    pub out_bytes: u64,
+    pub subscriptions: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriptions_list: Option<Vec<String>>,
+}
+
+/// `/routez`; `subs` adds each route's subscriptions (`subject` or `subject queue`).
+pub fn routez(s: &Server, ctx: &Context, subs: bool) -> Routez {
+    let routes: Vec<RouteInfo> = s
+        .routes_view(true)
+        .into_iter()
+        .map(|r| RouteInfo {
+            rid: r.rid,
+            remote_id: r.remote_id,
+            remote_name: r.remote_name,
+            did_solicit: r.did_solicit,
+            is_configured: r.is_configured,
+            ip: r.peer.ip().to_string(),
+            port: r.peer.port(),
+            // The NATS server stamps this document in UTC.
+            start: rfc3339_nanos(r.start_wall_ns, 0),
+            last_activity: rfc3339_nanos(r.last_activity_wall_ns, 0),
+            rtt: "0s",
+            uptime: uptime(secs_between(r.start_wall_ns, ctx.now.wall_ns)),
+            idle: uptime(secs_between(r.last_activity_wall_ns, ctx.now.wall_ns)),
+            pending_size: r.pending,
+            in_msgs: r.in_msgs,
+            out_msgs: r.out_msgs,
+            in_bytes: r.in_bytes,
+            out_bytes: r.out_bytes,
+            subscriptions: r.subscriptions.len(),
+            subscriptions_list: (subs && !r.subscriptions.is_empty()).then_some(r.subscriptions),
+        })
+        .collect();
+    Routez {
+        server_id: s.server_id().to_string(),
+        server_name: s.config().server_name.clone().unwrap_or_default(),
+        now: rfc3339_nanos(ctx.now.wall_ns, 0),
+        num_routes: routes.len(),
+        routes,
+    }
+}
+
+/// The `cluster` section of `/varz`: empty without a cluster port.
+fn cluster_varz(s: &Server) -> serde_json::Value {
+    let Some(c) = s.config().cluster.as_ref() else {
+        return serde_json::json!({});
+    };
+    let mut doc = serde_json::Map::new();
+    doc.insert("name".into(), s.cluster_name().into());
+    doc.insert("addr".into(), c.host.clone().into());
+    let port = s.cluster_port();
+    if port != 0 {
+        doc.insert("cluster_port".into(), port.into());
+    }
+    // Route authorization and TLS are not built; these are their defaults, which the
+    // NATS server shows all the same.
+    doc.insert("auth_timeout".into(), 2.into());
+    if !c.routes.is_empty() {
+        let urls: Vec<String> = c
+            .routes
+            .iter()
+            .map(|r| super::route::join_host_port(&r.host, r.port))
+            .collect();
+        doc.insert("urls".into(), urls.into());
+    }
+    doc.insert("tls_timeout".into(), 2.into());
+    serde_json::Value::Object(doc)
 }

@@ -19,6 +19,9 @@ use crate::log::{Level, LogLine, Origin, Verbosity};
 use crate::rng::Rng;
 use crate::time::{Instant, Now};
 
+#[path = "route.rs"]
+pub mod route;
+
 /// How clients must authenticate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Auth {
@@ -67,6 +70,8 @@ pub struct Config {
     /// The host and port INFO tells clients (`client_advertise`), when not the
     /// listen address: the address clients reach through a proxy or NAT.
     pub client_advertise: Option<(String, u16)>,
+    /// Routes to other NATS servers (`cluster { }`); `None` without a cluster port.
+    pub cluster: Option<route::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -93,6 +98,7 @@ impl Default for Config {
             tls_timeout: Duration::from_secs(2),
             max_traced_msg_len: 0,
             client_advertise: None,
+            cluster: None,
         }
     }
 }
@@ -118,6 +124,9 @@ pub enum Output {
     Close { conn: ConnId },
     /// Print a log line.
     Log(LogLine),
+    /// Open a route to `url`, then report the outcome with
+    /// [`Server::accept_route`] or [`Server::route_dial_failed`].
+    Dial { url: route::RouteUrl },
 }
 
 /// What the driver tells the server.
@@ -170,6 +179,7 @@ pub struct Server {
     /// driver holds back, so that everybody else goes on at full speed.
     throttled: BTreeSet<ConnId>,
     internal: InternalQueue,
+    routing: route::Routing,
 }
 
 impl Server {
@@ -180,6 +190,12 @@ impl Server {
             .clone()
             .unwrap_or_else(|| format!("N{}", &rng.nuid()[..21]).to_uppercase());
         let server_name = cfg.server_name.clone().unwrap_or_else(|| server_id.clone());
+        // Drawn only when needed, so that servers without a cluster draw as before.
+        let dynamic_name = match &cfg.cluster {
+            Some(c) if c.name.is_none() => rng.nuid(),
+            _ => String::new(),
+        };
+        let routing = route::Routing::new(cfg.cluster.clone(), dynamic_name);
         Server {
             cfg,
             server_id,
@@ -197,6 +213,7 @@ impl Server {
             stalled: BTreeSet::new(),
             throttled: BTreeSet::new(),
             internal: InternalQueue::default(),
+            routing,
         }
     }
 
@@ -241,6 +258,7 @@ impl Server {
         fixed("Port", &old.port, &new.port)?;
         fixed("MaxSubs", &old.max_subscriptions, &new.max_subscriptions)?;
         fixed("HTTPBasePath", &old.http_base_path, &new.http_base_path)?;
+        self.check_cluster_reload(new.cluster.as_ref())?;
         let mut lines = Vec::new();
         if old.client_advertise != new.client_advertise {
             let shown = new
@@ -317,6 +335,7 @@ impl Server {
         }
         let auth_changed = old.auth != new.auth;
         let keep = (self.cfg.server_id.clone(), self.cfg.rng_seed);
+        lines.extend(self.apply_cluster_reload(new.cluster.clone()));
         self.cfg = Config {
             server_id: keep.0,
             rng_seed: keep.1,
@@ -325,7 +344,7 @@ impl Server {
         let mut clients: Vec<ConnId> = self
             .conns
             .values()
-            .filter(|c| !c.internal && c.phase != Phase::Closing)
+            .filter(|c| !c.internal && c.phase != Phase::Closing && !self.is_route(c.id))
             .map(|c| c.id)
             .collect();
         clients.sort_unstable();
@@ -392,6 +411,26 @@ impl Server {
             close_reason: None,
             tls: None,
         };
+        let json = self.client_info_json(id, peer, auth_required);
+        proto::write_json_op(&mut conn.out, "INFO", &json);
+        self.timers.insert((conn.ping_at, id, TimerKind::Ping));
+        if let Some(d) = conn.auth_deadline {
+            self.timers.insert((d, id, TimerKind::Auth));
+        }
+        // Routes do not count against the clients' limit.
+        let over_limit = self.num_connections() >= self.cfg.max_connections;
+        self.conns.insert(id, conn);
+        self.mark_dirty(id);
+        self.debug(|| format!("{peer} - cid:{} - Client connection created", id.0));
+        if over_limit {
+            self.send_err(id, "maximum connections exceeded");
+            self.close(id, CloseReason::MaxConnectionsExceeded);
+        }
+        id
+    }
+
+    /// The INFO a client gets, on connect and when the servers of the cluster change.
+    fn client_info_json(&self, id: ConnId, peer: SocketAddr, auth_required: bool) -> Vec<u8> {
         let info = Info {
             server_id: &self.server_id,
             server_name: &self.server_name,
@@ -416,25 +455,13 @@ impl Server {
             max_payload: self.cfg.max_payload,
             client_id: id.0,
             client_ip: peer.ip().to_string(),
+            connect_urls: self.client_connect_urls(),
         };
-        let json = serde_json::to_vec(&info).expect("INFO serializes");
-        proto::write_json_op(&mut conn.out, "INFO", &json);
-        self.timers.insert((conn.ping_at, id, TimerKind::Ping));
-        if let Some(d) = conn.auth_deadline {
-            self.timers.insert((d, id, TimerKind::Auth));
-        }
-        let over_limit = self.conns.len() >= self.cfg.max_connections;
-        self.conns.insert(id, conn);
-        self.mark_dirty(id);
-        self.debug(|| format!("{peer} - cid:{} - Client connection created", id.0));
-        if over_limit {
-            self.send_err(id, "maximum connections exceeded");
-            self.close(id, CloseReason::MaxConnectionsExceeded);
-        }
-        id
+        serde_json::to_vec(&info).expect("INFO serializes")
     }
 
     pub fn handle_input(&mut self, now: Now, input: Input<'_>) {
+        self.routing.now = now.mono;
         match input {
             Input::Received { conn, bytes } => self.received(now, conn, bytes),
             Input::Flushed { conn, bytes } => {
@@ -478,6 +505,8 @@ impl Server {
     }
 
     pub fn handle_timeout(&mut self, now: Now) {
+        self.routing.now = now.mono;
+        self.route_timers(now);
         while let Some(&(at, id, kind)) = self.timers.first() {
             if at > now.mono {
                 break;
@@ -495,7 +524,11 @@ impl Server {
 
     /// The next instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|t| t.0)
+        let conns = self.timers.first().map(|t| t.0);
+        match (conns, self.route_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -530,6 +563,10 @@ impl Server {
         }
         c.last_in = now.mono;
         c.last_activity_wall_ns = now.wall_ns;
+        if self.routing.routes.contains_key(&id) {
+            self.route_bytes(now, id, bytes);
+            return;
+        }
         let limits = Limits {
             max_control_line: self.cfg.max_control_line,
             max_payload: self.cfg.max_payload,
@@ -727,7 +764,9 @@ impl Server {
                 delivered: 0,
             });
             c.subs.insert(sid.into(), key);
+            self.local_interest(subject, queue, true);
         }
+        let c = self.conns.get_mut(&id).expect("caller checked");
         if verbose {
             c.out.extend_from_slice(proto::OK);
             self.trace_out(id, || "OK".into());
@@ -756,6 +795,9 @@ impl Server {
             return;
         };
         self.sublist.remove(&sub.subject, sub.queue.as_deref(), key);
+        if !self.is_route(sub.conn) {
+            self.local_interest(&sub.subject, sub.queue.as_deref(), false);
+        }
         if let Some(c) = self.conns.get_mut(&sub.conn) {
             c.subs.remove(&sub.sid);
         }
@@ -764,7 +806,7 @@ impl Server {
 
     fn publish(
         &mut self,
-        _now: Now,
+        now: Now,
         id: ConnId,
         subject: &[u8],
         reply: Option<&[u8]>,
@@ -781,26 +823,80 @@ impl Server {
             c.out.extend_from_slice(proto::OK);
             self.trace_out(id, || "OK".into());
         }
-        let c = self.conns.get_mut(&id).expect("caller checked");
         if pedantic && !is_valid_literal_subject(subject) {
             self.send_err(id, "Invalid Publish Subject");
             return false;
         }
-        let echo = c.opts.echo;
-        let matches = self.sublist.matches(subject);
-        let mut delivered = false;
-        for &key in &matches.plain {
-            delivered |= self.deliver(key, id, echo, subject, reply, header_len, payload);
-        }
-        for (_, members) in &matches.groups {
-            let key = members[self.rng.below(members.len())];
-            delivered |= self.deliver(key, id, true, subject, reply, header_len, payload);
-        }
+        let delivered = self.fan_out(now, id, subject, reply, header_len, payload, None);
         if !delivered {
             if let Some(reply) = reply {
                 self.no_responders(id, reply);
             }
         }
+        delivered
+    }
+
+    /// Delivers a message from `id` to the local subscribers and, when it came from a
+    /// client, to the routes with interest. `from_route` holds the queue groups a
+    /// route chose this server for: a routed message reaches local clients only.
+    #[allow(clippy::too_many_arguments)]
+    fn fan_out(
+        &mut self,
+        _now: Now,
+        id: ConnId,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        header_len: Option<usize>,
+        payload: &[u8],
+        from_route: Option<&[&[u8]]>,
+    ) -> bool {
+        let echo = self.conns.get(&id).is_none_or(|c| c.opts.echo);
+        let matches = self.sublist.matches(subject);
+        let mut delivered = false;
+        let mut targets = route::RouteTargets::default();
+        let route_of = |s: &Server, key: SubKey| {
+            s.subs[key.0 as usize]
+                .as_ref()
+                .map(|sub| sub.conn)
+                .filter(|&c| s.is_route(c))
+        };
+        for &key in &matches.plain {
+            match route_of(self, key) {
+                Some(r) if from_route.is_none() && self.route_open(r) => targets.add(r, None),
+                Some(_) => {}
+                None => {
+                    delivered |= self.deliver(key, id, echo, subject, reply, header_len, payload)
+                }
+            }
+        }
+        for (queue, members) in &matches.groups {
+            if let Some(chosen) = from_route {
+                if !chosen.contains(&&**queue) {
+                    continue;
+                }
+            }
+            let local: Vec<SubKey> = members
+                .iter()
+                .copied()
+                .filter(|&k| route_of(self, k).is_none())
+                .collect();
+            if !local.is_empty() {
+                // Local members first: a message stays on this server when it can.
+                let key = local[self.rng.below(local.len())];
+                delivered |= self.deliver(key, id, true, subject, reply, header_len, payload);
+            } else if from_route.is_none() {
+                let remote: Vec<ConnId> = members
+                    .iter()
+                    .filter_map(|&k| route_of(self, k))
+                    .filter(|&r| self.route_open(r))
+                    .collect();
+                if !remote.is_empty() {
+                    let r = remote[self.rng.below(remote.len())];
+                    targets.add(r, Some(queue));
+                }
+            }
+        }
+        delivered |= self.send_to_routes(targets, subject, reply, header_len, payload);
         delivered
     }
 
@@ -984,13 +1080,30 @@ impl Server {
         }
         let mut keys: Vec<SubKey> = c.subs.drain().map(|(_, k)| k).collect();
         keys.sort_unstable();
+        let route = self.is_route(id);
         for k in keys {
             if let Some(sub) = self.subs[k.0 as usize].take() {
                 self.sublist.remove(&sub.subject, sub.queue.as_deref(), k);
                 self.free_subs.push(k.0);
+                if !route {
+                    self.local_interest(&sub.subject, sub.queue.as_deref(), false);
+                }
             }
         }
         let peer = c.peer;
+        if route {
+            self.ready.push_back(Output::Log(LogLine {
+                origin: Origin::Nats,
+                level: Level::Info,
+                text: format!(
+                    "{peer} - rid:{} - Router connection closed: {}",
+                    id.0,
+                    reason.text()
+                ),
+            }));
+            self.route_removed(id, reason);
+            return;
+        }
         self.debug(|| {
             format!(
                 "{peer} - cid:{} - Client connection closed: {}",
@@ -1198,11 +1311,12 @@ impl Server {
 
     /// Number of open client connections.
     pub fn num_connections(&self) -> usize {
-        self.conns.len()
+        self.conns.len().saturating_sub(self.routing.routes.len())
     }
 
+    /// Client connections (routes are shown by `/routez`).
     pub(crate) fn conns(&self) -> impl Iterator<Item = &Conn> {
-        self.conns.values()
+        self.conns.values().filter(|c| !self.is_route(c.id))
     }
 
     pub(crate) fn sublist(&self) -> &Sublist {

@@ -22,6 +22,8 @@ pub struct World {
     pub closed: Vec<ConnId>,
     /// Bytes received per connection since the last `take`.
     pub received: std::collections::BTreeMap<ConnId, Vec<u8>>,
+    /// Routes the node asked to dial, in order.
+    pub dials: Vec<stan_core::nats::RouteUrl>,
 }
 
 /// A fixed starting wall clock so transcripts are stable: 2024-01-01T00:00:00Z.
@@ -39,6 +41,7 @@ impl World {
             next_port: 50000,
             closed: Vec::new(),
             received: Default::default(),
+            dials: Vec::new(),
         }
     }
 
@@ -65,6 +68,24 @@ impl World {
         let _ = writeln!(
             self.transcript,
             "{} accept c{} from {peer}",
+            self.stamp(),
+            id.0
+        );
+        self.drain();
+        id
+    }
+
+    /// A route connection: dialed to `url`, or accepted on the cluster port.
+    pub fn route(&mut self, url: Option<stan_core::nats::RouteUrl>) -> ConnId {
+        self.next_port += 1;
+        let peer: SocketAddr = format!("127.0.0.1:{}", self.next_port).parse().unwrap();
+        let how = url
+            .as_ref()
+            .map_or("accept".to_string(), |u| format!("dialed {}", u.url));
+        let id = self.node.accept_route(self.now, peer, url);
+        let _ = writeln!(
+            self.transcript,
+            "{} route c{} from {peer} ({how})",
             self.stamp(),
             id.0
         );
@@ -155,6 +176,10 @@ impl World {
                         line.level.tag(),
                         line.text
                     );
+                }
+                Output::Dial { url } => {
+                    let _ = writeln!(self.transcript, "{}   dial {}", self.stamp(), url.url);
+                    self.dials.push(url);
                 }
             }
         }

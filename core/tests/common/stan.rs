@@ -580,6 +580,8 @@ impl StanWorld {
                         self.line(format!("log [{}] {}", l.level.tag(), l.text));
                     }
                 }
+                // These worlds have no cluster port.
+                Output::Dial { url } => panic!("unexpected dial of {}", url.url),
             }
         }
     }

@@ -12,7 +12,6 @@ use stan_core::streaming::monitor::{
     self as stan_monitor, lenient_int, ChannelszQuery, ClientszQuery, NotFound, Page,
 };
 use stan_core::streaming::Streaming;
-use stan_core::timefmt::rfc3339_nanos;
 use stan_core::Now;
 
 use crate::metrics;
@@ -58,7 +57,8 @@ enum Doc {
     Varz,
     Connz(ConnzQuery),
     Subsz(SubszQuery),
-    Routez,
+    /// With each route's subscriptions when true.
+    Routez(bool),
     Metrics,
     Serverz,
     Storez,
@@ -177,7 +177,7 @@ pub fn route(base: &str, path: &str, query: &str) -> Route {
             test: query.get("test").cloned(),
         }),
         "/routez" => match routez_subs(&query) {
-            Ok(()) => Doc::Routez,
+            Ok(subs) => Doc::Routez(subs),
             Err(e) => return Route::Done(Reply::Plain(400, e)),
         },
         "/streaming/serverz" => Doc::Serverz,
@@ -222,7 +222,11 @@ impl Request {
             Doc::Varz => Ok(pretty_json(&monitor::varz(node.nats(), &nats()))),
             Doc::Connz(q) => Ok(pretty_json(&monitor::connz(node.nats(), &nats(), &q))),
             Doc::Subsz(q) => Ok(pretty_json(&monitor::subsz(node.nats(), &nats(), &q))),
-            Doc::Routez => Ok(stan_monitor::to_json(&routez(node, now))),
+            Doc::Routez(subs) => Ok(stan_monitor::to_json(&monitor::routez(
+                node.nats(),
+                &nats(),
+                subs,
+            ))),
             Doc::Serverz => match &env.fds {
                 Ok(fds) => on_streaming(node, now, env, *fds, &|s, ctx| {
                     Ok(stan_monitor::to_json(&stan_monitor::serverz(s, ctx)))
@@ -303,38 +307,13 @@ fn page(q: &BTreeMap<String, String>) -> Page {
     Page::new(get("offset"), get("limit"))
 }
 
-/// `/routez` of a server that has no cluster port and so never has routes.
-#[derive(Serialize)]
-struct Routez {
-    server_id: String,
-    /// Only a configured name; the generated default is not shown here.
-    server_name: String,
-    now: String,
-    num_routes: usize,
-    routes: Vec<serde_json::Value>,
-}
-
-fn routez(node: &Node, now: Now) -> Routez {
-    let nats = node.nats();
-    Routez {
-        server_id: nats.server_id().to_string(),
-        server_name: nats.config().server_name.clone().unwrap_or_default(),
-        // The NATS server stamps this document in UTC, unlike the streaming ones.
-        now: rfc3339_nanos(now.wall_ns, 0),
-        num_routes: 0,
-        routes: Vec::new(),
-    }
-}
-
 /// `subs` of `/routez` must be `detail` or a boolean in Go's spellings.
-fn routez_subs(q: &BTreeMap<String, String>) -> Result<(), String> {
+fn routez_subs(q: &BTreeMap<String, String>) -> Result<bool, String> {
     match q.get("subs").map(String::as_str) {
-        None | Some("") => Ok(()),
-        Some(v) if v.eq_ignore_ascii_case("detail") => Ok(()),
-        Some(
-            "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false"
-            | "False",
-        ) => Ok(()),
+        None | Some("") => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("detail") => Ok(true),
+        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
+        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
         Some(v) => Err(format!(
             "Error decoding boolean for 'subs': strconv.ParseBool: parsing {}: invalid syntax",
             serde_json::to_string(v).unwrap_or_default()
