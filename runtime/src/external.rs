@@ -452,6 +452,8 @@ pub async fn first_connection(
                         .to_string())
                 }
                 Output::Log(line) => log.log(line.origin, line.level, &line.text),
+                // Routes belong to the embedded NATS server, which does not serve here.
+                Output::Dial { .. } => {}
             }
         }
         if node.external_up(role) {
