@@ -708,7 +708,11 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     };
     // Dropping the node closes the store (and releases an FT lock).
     drop(driver.run(shutdown).await);
-    for task in accept_task.into_iter().chain(redial_tasks).chain(route_task) {
+    for task in accept_task
+        .into_iter()
+        .chain(redial_tasks)
+        .chain(route_task)
+    {
         task.abort();
     }
     tls_task.abort();
