@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use super::sublist::SubKey;
-use crate::time::Instant;
+use crate::time::{Instant, Now};
 
 /// Identifies a client connection; also the `cid` shown by monitoring.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -183,6 +183,33 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A connection opened at `now`, in its first phase, whose first keepalive is due
+    /// at `ping_at`.
+    pub fn new(id: ConnId, peer: SocketAddr, phase: Phase, now: Now, ping_at: Instant) -> Conn {
+        Conn {
+            id,
+            internal: false,
+            peer,
+            phase,
+            opts: ConnectOptions::default(),
+            connect_received: false,
+            start_wall_ns: now.wall_ns,
+            last_activity_wall_ns: now.wall_ns,
+            last_in: now.mono,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            dirty: false,
+            unflushed: 0,
+            subs: FxHashMap::default(),
+            pings_out: 0,
+            ping_at,
+            auth_deadline: None,
+            traffic: Traffic::default(),
+            close_reason: None,
+            tls: None,
+        }
+    }
+
     /// Bytes queued toward the client and not yet written (the NATS "pending bytes").
     pub fn pending_bytes(&self) -> usize {
         self.unflushed + self.out.len()

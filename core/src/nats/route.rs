@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Output, Server, NATS_VERSION};
 use crate::log::{Level, LogLine, Origin};
-use crate::nats::conn::{CloseReason, Conn, ConnId, ConnectOptions, Phase, Subscription, Traffic};
+use crate::nats::conn::{CloseReason, Conn, ConnId, Phase, Subscription};
 use crate::nats::proto::{self, Limits, ParseError};
 use crate::nats::sublist::SubKey;
 use crate::time::{Instant, Now};
@@ -1519,28 +1519,13 @@ impl Server {
     fn new_conn(&mut self, now: Now, peer: SocketAddr) -> ConnId {
         self.next_conn += 1;
         let id = ConnId(self.next_conn);
-        let conn = Conn {
+        let conn = Conn::new(
             id,
-            internal: false,
             peer,
-            phase: Phase::Open,
-            opts: ConnectOptions::default(),
-            connect_received: false,
-            start_wall_ns: now.wall_ns,
-            last_activity_wall_ns: now.wall_ns,
-            last_in: now.mono,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            dirty: false,
-            unflushed: 0,
-            subs: FxHashMap::default(),
-            pings_out: 0,
-            ping_at: now.mono + self.cfg.ping_interval,
-            auth_deadline: None,
-            traffic: Traffic::default(),
-            close_reason: None,
-            tls: None,
-        };
+            Phase::Open,
+            now,
+            now.mono + self.cfg.ping_interval,
+        );
         self.timers
             .insert((conn.ping_at, id, super::TimerKind::Ping));
         self.conns.insert(id, conn);

@@ -385,32 +385,13 @@ impl Server {
         let id = ConnId(self.next_conn);
         self.stats.total_connections += 1;
         let auth_required = self.cfg.auth != Auth::None;
-        let mut conn = Conn {
-            id,
-            internal: false,
-            peer,
-            phase: if auth_required {
-                Phase::AwaitingConnect
-            } else {
-                Phase::Open
-            },
-            opts: ConnectOptions::default(),
-            connect_received: false,
-            start_wall_ns: now.wall_ns,
-            last_activity_wall_ns: now.wall_ns,
-            last_in: now.mono,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            dirty: false,
-            unflushed: 0,
-            subs: FxHashMap::default(),
-            pings_out: 0,
-            ping_at: now.mono + self.cfg.ping_interval,
-            auth_deadline: auth_required.then(|| now.mono + self.cfg.auth_timeout),
-            traffic: Traffic::default(),
-            close_reason: None,
-            tls: None,
+        let phase = if auth_required {
+            Phase::AwaitingConnect
+        } else {
+            Phase::Open
         };
+        let mut conn = Conn::new(id, peer, phase, now, now.mono + self.cfg.ping_interval);
+        conn.auth_deadline = auth_required.then(|| now.mono + self.cfg.auth_timeout);
         let json = self.client_info_json(id, peer, auth_required);
         proto::write_json_op(&mut conn.out, "INFO", &json);
         self.timers.insert((conn.ping_at, id, TimerKind::Ping));
@@ -1195,31 +1176,14 @@ impl Server {
     pub fn add_internal_client(&mut self, now: Now, name: &str) -> ConnId {
         self.next_conn += 1;
         let id = ConnId(self.next_conn);
-        let conn = Conn {
-            id,
-            internal: true,
-            peer: SocketAddr::from(([127, 0, 0, 1], 0)),
-            phase: Phase::Open,
-            opts: ConnectOptions {
-                name: name.to_string(),
-                lang: "rust".into(),
-                ..ConnectOptions::default()
-            },
-            connect_received: true,
-            start_wall_ns: now.wall_ns,
-            last_activity_wall_ns: now.wall_ns,
-            last_in: now.mono,
-            inbuf: Vec::new(),
-            out: Vec::new(),
-            dirty: false,
-            unflushed: 0,
-            subs: FxHashMap::default(),
-            pings_out: 0,
-            ping_at: now.mono,
-            auth_deadline: None,
-            traffic: Traffic::default(),
-            close_reason: None,
-            tls: None,
+        let peer = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut conn = Conn::new(id, peer, Phase::Open, now, now.mono);
+        conn.internal = true;
+        conn.connect_received = true;
+        conn.opts = ConnectOptions {
+            name: name.to_string(),
+            lang: "rust".into(),
+            ..ConnectOptions::default()
         };
         self.conns.insert(id, conn);
         id
