@@ -182,7 +182,7 @@ impl Node {
         };
         if self.external.is_none() {
             let name = format!("_NSS-{}-general", att.server.cluster_id());
-            att.conn = self.nats.add_internal_client(now, &name);
+            att.conn = self.nats.add_internal_client(now, &name)?;
         }
         let result = att.server.start(now);
         self.pump(now);

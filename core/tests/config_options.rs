@@ -948,6 +948,9 @@ ports_file_dir: "/tmp"
         syslog: Some(true),
         remote_syslog: Some("udp://127.0.0.1:514".into()),
         pid_file: Some("/tmp/stan.pid".into()),
+        users: None,
+        accounts: None,
+        no_auth_user: None,
         client_advertise: Some("nats.example.com:4333".into()),
         max_traced_msg_len: Some(64),
         ports_file_dir: Some("/tmp".into()),
@@ -1071,20 +1074,8 @@ fn nats_errors() {
             "n.conf:2: unknown field \"usr\"",
         ),
         (
-            "authorization {\n  users: []\n}\n",
-            "n.conf:2: parameter \"authorization.users\" is not supported yet by stan-server",
-        ),
-        (
             "authorization { permissions {} }\n",
             "n.conf:1: parameter \"authorization.permissions\" is not supported yet by stan-server",
-        ),
-        (
-            "authorization { user: a, password: $2a$11$abcdefghijklmnopqrstuv }\n",
-            "n.conf:1: bcrypt-hashed passwords and tokens are not supported yet by stan-server",
-        ),
-        (
-            "authorization { token: \"$2b$10$xyz\" }\n",
-            "n.conf:1: bcrypt-hashed passwords and tokens are not supported yet by stan-server",
         ),
         (
             "max_payload: 3GB\n",
@@ -1135,14 +1126,14 @@ fn nats_errors() {
 fn unsupported_nats_keys_are_refused_by_name() {
     for key in [
         "mappings",
-        "accounts",
         "gateway",
         "leafnodes",
         "jetstream",
         "operator",
         "resolver",
         "system_account",
-        "no_auth_user",
+        "no_system_account",
+        "trusted_keys",
         "websocket",
         "mqtt",
         "prof_port",

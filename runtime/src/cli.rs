@@ -170,6 +170,13 @@ pub struct Options {
     pub pass: Option<String>,
     /// `--auth`: token required from clients and used by the internal connections.
     pub auth: Option<String>,
+    /// Users by name, each in its account (`authorization { users }`, `accounts`);
+    /// when set, clients log in as one of them.
+    pub users: Option<Vec<stan_core::nats::account::User>>,
+    /// `accounts`: subject spaces besides `$G`.
+    pub accounts: Vec<stan_core::nats::account::AccountConfig>,
+    /// `no_auth_user`: clients without credentials log in as this user.
+    pub no_auth_user: Option<String>,
     /// `--tls`: `--tls=false` turns off the TLS of a configuration file.
     pub tls: bool,
     /// `--tlsverify`: clients must present a verified certificate.
@@ -321,6 +328,9 @@ impl Default for Options {
             user: None,
             pass: None,
             auth: None,
+            users: None,
+            accounts: Vec::new(),
+            no_auth_user: None,
             tls: false,
             tlsverify: false,
             tlscert: None,

@@ -218,6 +218,9 @@ fn apply_nats(opts: &mut Options, file: NatsFileOptions) -> Result<(), String> {
     if let Some(c) = file.cluster {
         apply_cluster(opts, c);
     }
+    opts.users = file.users;
+    opts.accounts = file.accounts.unwrap_or_default();
+    opts.no_auth_user = file.no_auth_user.and_then(text);
     if let Some(v) = file.pid_file.filter(|_| free(opts, "pid_file")) {
         opts.pid_file = text(v);
     }

@@ -55,6 +55,11 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
         partitioning: opts.partitioning,
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
+        // A users list wins over a single user, as with the NATS server.
+        _ if opts.users.is_some() => Auth::Users {
+            users: opts.users.clone().unwrap_or_default(),
+            no_auth_user: opts.no_auth_user.clone(),
+        },
         (Some(user), pass, _) => Auth::UserPass {
             user: user.clone(),
             pass: pass.clone().unwrap_or_default(),
@@ -87,9 +92,35 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             tls_timeout: opts.tls_timeout,
             // A negative length shows everything, as 0 does.
             max_traced_msg_len: usize::try_from(opts.max_traced_msg_len).unwrap_or(0),
+            accounts: opts.accounts.clone(),
+            internal_login: internal_login(opts),
             ..nats::Config::default()
         },
         streaming: Some(streaming),
+    }
+}
+
+/// The credentials the streaming server logs into its embedded NATS server with,
+/// which decide its account: those of the command line, else the streaming
+/// configuration's `username`/`password`/`token` (OPERATIONS §5).
+fn internal_login(opts: &Options) -> nats::Login {
+    let flag = |name: &str, v: &Option<String>| v.clone().filter(|_| opts.explicit.contains(name));
+    let from_flags = ["user", "pass", "auth"]
+        .iter()
+        .any(|f| opts.explicit.contains(f));
+    let c = &opts.nats_client;
+    if from_flags {
+        nats::Login {
+            user: flag("user", &opts.user),
+            pass: flag("pass", &opts.pass),
+            token: flag("auth", &opts.auth),
+        }
+    } else {
+        nats::Login {
+            user: c.username.clone(),
+            pass: c.password.clone(),
+            token: c.token.clone(),
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! half of the server reads, holding only what the file set: the caller decides what
 //! the command line overrides.
 
+mod accounts;
 mod duration;
 mod nats;
 mod parse;

@@ -6,6 +6,7 @@
 use super::duration::parse_go_duration;
 use super::value::{Entry, Map, Pos, Value};
 use super::{go_quote, not_supported, ConfigError};
+use crate::nats::account::{AccountConfig, User};
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
@@ -30,6 +31,14 @@ pub struct NatsFileOptions {
     pub user: Option<String>,
     pub pass: Option<String>,
     pub token: Option<String>,
+    /// Users by name: `authorization { users }` (in `$G`) and the users of
+    /// `accounts`; `Some` when either lists any, which makes clients authenticate
+    /// as one of them.
+    pub users: Option<Vec<User>>,
+    /// `accounts`: subject spaces besides `$G`.
+    pub accounts: Option<Vec<AccountConfig>>,
+    /// Clients without credentials log in as this user.
+    pub no_auth_user: Option<String>,
     /// `authorization { timeout }`, in nanoseconds.
     pub auth_timeout: Option<i64>,
     pub max_payload: Option<i64>,
@@ -97,7 +106,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "maps",
     "disable_sublist_cache",
     "no_sublist_cache",
-    "accounts",
     "gateway",
     "leaf",
     "leafnodes",
@@ -122,7 +130,6 @@ const NOT_SUPPORTED: &[&str] = &[
     "resolver_tls",
     "resolver_preload",
     "resolver_pinned_accounts",
-    "no_auth_user",
     "system_account",
     "system",
     "no_system_account",
@@ -145,10 +152,84 @@ impl NatsFileOptions {
     /// unknown keys are ignored, as the Go server does for the streaming server.
     pub fn from_map(file: &Map) -> Result<NatsFileOptions> {
         let mut opts = NatsFileOptions::default();
+        let mut at = Positions::default();
         for entry in file {
+            match entry.key.to_lowercase().as_str() {
+                "accounts" => at.accounts = Some(entry),
+                "authorization" => at.authorization = Some(entry),
+                "no_auth_user" => at.no_auth_user = Some(entry),
+                _ => {}
+            }
             opts.top_level(entry)?;
         }
+        opts.check_users(&at)?;
         Ok(opts)
+    }
+
+    /// The checks that need the whole file: users are unique and do not mix with a
+    /// single user or token, and `no_auth_user` is one of them.
+    fn check_users(&self, at: &Positions<'_>) -> Result<()> {
+        let users = self.users.as_deref().unwrap_or_default();
+        let from_accounts = users
+            .iter()
+            .any(|u| u.account != crate::nats::account::GLOBAL);
+        if let Some(acc) = at.accounts.filter(|_| from_accounts) {
+            if self.user.as_deref().is_some_and(|u| !u.is_empty()) {
+                return Err(ConfigError::at(
+                    acc,
+                    "Can not have a single user/pass and accounts",
+                ));
+            }
+            if self.token.as_deref().is_some_and(|t| !t.is_empty()) {
+                return Err(ConfigError::at(acc, "Can not have a token and accounts"));
+            }
+        }
+        if let Some(auth) = at.authorization.filter(|_| self.users.is_some()) {
+            if self.user.as_deref().is_some_and(|u| !u.is_empty()) {
+                return Err(ConfigError::at(
+                    auth,
+                    "Can not have a single user/pass and a users array",
+                ));
+            }
+            if self.token.as_deref().is_some_and(|t| !t.is_empty()) {
+                return Err(ConfigError::at(
+                    auth,
+                    "Can not have a token and a users array",
+                ));
+            }
+        }
+        for (i, u) in users.iter().enumerate() {
+            if users[..i].iter().any(|o| o.name == u.name) {
+                let e = at
+                    .accounts
+                    .or(at.authorization)
+                    .expect("users come from a block");
+                return Err(ConfigError::at(
+                    e,
+                    format!("Duplicate user {} detected", go_quote(&u.name)),
+                ));
+            }
+        }
+        if let (Some(name), Some(e)) = (&self.no_auth_user, at.no_auth_user) {
+            if name.is_empty() {
+                return Ok(());
+            }
+            if self.users.is_none() {
+                return Err(ConfigError::at(
+                    e,
+                    format!("no_auth_user: \"{name}\" present, but users are not defined"),
+                ));
+            }
+            if !users.iter().any(|u| &u.name == name) {
+                return Err(ConfigError::at(
+                    e,
+                    format!(
+                        "no_auth_user: \"{name}\" not present as user in authorization block or account configuration"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn top_level(&mut self, e: &Entry) -> Result<()> {
@@ -190,6 +271,20 @@ impl NatsFileOptions {
             "https_port" => self.https_port = Some(integer(e)?),
             "http_base_path" => self.http_base_path = Some(string(e)?),
             "authorization" => self.authorization(e)?,
+            "accounts" => {
+                let (accounts, users) = super::accounts::accounts(e)?;
+                let mut all: Vec<User> = self
+                    .users
+                    .take()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|u| u.account == crate::nats::account::GLOBAL)
+                    .collect();
+                all.extend(users);
+                self.users = (!all.is_empty()).then_some(all);
+                self.accounts = Some(accounts);
+            }
+            "no_auth_user" => self.no_auth_user = Some(string(e)?),
             "max_payload" => self.max_payload = Some(int32(e)?),
             "max_control_line" => self.max_control_line = Some(int32(e)?),
             "max_subscriptions" | "max_subs" => self.max_subscriptions = Some(int32(e)?),
@@ -255,7 +350,23 @@ impl NatsFileOptions {
                     }
                     self.auth_timeout = Some(nanos as i64);
                 }
-                "users" | "default_permission" | "default_permissions" | "permissions" => {
+                "users" => {
+                    let users = super::accounts::users(
+                        a,
+                        crate::nats::account::GLOBAL,
+                        &format!("{}.{}", e.key, a.key),
+                    )?;
+                    let mut all: Vec<User> = self
+                        .users
+                        .take()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|u| u.account != crate::nats::account::GLOBAL)
+                        .collect();
+                    all.extend(users);
+                    self.users = (!all.is_empty()).then_some(all);
+                }
+                "default_permission" | "default_permissions" | "permissions" => {
                     return Err(not_supported(a, &format!("{}.{}", e.key, a.key)));
                 }
                 _ if a.used_as_variable => {}
@@ -270,14 +381,6 @@ impl NatsFileOptions {
         if (!user.is_empty() || !pass.is_empty()) && !token.is_empty() {
             return Err(ConfigError::at(e, "Cannot have a user/pass and token"));
         }
-        for secret in [&pass, &token] {
-            if is_bcrypt(secret) {
-                return Err(ConfigError::at(
-                    e,
-                    "bcrypt-hashed passwords and tokens are not supported yet by stan-server",
-                ));
-            }
-        }
         self.user = Some(user);
         self.pass = Some(pass);
         self.token = Some(token);
@@ -285,7 +388,14 @@ impl NatsFileOptions {
     }
 }
 
-/// `tls { }`, with the NATS server's messages for its keys (its `parseTLS`).
+/// Where the entries that the whole-file checks speak of are.
+#[derive(Default)]
+struct Positions<'a> {
+    accounts: Option<&'a Entry>,
+    authorization: Option<&'a Entry>,
+    no_auth_user: Option<&'a Entry>,
+}
+
 /// `cluster { }`: unknown keys are Go's errors; route authorization, TLS and
 /// permissions are refused by name.
 fn cluster(e: &Entry) -> Result<ClusterFileOptions> {
@@ -437,19 +547,6 @@ fn tls_timeout(a: &Entry) -> Result<i64> {
             "error parsing tls config, 'timeout' wrong type",
         )),
     }
-}
-
-/// The NATS server compares a secret of this shape as a bcrypt hash; this server would
-/// compare it as plain text, which would let the hash itself in.
-fn is_bcrypt(secret: &str) -> bool {
-    let b = secret.as_bytes();
-    let version_len = match b {
-        [b'$', b'2', b'$', ..] => 0,
-        [b'$', b'2', b'a' | b'b' | b'x' | b'y', b'$', ..] => 1,
-        _ => return false,
-    };
-    let cost = &b[3 + version_len..];
-    cost.len() >= 3 && cost[0].is_ascii_digit() && cost[1].is_ascii_digit() && cost[2] == b'$'
 }
 
 /// Go's failed type assertion, which the NATS server reports as is.

@@ -6,6 +6,7 @@ use core::net::SocketAddr;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+use super::account::AccountId;
 use super::sublist::SubKey;
 use crate::time::{Instant, Now};
 
@@ -154,6 +155,11 @@ pub struct Traffic {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub id: ConnId,
+    /// The account the client authenticated into; `$G` until then. Routes carry
+    /// every account and use this one for nothing.
+    pub account: AccountId,
+    /// The user the client authenticated as, when users are configured.
+    pub user: Option<String>,
     /// An in-process client (the streaming server): deliveries are queued as
     /// [`InternalMsg`] instead of being written as bytes.
     pub internal: bool,
@@ -188,6 +194,8 @@ impl Conn {
     pub fn new(id: ConnId, peer: SocketAddr, phase: Phase, now: Now, ping_at: Instant) -> Conn {
         Conn {
             id,
+            account: AccountId::GLOBAL,
+            user: None,
             internal: false,
             peer,
             phase,
@@ -220,12 +228,55 @@ impl Conn {
 #[derive(Debug, Clone)]
 pub(crate) struct Subscription {
     pub conn: ConnId,
+    /// The subject space the subscription lives in.
+    pub account: AccountId,
+    /// Set for the server's own subscriptions that carry messages between accounts;
+    /// `conn` means nothing for them.
+    pub forward: Option<Forward>,
     pub sid: Box<[u8]>,
     pub subject: Box<[u8]>,
     pub queue: Option<Box<[u8]>>,
     /// Auto-unsubscribe after this many deliveries (`UNSUB <sid> <max>`).
     pub max: Option<u64>,
     pub delivered: u64,
+}
+
+/// Where a subscription that joins accounts sends what it receives.
+#[derive(Debug, Clone)]
+pub(crate) enum Forward {
+    /// A stream import: to the subscribers of account `into`, under the subject
+    /// `rename` gives.
+    Stream { into: AccountId, rename: Rename },
+    /// A service import: requests go to account `dest`, their reply subject
+    /// replaced by one of `dest` that leads the answer back.
+    Service {
+        dest: AccountId,
+        /// The importing account, where answers go back to.
+        home: AccountId,
+        rename: Rename,
+    },
+    /// Answers to service requests, on the account's `_R_.<prefix>.>`.
+    Responses,
+}
+
+/// How a subject changes on its way into another account.
+#[derive(Debug, Clone)]
+pub(crate) enum Rename {
+    Same,
+    /// Prepended, with its trailing dot.
+    Prefix(Box<[u8]>),
+    /// Replaced by this literal subject.
+    Literal(Box<[u8]>),
+}
+
+impl Rename {
+    pub fn apply(&self, subject: &[u8]) -> Vec<u8> {
+        match self {
+            Rename::Same => subject.to_vec(),
+            Rename::Prefix(p) => [&p[..], subject].concat(),
+            Rename::Literal(l) => l.to_vec(),
+        }
+    }
 }
 
 /// A message delivered to an in-process subscriber; its bytes stay in the server's

@@ -1,5 +1,6 @@
 //! The NATS layer: codec, subjects, subscription index and the embedded server.
 
+pub mod account;
 pub mod conn;
 pub mod link;
 pub mod monitor;
@@ -10,4 +11,4 @@ pub mod sublist;
 
 pub use conn::{CloseReason, ConnId, ConnectOptions, InternalMsg};
 pub use server::route::{ClusterConfig, RouteUrl, RouteView};
-pub use server::{parse_host_port, route, Auth, Config, Input, Output, Server};
+pub use server::{parse_host_port, route, Auth, Config, Input, Login, Output, Server};

@@ -142,7 +142,7 @@ pub fn varz(s: &Server, ctx: &Context) -> Varz {
         in_bytes: stats.traffic.in_bytes,
         out_bytes: stats.traffic.out_bytes,
         slow_consumers: stats.slow_consumers,
-        subscriptions: s.sublist().len(),
+        subscriptions: s.num_subscriptions(),
         http_req_stats: ctx.http_req_stats.clone(),
         config_load_time: ctx.time(ctx.config_load_wall_ns),
     }
@@ -320,7 +320,7 @@ pub struct SubDetail {
 /// `/subsz`.
 pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
     let limit = if q.limit == 0 { 1024 } else { q.limit };
-    let stats = s.sublist().stats();
+    let stats = sublist_stats(s);
     let mut all: Vec<SubDetail> = Vec::new();
     if q.subs {
         let mut conns: Vec<&Conn> = s.conns().collect();
@@ -348,7 +348,11 @@ pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
             }
         }
     }
-    let total = if q.subs { all.len() } else { s.sublist().len() };
+    let total = if q.subs {
+        all.len()
+    } else {
+        s.num_subscriptions()
+    };
     let offset = q.offset.min(all.len());
     let list = q
         .subs
@@ -356,8 +360,8 @@ pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
     Subsz {
         server_id: s.server_id().to_string(),
         now: ctx.time(ctx.now.wall_ns),
-        num_subscriptions: s.sublist().len(),
-        num_cache: s.sublist().cache_len(),
+        num_subscriptions: s.num_subscriptions(),
+        num_cache: s.sublists().map(|l| l.cache_len()).sum(),
         num_inserts: stats.inserts,
         num_removes: stats.removes,
         num_matches: stats.matches,
@@ -377,6 +381,21 @@ pub fn subsz(s: &Server, ctx: &Context, q: &SubszQuery) -> Subsz {
         limit,
         subscriptions_list: list,
     }
+}
+
+/// The counters of all accounts' subscription indexes, added up.
+fn sublist_stats(s: &Server) -> super::sublist::SublistStats {
+    s.sublists()
+        .map(|l| l.stats())
+        .fold(Default::default(), |a, b| super::sublist::SublistStats {
+            inserts: a.inserts + b.inserts,
+            removes: a.removes + b.removes,
+            matches: a.matches + b.matches,
+            cache_hits: a.cache_hits + b.cache_hits,
+            max_fanout: a.max_fanout.max(b.max_fanout),
+            fanout_sum: a.fanout_sum + b.fanout_sum,
+            computed: a.computed + b.computed,
+        })
 }
 
 /// `/routez`: the routes to other servers of the cluster.

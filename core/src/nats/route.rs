@@ -1,7 +1,7 @@
 //! NATS clustering: route connections between servers.
 //!
-//! A route carries the interest of one server's clients to another (`RS+`/`RS-` for
-//! the global account `$G`) and the messages that match it (`RMSG`/`HMSG`). Messages
+//! A route carries the interest of one server's clients to another (`RS+`/`RS-`,
+//! each naming its account) and the messages that match it (`RMSG`/`HMSG`). Messages
 //! travel one hop: what arrives from a route goes only to local clients, so every
 //! server of a cluster must be routed to every other. Dial timing lives here too (on
 //! the caller's clock): the driver only opens the sockets the server asks for.
@@ -16,13 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{Output, Server, NATS_VERSION};
 use crate::log::{Level, LogLine, Origin};
+use crate::nats::account::AccountId;
 use crate::nats::conn::{CloseReason, Conn, ConnId, Phase, Subscription};
 use crate::nats::proto::{self, Limits, ParseError};
 use crate::nats::sublist::SubKey;
 use crate::time::{Instant, Now};
-
-/// The only account this server has; routes name it in every operation.
-const ACCOUNT: &[u8] = b"$G";
 
 /// Wait between two attempts to open a configured route, and before reconnecting one
 /// that closed, as the NATS server waits.
@@ -355,8 +353,8 @@ struct Dial {
     in_flight: bool,
 }
 
-/// Subject and queue of local interest.
-type InterestKey = (Box<[u8]>, Option<Box<[u8]>>);
+/// Account, subject and queue of local interest.
+type InterestKey = (AccountId, Box<[u8]>, Option<Box<[u8]>>);
 
 /// Cluster state of the embedded server.
 #[derive(Debug, Default)]
@@ -673,7 +671,7 @@ impl Server {
             .map(|c| (c.id, c.peer))
             .collect();
         clients.sort_unstable();
-        let auth_required = self.cfg.auth != super::Auth::None;
+        let auth_required = self.info_auth_required();
         for (id, peer) in clients {
             let json = self.client_info_json(id, peer, auth_required);
             let mut out = Vec::new();
@@ -764,20 +762,18 @@ impl Server {
                 account,
                 subject,
                 queue,
-            } => {
-                if account != ACCOUNT {
-                    self.route_unknown_account(id, account, subject);
-                } else if registered {
-                    self.remote_sub(id, subject, queue.map(|q| q.0));
-                }
-            }
+            } => match self.account_by_bytes(account) {
+                None => self.route_unknown_account(id, account, subject),
+                Some(acc) if registered => self.remote_sub(id, acc, subject, queue.map(|q| q.0)),
+                Some(_) => {}
+            },
             RouteOp::Unsub {
                 account,
                 subject,
                 queue,
             } => {
-                if account == ACCOUNT {
-                    self.remote_unsub(id, subject, queue);
+                if let Some(acc) = self.account_by_bytes(account) {
+                    self.remote_unsub(id, acc, subject, queue);
                 }
             }
             RouteOp::Msg {
@@ -788,8 +784,8 @@ impl Server {
                 header_len,
                 payload,
             } => {
-                if account == ACCOUNT {
-                    self.routed_msg(now, id, subject, reply, &queues, header_len, payload);
+                if let Some(acc) = self.account_by_bytes(account) {
+                    self.routed_msg(now, id, acc, subject, reply, &queues, header_len, payload);
                 } else {
                     let (a, s) = (
                         String::from_utf8_lossy(account).into_owned(),
@@ -1006,8 +1002,9 @@ impl Server {
             format!("Registering remote route {}", go_quote(&info.server_id)),
         );
         let mut out = Vec::new();
-        for ((subject, queue), &n) in &self.routing.interest {
-            write_rs(&mut out, true, subject, queue.as_deref(), n);
+        for ((acc, subject, queue), &n) in &self.routing.interest {
+            let name = self.account_name(*acc).as_bytes();
+            write_rs(&mut out, true, name, subject, queue.as_deref(), n);
         }
         self.queue_bytes(id, &out);
         self.route_debug(id, "Sent local subscriptions to route".into());
@@ -1082,13 +1079,20 @@ impl Server {
         self.schedule_dial(now.mono, url, false);
     }
 
-    fn remote_sub(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>) {
-        let sid = route_sid(subject, queue);
+    /// The account a route names, if this server has it.
+    fn account_by_bytes(&self, name: &[u8]) -> Option<AccountId> {
+        std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| self.account_id(n))
+    }
+
+    fn remote_sub(&mut self, id: ConnId, acc: AccountId, subject: &[u8], queue: Option<&[u8]>) {
+        let sid = route_sid(self.account_name(acc).as_bytes(), subject, queue);
         let exists = self.conn_has_sid(id, &sid);
         if exists {
             return;
         }
-        if self.insert_sub(id, subject, queue, &sid).is_none() {
+        if self.insert_sub(id, acc, subject, queue, &sid).is_none() {
             let s = String::from_utf8_lossy(subject).into_owned();
             self.route_log(
                 id,
@@ -1101,8 +1105,8 @@ impl Server {
         }
     }
 
-    fn remote_unsub(&mut self, id: ConnId, subject: &[u8], queue: Option<&[u8]>) {
-        let sid = route_sid(subject, queue);
+    fn remote_unsub(&mut self, id: ConnId, acc: AccountId, subject: &[u8], queue: Option<&[u8]>) {
+        let sid = route_sid(self.account_name(acc).as_bytes(), subject, queue);
         if let Some(key) = self.conn_sub_key(id, &sid) {
             self.drop_sub(key);
         }
@@ -1113,6 +1117,7 @@ impl Server {
         &mut self,
         now: Now,
         id: ConnId,
+        acc: AccountId,
         subject: &[u8],
         reply: Option<&[u8]>,
         queues: &[&[u8]],
@@ -1120,12 +1125,22 @@ impl Server {
         payload: &[u8],
     ) {
         self.count_in(id, payload.len());
-        self.fan_out(now, id, subject, reply, header_len, payload, Some(queues));
+        self.fan_out(
+            now,
+            id,
+            acc,
+            subject,
+            reply,
+            header_len,
+            payload,
+            super::accounts::Origin::Route(queues),
+        );
     }
 
     /// Writes one message to each route in `targets`.
     pub(crate) fn send_to_routes(
         &mut self,
+        account: &str,
         targets: RouteTargets,
         subject: &[u8],
         reply: Option<&[u8]>,
@@ -1145,7 +1160,7 @@ impl Server {
             } else {
                 b"RMSG "
             });
-            out.extend_from_slice(ACCOUNT);
+            out.extend_from_slice(account.as_bytes());
             out.push(b' ');
             out.extend_from_slice(subject);
             out.push(b' ');
@@ -1189,11 +1204,21 @@ impl Server {
 
     /// A local subscription (or queue member) appeared or went: routes hear of the
     /// first and the last, and of every change of a queue's weight.
-    pub(crate) fn local_interest(&mut self, subject: &[u8], queue: Option<&[u8]>, added: bool) {
+    pub(crate) fn local_interest(
+        &mut self,
+        acc: AccountId,
+        subject: &[u8],
+        queue: Option<&[u8]>,
+        added: bool,
+    ) {
         if self.routing.cluster.is_none() {
             return;
         }
-        let key = (Box::<[u8]>::from(subject), queue.map(Box::<[u8]>::from));
+        let key = (
+            acc,
+            Box::<[u8]>::from(subject),
+            queue.map(Box::<[u8]>::from),
+        );
         let n = self.routing.interest.entry(key.clone()).or_insert(0);
         if added {
             *n += 1;
@@ -1209,7 +1234,8 @@ impl Server {
             return;
         }
         let mut out = Vec::new();
-        write_rs(&mut out, n > 0, subject, queue, n);
+        let name = self.account_name(acc).as_bytes();
+        write_rs(&mut out, n > 0, name, subject, queue, n);
         let routes: Vec<ConnId> = self
             .routing
             .routes
@@ -1394,7 +1420,7 @@ impl Server {
                     c.subs
                         .keys()
                         .map(|k| {
-                            let subject = k.split(|&b| b == b' ').next().unwrap_or_default();
+                            let subject = k.split(|&b| b == b' ').nth(1).unwrap_or_default();
                             String::from_utf8_lossy(subject).into_owned()
                         })
                         .collect()
@@ -1478,9 +1504,9 @@ impl Server {
     }
 }
 
-/// The key of a remote subscription on its route: `subject` or `subject queue`.
-fn route_sid(subject: &[u8], queue: Option<&[u8]>) -> Vec<u8> {
-    let mut sid = subject.to_vec();
+/// The key of a remote subscription on its route: `account subject [queue]`.
+fn route_sid(account: &[u8], subject: &[u8], queue: Option<&[u8]>) -> Vec<u8> {
+    let mut sid = [account, b" ", subject].concat();
     if let Some(q) = queue {
         sid.push(b' ');
         sid.extend_from_slice(q);
@@ -1488,10 +1514,17 @@ fn route_sid(subject: &[u8], queue: Option<&[u8]>) -> Vec<u8> {
     sid
 }
 
-/// Appends `RS+ $G subject [queue weight]` or `RS- $G subject [queue]`.
-fn write_rs(out: &mut Vec<u8>, sub: bool, subject: &[u8], queue: Option<&[u8]>, weight: u32) {
+/// Appends `RS+ account subject [queue weight]` or `RS- account subject [queue]`.
+fn write_rs(
+    out: &mut Vec<u8>,
+    sub: bool,
+    account: &[u8],
+    subject: &[u8],
+    queue: Option<&[u8]>,
+    weight: u32,
+) {
     out.extend_from_slice(if sub { b"RS+ " } else { b"RS- " });
-    out.extend_from_slice(ACCOUNT);
+    out.extend_from_slice(account);
     out.push(b' ');
     out.extend_from_slice(subject);
     if let Some(q) = queue {
@@ -1569,6 +1602,7 @@ impl Server {
     fn insert_sub(
         &mut self,
         id: ConnId,
+        acc: AccountId,
         subject: &[u8],
         queue: Option<&[u8]>,
         sid: &[u8],
@@ -1580,12 +1614,18 @@ impl Server {
                 SubKey((self.subs.len() - 1) as u32)
             }
         };
-        if self.sublist.insert(subject, queue, key).is_err() {
+        if self.accounts[acc.0 as usize]
+            .sublist
+            .insert(subject, queue, key)
+            .is_err()
+        {
             self.free_subs.push(key.0);
             return None;
         }
         self.subs[key.0 as usize] = Some(Subscription {
             conn: id,
+            account: acc,
+            forward: None,
             sid: sid.into(),
             subject: subject.into(),
             queue: queue.map(Into::into),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
+use super::account::{AccountConfig, AccountId, User};
 use super::conn::{
     CloseReason, Conn, ConnId, ConnectOptions, Info, InternalMsg, InternalQueue, Phase,
     Subscription, Traffic,
@@ -22,6 +23,10 @@ use crate::time::{Instant, Now};
 #[path = "route.rs"]
 pub mod route;
 
+#[path = "accounts.rs"]
+mod accounts;
+pub(crate) use accounts::AccountState;
+
 /// How clients must authenticate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Auth {
@@ -32,6 +37,13 @@ pub enum Auth {
         pass: String,
     },
     Token(String),
+    /// Users by name, each in its account (`authorization { users }` and the
+    /// users of `accounts`).
+    Users {
+        users: Vec<User>,
+        /// Clients that send no credentials log in as this user.
+        no_auth_user: Option<String>,
+    },
 }
 
 /// Settings of the embedded NATS server, with the NATS server's defaults.
@@ -72,6 +84,20 @@ pub struct Config {
     pub client_advertise: Option<(String, u16)>,
     /// Routes to other NATS servers (`cluster { }`); `None` without a cluster port.
     pub cluster: Option<route::ClusterConfig>,
+    /// Accounts besides `$G`, checked with [`super::account::validate`].
+    pub accounts: Vec<AccountConfig>,
+    /// What the in-process client (the streaming server) logs in with; its
+    /// account is the one these credentials lead to.
+    pub internal_login: Login,
+}
+
+/// Credentials of an in-process client; all `None` logs into `$G`, or the account
+/// of `no_auth_user`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Login {
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub token: Option<String>,
 }
 
 impl Default for Config {
@@ -99,6 +125,8 @@ impl Default for Config {
             max_traced_msg_len: 0,
             client_advertise: None,
             cluster: None,
+            accounts: Vec::new(),
+            internal_login: Login::default(),
         }
     }
 }
@@ -106,7 +134,7 @@ impl Default for Config {
 /// The user, password and token of an authorization, for naming what a reload changed.
 fn auth_parts(auth: &Auth) -> (Option<&str>, Option<&str>, Option<&str>) {
     match auth {
-        Auth::None => (None, None, None),
+        Auth::None | Auth::Users { .. } => (None, None, None),
         Auth::UserPass { user, pass } => (Some(user), Some(pass), None),
         Auth::Token(t) => (None, None, Some(t)),
     }
@@ -167,7 +195,11 @@ pub struct Server {
     conns: FxHashMap<ConnId, Conn>,
     subs: Vec<Option<Subscription>>,
     free_subs: Vec<u32>,
-    sublist: Sublist,
+    /// `$G` first, then the configured accounts; never shrinks, so that an id
+    /// stays valid across reloads.
+    accounts: Vec<AccountState>,
+    /// Where answers to forwarded service requests go back to.
+    responses: accounts::Responses,
     timers: BTreeSet<(Instant, ConnId, TimerKind)>,
     dirty: VecDeque<ConnId>,
     ready: VecDeque<Output>,
@@ -196,7 +228,7 @@ impl Server {
             _ => String::new(),
         };
         let routing = route::Routing::new(cfg.cluster.clone(), dynamic_name);
-        Server {
+        let mut server = Server {
             cfg,
             server_id,
             server_name,
@@ -205,7 +237,8 @@ impl Server {
             conns: FxHashMap::default(),
             subs: Vec::new(),
             free_subs: Vec::new(),
-            sublist: Sublist::new(),
+            accounts: vec![AccountState::new(super::account::GLOBAL)],
+            responses: accounts::Responses::default(),
             timers: BTreeSet::new(),
             dirty: VecDeque::new(),
             ready: VecDeque::new(),
@@ -214,7 +247,9 @@ impl Server {
             throttled: BTreeSet::new(),
             internal: InternalQueue::default(),
             routing,
-        }
+        };
+        server.setup_accounts();
+        server
     }
 
     pub fn config(&self) -> &Config {
@@ -333,7 +368,36 @@ impl Server {
                 new.tls_timeout.as_secs_f64()
             ));
         }
-        let auth_changed = old.auth != new.auth;
+        if let (
+            Auth::Users {
+                no_auth_user: Some(was),
+                ..
+            },
+            Auth::Users {
+                users,
+                no_auth_user: None,
+            },
+        ) = (&old.auth, &new.auth)
+        {
+            if users.iter().any(|u| &u.name == was) {
+                return Err(format!(
+                    "config reload not supported for NoAuthUser: old={was}, new="
+                ));
+            }
+        }
+        let users = |a: &Auth| match a {
+            Auth::Users { users, .. } => Some(users.clone()),
+            _ => None,
+        };
+        if users(&old.auth) != users(&new.auth) {
+            lines.push("Reloaded: authorization users".into());
+        }
+        let accounts_changed = old.accounts != new.accounts;
+        if accounts_changed {
+            lines.push("Reloaded: accounts".into());
+        }
+        let auth_changed = old.auth != new.auth || accounts_changed;
+        let old_auth = old.auth.clone();
         let keep = (self.cfg.server_id.clone(), self.cfg.rng_seed);
         lines.extend(self.apply_cluster_reload(new.cluster.clone()));
         self.cfg = Config {
@@ -348,11 +412,29 @@ impl Server {
             .map(|c| c.id)
             .collect();
         clients.sort_unstable();
+        if accounts_changed {
+            self.setup_accounts();
+        }
         if auth_changed {
             for &id in &clients {
                 let c = &self.conns[&id];
-                if c.connect_received && !self.authorized(&c.opts) {
-                    self.auth_violation(id);
+                if !c.connect_received {
+                    continue;
+                }
+                // Checking a bcrypt hash takes time: clients whose user entry did
+                // not change keep their login without a second check.
+                let unchanged = !accounts_changed
+                    && c.user
+                        .as_deref()
+                        .is_some_and(|u| Self::same_user(&old_auth, &self.cfg.auth, u));
+                if unchanged {
+                    continue;
+                }
+                match self.authenticate(&c.opts) {
+                    Some((account, user)) if account == c.account => {
+                        self.conns.get_mut(&id).expect("listed above").user = user;
+                    }
+                    _ => self.auth_violation(id),
                 }
             }
             clients.retain(|id| {
@@ -392,7 +474,7 @@ impl Server {
         };
         let mut conn = Conn::new(id, peer, phase, now, now.mono + self.cfg.ping_interval);
         conn.auth_deadline = auth_required.then(|| now.mono + self.cfg.auth_timeout);
-        let json = self.client_info_json(id, peer, auth_required);
+        let json = self.client_info_json(id, peer, self.info_auth_required());
         proto::write_json_op(&mut conn.out, "INFO", &json);
         self.timers.insert((conn.ping_at, id, TimerKind::Ping));
         if let Some(d) = conn.auth_deadline {
@@ -408,6 +490,16 @@ impl Server {
             self.close(id, CloseReason::MaxConnectionsExceeded);
         }
         id
+    }
+
+    /// What INFO tells clients: a `no_auth_user` lets them in without credentials,
+    /// though they still go through the check.
+    pub(crate) fn info_auth_required(&self) -> bool {
+        match &self.cfg.auth {
+            Auth::None => false,
+            Auth::Users { no_auth_user, .. } => no_auth_user.is_none(),
+            _ => true,
+        }
     }
 
     /// The INFO a client gets, on connect and when the servers of the cluster change.
@@ -664,10 +756,14 @@ impl Server {
                 return false;
             }
         };
-        if !self.authorized(&opts) {
+        let Some((account, user)) = self.authenticate(&opts) else {
+            // The NATS server names the user only when it has a list of them.
+            if let (Some(c), Auth::Users { .. }) = (self.conns.get_mut(&id), &self.cfg.auth) {
+                c.opts.user = opts.user.clone();
+            }
             self.auth_violation(id);
             return false;
-        }
+        };
         if opts.no_responders && !opts.headers {
             self.send_err(id, "no responders requires headers support");
             self.close(id, CloseReason::NoRespondersRequiresHeaders);
@@ -679,6 +775,8 @@ impl Server {
         }
         c.phase = Phase::Open;
         c.connect_received = true;
+        c.account = account;
+        c.user = user;
         let verbose = opts.verbose;
         c.opts = opts;
         if verbose {
@@ -689,20 +787,48 @@ impl Server {
         true
     }
 
-    fn authorized(&self, opts: &ConnectOptions) -> bool {
-        match &self.cfg.auth {
+    /// The account and user a client's credentials log it into; `None` when they
+    /// are refused. Secrets are compared as the NATS server compares them (bcrypt
+    /// hashes included).
+    pub(crate) fn authenticate(
+        &self,
+        opts: &ConnectOptions,
+    ) -> Option<(AccountId, Option<String>)> {
+        use super::account::secret_matches;
+        let given = |s: &Option<String>| s.clone().unwrap_or_default();
+        let ok = match &self.cfg.auth {
             Auth::None => true,
             Auth::UserPass { user, pass } => {
-                opts.user.as_deref() == Some(user) && opts.pass.as_deref() == Some(pass)
+                opts.user.as_deref() == Some(user) && secret_matches(pass, &given(&opts.pass))
             }
-            Auth::Token(t) => opts.auth_token.as_deref() == Some(t),
-        }
+            Auth::Token(t) => secret_matches(t, &given(&opts.auth_token)),
+            Auth::Users {
+                users,
+                no_auth_user,
+            } => {
+                let (name, pass) = (given(&opts.user), given(&opts.pass));
+                let anonymous =
+                    name.is_empty() && pass.is_empty() && given(&opts.auth_token).is_empty();
+                let user = match no_auth_user {
+                    Some(n) if anonymous => users.iter().find(|u| &u.name == n)?,
+                    _ => {
+                        let u = users.iter().find(|u| !name.is_empty() && u.name == name)?;
+                        if !secret_matches(&u.pass, &pass) {
+                            return None;
+                        }
+                        u
+                    }
+                };
+                return Some((self.account_id(&user.account)?, Some(user.name.clone())));
+            }
+        };
+        ok.then_some((AccountId::GLOBAL, None))
     }
 
     fn auth_violation(&mut self, id: ConnId) {
         let user = self.conns.get(&id).and_then(|c| c.opts.user.clone());
         match (&self.cfg.auth, user) {
-            (Auth::UserPass { .. }, Some(u)) => {
+            (Auth::UserPass { .. } | Auth::Users { .. }, Some(u)) => {
                 self.error(id, format_args!("authentication error - User {u:?}"))
             }
             _ => self.error(id, format_args!("authentication error")),
@@ -731,13 +857,21 @@ impl Server {
                     SubKey((self.subs.len() - 1) as u32)
                 }
             };
-            if self.sublist.insert(subject, queue, key).is_err() {
+            let account = c.account;
+            if self.accounts[account.0 as usize]
+                .sublist
+                .insert(subject, queue, key)
+                .is_err()
+            {
                 self.free_subs.push(key.0);
                 self.send_err(id, "Invalid Subject");
                 return;
             }
+            let c = self.conns.get_mut(&id).expect("caller checked");
             self.subs[key.0 as usize] = Some(Subscription {
                 conn: id,
+                account,
+                forward: None,
                 sid: sid.into(),
                 subject: subject.into(),
                 queue: queue.map(Into::into),
@@ -745,7 +879,7 @@ impl Server {
                 delivered: 0,
             });
             c.subs.insert(sid.into(), key);
-            self.local_interest(subject, queue, true);
+            self.local_interest(account, subject, queue, true);
         }
         let c = self.conns.get_mut(&id).expect("caller checked");
         if verbose {
@@ -775,9 +909,17 @@ impl Server {
         let Some(sub) = self.subs[key.0 as usize].take() else {
             return;
         };
-        self.sublist.remove(&sub.subject, sub.queue.as_deref(), key);
-        if !self.is_route(sub.conn) {
-            self.local_interest(&sub.subject, sub.queue.as_deref(), false);
+        self.accounts[sub.account.0 as usize].sublist.remove(
+            &sub.subject,
+            sub.queue.as_deref(),
+            key,
+        );
+        let interest = match &sub.forward {
+            Some(f) => f.is_interest(),
+            None => !self.is_route(sub.conn),
+        };
+        if interest {
+            self.local_interest(sub.account, &sub.subject, sub.queue.as_deref(), false);
         }
         if let Some(c) = self.conns.get_mut(&sub.conn) {
             c.subs.remove(&sub.sid);
@@ -800,6 +942,7 @@ impl Server {
         self.stats.traffic.in_msgs += 1;
         self.stats.traffic.in_bytes += payload.len() as u64;
         let (verbose, pedantic) = (c.opts.verbose, c.opts.pedantic);
+        let account = c.account;
         if verbose {
             c.out.extend_from_slice(proto::OK);
             self.trace_out(id, || "OK".into());
@@ -808,7 +951,16 @@ impl Server {
             self.send_err(id, "Invalid Publish Subject");
             return false;
         }
-        let delivered = self.fan_out(now, id, subject, reply, header_len, payload, None);
+        let delivered = self.fan_out(
+            now,
+            id,
+            account,
+            subject,
+            reply,
+            header_len,
+            payload,
+            accounts::Origin::Client,
+        );
         if !delivered {
             if let Some(reply) = reply {
                 self.no_responders(id, reply);
@@ -817,24 +969,27 @@ impl Server {
         delivered
     }
 
-    /// Delivers a message from `id` to the local subscribers and, when it came from a
-    /// client, to the routes with interest. `from_route` holds the queue groups a
-    /// route chose this server for: a routed message reaches local clients only.
+    /// Delivers a message from `id` in `account` to the local subscribers and, when
+    /// it did not come from a route, to the routes with interest; what crosses into
+    /// other accounts follows (see [`accounts::Origin`]).
     #[allow(clippy::too_many_arguments)]
-    fn fan_out(
+    pub(crate) fn fan_out(
         &mut self,
-        _now: Now,
+        now: Now,
         id: ConnId,
+        account: AccountId,
         subject: &[u8],
         reply: Option<&[u8]>,
         header_len: Option<usize>,
         payload: &[u8],
-        from_route: Option<&[&[u8]]>,
+        origin: accounts::Origin<'_>,
     ) -> bool {
         let echo = self.conns.get(&id).is_none_or(|c| c.opts.echo);
-        let matches = self.sublist.matches(subject);
+        let matches = self.accounts[account.0 as usize].sublist.matches(subject);
         let mut delivered = false;
         let mut targets = route::RouteTargets::default();
+        let mut forwards = Vec::new();
+        let to_routes = matches!(origin, accounts::Origin::Client);
         let route_of = |s: &Server, key: SubKey| {
             s.subs[key.0 as usize]
                 .as_ref()
@@ -842,8 +997,15 @@ impl Server {
                 .filter(|&c| s.is_route(c))
         };
         for &key in &matches.plain {
+            if let Some(f) = self.subs[key.0 as usize]
+                .as_ref()
+                .and_then(|s| s.forward.clone())
+            {
+                forwards.push(f);
+                continue;
+            }
             match route_of(self, key) {
-                Some(r) if from_route.is_none() && self.route_open(r) => targets.add(r, None),
+                Some(r) if to_routes && self.route_open(r) => targets.add(r, None),
                 Some(_) => {}
                 None => {
                     delivered |= self.deliver(key, id, echo, subject, reply, header_len, payload)
@@ -851,7 +1013,7 @@ impl Server {
             }
         }
         for (queue, members) in &matches.groups {
-            if let Some(chosen) = from_route {
+            if let accounts::Origin::Route(chosen) = origin {
                 if !chosen.contains(&&**queue) {
                     continue;
                 }
@@ -865,7 +1027,7 @@ impl Server {
                 // Local members first: a message stays on this server when it can.
                 let key = local[self.rng.below(local.len())];
                 delivered |= self.deliver(key, id, true, subject, reply, header_len, payload);
-            } else if from_route.is_none() {
+            } else if to_routes {
                 let remote: Vec<ConnId> = members
                     .iter()
                     .filter_map(|&k| route_of(self, k))
@@ -877,7 +1039,11 @@ impl Server {
                 }
             }
         }
-        delivered |= self.send_to_routes(targets, subject, reply, header_len, payload);
+        let name = self.accounts[account.0 as usize].name.clone();
+        delivered |= self.send_to_routes(&name, targets, subject, reply, header_len, payload);
+        for f in forwards {
+            delivered |= self.forward(now, id, f, subject, reply, header_len, payload, origin);
+        }
         delivered
     }
 
@@ -963,7 +1129,7 @@ impl Server {
         if !c.opts.no_responders {
             return;
         }
-        let matches = self.sublist.matches(reply);
+        let matches = self.accounts[c.account.0 as usize].sublist.matches(reply);
         let own = matches
             .plain
             .iter()
@@ -1064,10 +1230,14 @@ impl Server {
         let route = self.is_route(id);
         for k in keys {
             if let Some(sub) = self.subs[k.0 as usize].take() {
-                self.sublist.remove(&sub.subject, sub.queue.as_deref(), k);
+                self.accounts[sub.account.0 as usize].sublist.remove(
+                    &sub.subject,
+                    sub.queue.as_deref(),
+                    k,
+                );
                 self.free_subs.push(k.0);
                 if !route {
-                    self.local_interest(&sub.subject, sub.queue.as_deref(), false);
+                    self.local_interest(sub.account, &sub.subject, sub.queue.as_deref(), false);
                 }
             }
         }
@@ -1172,8 +1342,33 @@ impl Server {
     }
 
     /// Adds an in-process client (the streaming server) that subscribes and publishes
-    /// through the same routing as socket clients.
-    pub fn add_internal_client(&mut self, now: Now, name: &str) -> ConnId {
+    /// through the same routing as socket clients, in the account the configured
+    /// [`Login`] leads to; Err with the NATS client's words when the credentials
+    /// are refused.
+    pub fn add_internal_client(&mut self, now: Now, name: &str) -> Result<ConnId, String> {
+        let login = self.cfg.internal_login.clone();
+        let account = if login == Login::default() {
+            // Without credentials a single user or token of the server is what it
+            // would log in with; users need a `no_auth_user` to let it in.
+            match &self.cfg.auth {
+                Auth::Users { .. } => match self.authenticate(&ConnectOptions::default()) {
+                    Some((a, _)) => a,
+                    None => return Err("nats: authorization violation".into()),
+                },
+                _ => AccountId::GLOBAL,
+            }
+        } else {
+            let opts = ConnectOptions {
+                user: login.user.clone(),
+                pass: login.pass.clone(),
+                auth_token: login.token.clone(),
+                ..ConnectOptions::default()
+            };
+            match self.authenticate(&opts) {
+                Some((a, _)) => a,
+                None => return Err("nats: authorization violation".into()),
+            }
+        };
         self.next_conn += 1;
         let id = ConnId(self.next_conn);
         let peer = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -1183,10 +1378,17 @@ impl Server {
         conn.opts = ConnectOptions {
             name: name.to_string(),
             lang: "rust".into(),
+            user: login.user,
             ..ConnectOptions::default()
         };
+        conn.account = account;
         self.conns.insert(id, conn);
-        id
+        Ok(id)
+    }
+
+    /// The account of an in-process client, by name.
+    pub fn account_of(&self, conn: ConnId) -> Option<&str> {
+        self.conns.get(&conn).map(|c| self.account_name(c.account))
     }
 
     /// Subscribes an in-process client; `sid` comes back in each [`InternalMsg`].
@@ -1197,9 +1399,9 @@ impl Server {
         sid: u64,
     ) -> Result<(), super::sublist::InvalidSubject> {
         let sid_text = sid.to_string();
-        let before = self.sublist.len();
+        let before = self.num_subscriptions();
         self.subscribe(conn, subject.as_bytes(), None, sid_text.as_bytes());
-        if self.sublist.len() == before {
+        if self.num_subscriptions() == before {
             // The generic path reports an invalid subject to the client as -ERR; an
             // in-process client has no socket, so drop those bytes and say it here.
             if let Some(c) = self.conns.get_mut(&conn) {
@@ -1283,8 +1485,19 @@ impl Server {
         self.conns.values().filter(|c| !self.is_route(c.id))
     }
 
-    pub(crate) fn sublist(&self) -> &Sublist {
-        &self.sublist
+    /// The subscription indexes of all accounts, `$G` first.
+    pub(crate) fn sublists(&self) -> impl Iterator<Item = &Sublist> {
+        self.accounts.iter().map(|a| &a.sublist)
+    }
+
+    /// Subscriptions of all accounts, the server's own included.
+    pub fn num_subscriptions(&self) -> usize {
+        self.sublists().map(Sublist::len).sum()
+    }
+
+    /// The name of the account `conn` lives in.
+    pub(crate) fn account_name(&self, account: AccountId) -> &str {
+        &self.accounts[account.0 as usize].name
     }
 
     pub(crate) fn subscription(&self, key: SubKey) -> Option<&Subscription> {
