@@ -160,6 +160,8 @@ pub struct ConnzQuery {
     pub offset: usize,
     pub limit: usize,
     pub cid: Option<u64>,
+    /// `auth`: show who each client logged in as, and its account.
+    pub auth: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,6 +204,11 @@ pub struct ConnInfo {
     pub tls_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cipher_suite: Option<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub authorized_user: String,
+    /// Shown for accounts other than `$G`, as the NATS server does.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub account: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions_list: Option<Vec<String>>,
 }
@@ -253,6 +260,20 @@ pub fn connz(s: &Server, ctx: &Context, q: &ConnzQuery) -> Connz {
             version: c.opts.version.clone(),
             tls_version: c.tls.as_ref().map(|t| t.0.clone()),
             tls_cipher_suite: c.tls.as_ref().map(|t| t.1.clone()),
+            authorized_user: if q.auth {
+                c.user
+                    .clone()
+                    .or_else(|| c.opts.user.clone())
+                    .filter(|u| !u.is_empty())
+                    .or_else(|| c.opts.auth_token.clone())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            },
+            account: match s.account_name(c.account) {
+                name if q.auth && name != super::account::GLOBAL => name.to_string(),
+                _ => String::new(),
+            },
             subscriptions_list: q.subs.then(|| {
                 let mut subs: Vec<String> = c
                     .subs

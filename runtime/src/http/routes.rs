@@ -169,6 +169,11 @@ pub fn route(base: &str, path: &str, query: &str) -> Route {
             offset: int(&query, "offset"),
             limit: int(&query, "limit"),
             cid: query.get("cid").and_then(|c| c.parse().ok()),
+            // Go's strconv.ParseBool, as the NATS server reads the flag.
+            auth: matches!(
+                query.get("auth").map(String::as_str),
+                Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+            ),
         }),
         "/subsz" | "/subscriptionsz" => Doc::Subsz(SubszQuery {
             subs: nats_subs(&query),
