@@ -1039,8 +1039,10 @@ impl Server {
                 }
             }
         }
-        let name = self.accounts[account.0 as usize].name.clone();
-        delivered |= self.send_to_routes(&name, targets, subject, reply, header_len, payload);
+        if !targets.targets.is_empty() {
+            let name = self.accounts[account.0 as usize].name.clone();
+            delivered |= self.send_to_routes(&name, targets, subject, reply, header_len, payload);
+        }
         for f in forwards {
             delivered |= self.forward(now, id, f, subject, reply, header_len, payload, origin);
         }
