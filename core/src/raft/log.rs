@@ -1,0 +1,106 @@
+//! The Raft log port.
+
+/// A log failure; fatal for the member (its text is logged).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LogError(pub String);
+
+/// One log entry. An empty `data` is the no-op a new leader appends to commit the
+/// entries of earlier terms.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Entry {
+    pub term: u64,
+    pub index: u64,
+    pub data: Vec<u8>,
+}
+
+/// What a member must remember across restarts besides the entries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HardState {
+    pub term: u64,
+    /// The member voted for in `term`; empty if none.
+    pub vote: String,
+    /// The highest index known committed when this was saved (a lower bound).
+    pub commit: u64,
+}
+
+/// Storage of the log and the hard state. Writes need only be durable after
+/// [`RaftLog::flush`].
+pub trait RaftLog: Send {
+    fn hard_state(&self) -> HardState;
+    fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError>;
+    /// Index of the last entry; 0 when the log is empty.
+    fn last_index(&self) -> u64;
+    /// Term of the entry at `index`; 0 for index 0; `None` past the end.
+    fn term(&self, index: u64) -> Result<Option<u64>, LogError>;
+    /// Entries from `from` on (inclusive), at least one if any exists, stopping before
+    /// their data would pass `max_bytes`.
+    fn entries(&mut self, from: u64, max_bytes: usize) -> Result<Vec<Entry>, LogError>;
+    /// Appends `entries` (consecutive indexes). The first may be at or below
+    /// `last_index()`: the log is first cut back to just before it.
+    fn append(&mut self, entries: &[Entry]) -> Result<(), LogError>;
+    /// Makes every write so far durable.
+    fn flush(&mut self) -> Result<(), LogError>;
+}
+
+/// A log in memory, for tests and the simulator.
+#[derive(Debug, Clone, Default)]
+pub struct MemLog {
+    hs: HardState,
+    entries: Vec<Entry>,
+}
+
+impl RaftLog for MemLog {
+    fn hard_state(&self) -> HardState {
+        self.hs.clone()
+    }
+
+    fn set_hard_state(&mut self, hs: &HardState) -> Result<(), LogError> {
+        self.hs = hs.clone();
+        Ok(())
+    }
+
+    fn last_index(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    fn term(&self, index: u64) -> Result<Option<u64>, LogError> {
+        if index == 0 {
+            return Ok(Some(0));
+        }
+        Ok(self.entries.get(index as usize - 1).map(|e| e.term))
+    }
+
+    fn entries(&mut self, from: u64, max_bytes: usize) -> Result<Vec<Entry>, LogError> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for e in self.entries.iter().skip(from.saturating_sub(1) as usize) {
+            bytes += e.data.len();
+            if !out.is_empty() && bytes > max_bytes {
+                break;
+            }
+            out.push(e.clone());
+        }
+        Ok(out)
+    }
+
+    fn append(&mut self, entries: &[Entry]) -> Result<(), LogError> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        if first.index == 0 || first.index > self.last_index() + 1 {
+            return Err(LogError(format!(
+                "append at index {} after last index {}",
+                first.index,
+                self.last_index()
+            )));
+        }
+        self.entries.truncate(first.index as usize - 1);
+        self.entries.extend_from_slice(entries);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), LogError> {
+        Ok(())
+    }
+}
