@@ -340,11 +340,14 @@ impl Node {
     }
 
     /// Makes the batch durable before its outputs are released.
-    pub fn flush_store(&mut self) -> Result<(), String> {
-        match self.streaming.as_mut() {
-            Some(att) => att.server.flush(),
+    pub fn flush_store(&mut self, now: Now) -> Result<(), String> {
+        let result = match self.streaming.as_mut() {
+            Some(att) => att.server.flush(now),
             None => Ok(()),
-        }
+        };
+        // Clustered, the flush releases what the batch sends and Raft's messages.
+        self.pump(now);
+        result
     }
 
     /// True while a reader is far behind; see [`Server::wants_backpressure`].
