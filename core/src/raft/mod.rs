@@ -22,5 +22,9 @@
 //! durable.
 
 mod log;
+mod msg;
+mod node;
 
 pub use log::{Entry, HardState, LogError, MemLog, RaftLog};
+pub use msg::{DecodeError, Message};
+pub use node::{NotLeader, Output, Raft, RaftConfig, Role};
