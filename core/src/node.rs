@@ -167,6 +167,14 @@ impl Node {
         Ok(node)
     }
 
+    /// Keeps the clustered streaming server's Raft log in `log`; see
+    /// [`Streaming::set_raft_log`].
+    pub fn set_raft_log(&mut self, log: Box<dyn crate::raft::RaftLog>) {
+        if let Some(att) = self.streaming.as_mut() {
+            att.server.set_raft_log(log);
+        }
+    }
+
     /// Lines logged before the NATS banner (streaming nodes only).
     pub fn banner(&self) -> Vec<String> {
         self.streaming

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config_file;
 pub mod driver;
 pub mod encryption;
