@@ -43,11 +43,30 @@ pub trait RaftLog: Send {
     fn flush(&mut self) -> Result<(), LogError>;
 }
 
-/// A log in memory, for tests and the simulator.
+/// A log in memory, for tests and the simulator. It also remembers what the last
+/// [`RaftLog::flush`] made durable, so that [`MemLog::crash`] can lose the rest as a
+/// power failure would.
 #[derive(Debug, Clone, Default)]
 pub struct MemLog {
     hs: HardState,
     entries: Vec<Entry>,
+    /// The hard state as of the last flush.
+    durable_hs: HardState,
+    /// How many leading `entries` are unchanged since the last flush.
+    durable_len: usize,
+    /// Entries that were durable at the last flush and have been cut since; the
+    /// durable log is `entries[..durable_len]` followed by these.
+    cut: Vec<Entry>,
+}
+
+impl MemLog {
+    /// Forgets every write since the last flush, as a crash of the machine would.
+    pub fn crash(&mut self) {
+        self.hs = self.durable_hs.clone();
+        self.entries.truncate(self.durable_len);
+        self.entries.append(&mut self.cut);
+        self.durable_len = self.entries.len();
+    }
 }
 
 impl RaftLog for MemLog {
@@ -95,12 +114,71 @@ impl RaftLog for MemLog {
                 self.last_index()
             )));
         }
-        self.entries.truncate(first.index as usize - 1);
+        let keep = first.index as usize - 1;
+        if keep < self.durable_len {
+            let lost: Vec<Entry> = self.entries.drain(keep..self.durable_len).collect();
+            self.cut.splice(0..0, lost);
+            self.durable_len = keep;
+        }
+        self.entries.truncate(keep);
         self.entries.extend_from_slice(entries);
         Ok(())
     }
 
     fn flush(&mut self) -> Result<(), LogError> {
+        self.durable_hs = self.hs.clone();
+        self.durable_len = self.entries.len();
+        self.cut.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            term,
+            index,
+            data: vec![index as u8],
+        }
+    }
+
+    fn terms(log: &MemLog) -> Vec<u64> {
+        log.entries.iter().map(|e| e.term).collect()
+    }
+
+    #[test]
+    fn crash_loses_only_unflushed_writes() {
+        let mut log = MemLog::default();
+        log.append(&[entry(1, 1), entry(1, 2), entry(1, 3)])
+            .unwrap();
+        let hs = HardState {
+            term: 1,
+            vote: "a".into(),
+            commit: 2,
+        };
+        log.set_hard_state(&hs).unwrap();
+        log.flush().unwrap();
+        // Cut twice below the durable end and append again, then crash.
+        log.append(&[entry(2, 3)]).unwrap();
+        log.append(&[entry(3, 2), entry(3, 3), entry(3, 4)])
+            .unwrap();
+        log.set_hard_state(&HardState {
+            term: 3,
+            ..HardState::default()
+        })
+        .unwrap();
+        log.crash();
+        assert_eq!(terms(&log), [1, 1, 1]);
+        assert_eq!(log.entries, [entry(1, 1), entry(1, 2), entry(1, 3)]);
+        assert_eq!(log.hard_state(), hs);
+
+        log.append(&[entry(4, 4)]).unwrap();
+        log.flush().unwrap();
+        log.append(&[entry(5, 2)]).unwrap();
+        log.crash();
+        assert_eq!(terms(&log), [1, 1, 1, 4]);
     }
 }
