@@ -138,14 +138,15 @@ fn the_leader_answers_clients_only_once_the_other_member_stored_the_writes() {
     assert!(t.w.connect_done(c));
 
     t.w.publish_msg(c, "foo", "hello");
-    assert!(t.w.pub_acks(c).is_empty(), "PubAck before b stored the message");
+    assert!(
+        t.w.pub_acks(c).is_empty(),
+        "PubAck before b stored the message"
+    );
     // b stays silent a while: still no PubAck.
     t.w.advance(Duration::from_millis(300));
     let silent = t.received();
     assert!(
-        silent
-            .iter()
-            .all(|m| matches!(m, Message::Append { .. })),
+        silent.iter().all(|m| matches!(m, Message::Append { .. })),
         "{silent:?}"
     );
     assert!(t.w.pub_acks(c).is_empty());
@@ -175,8 +176,9 @@ fn the_leader_answers_clients_only_once_the_other_member_stored_the_writes() {
     assert_eq!(acks.len(), 1, "{}", t.w.transcript);
     assert_eq!(acks[0].1, "");
     assert!(
-        t.log.iter().any(|e| !e.data.is_empty()
-            && e.data.windows(5).any(|w| w == b"hello")),
+        t.log
+            .iter()
+            .any(|e| !e.data.is_empty() && e.data.windows(5).any(|w| w == b"hello")),
         "b holds the message"
     );
 
@@ -204,7 +206,10 @@ fn a_member_that_loses_the_other_stops_serving_and_follows() {
     t.w.advance(Duration::from_secs(3));
     let s = t.w.node.streaming().unwrap();
     assert_ne!(s.raft_role().unwrap().to_string(), "Leader");
-    assert!(s.client_ids().next().is_none(), "a deposed leader forgets its clients");
+    assert!(
+        s.client_ids().next().is_none(),
+        "a deposed leader forgets its clients"
+    );
     // Nobody takes requests now: the publisher hears that no one responds.
     let before = t.w.transcript.len();
     t.w.publish_msg(c, "foo", "lost");
@@ -228,10 +233,9 @@ fn a_member_that_loses_the_other_stops_serving_and_follows() {
     });
     let answers = t.received();
     assert!(
-        answers.iter().any(|m| matches!(
-            m,
-            Message::AppendResult { success: true, .. }
-        )),
+        answers
+            .iter()
+            .any(|m| matches!(m, Message::AppendResult { success: true, .. })),
         "{answers:?}"
     );
     let s = t.w.node.streaming().unwrap();

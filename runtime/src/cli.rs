@@ -102,7 +102,7 @@ impl CliExit {
 }
 
 /// Raft clustering (OPERATIONS §1.2, §2.3), with the Go server's defaults.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RaftOptions {
     pub clustered: bool,
     pub node_id: Option<String>,

@@ -33,9 +33,7 @@ pub fn check(opts: &Options) -> Result<(), String> {
         return Err("stan: channels partitioning in clustering mode is not supported".into());
     }
     match opts.store.as_str() {
-        "MEMORY" => {
-            return Err("stan: clustering mode not supported with MEMORY store type".into())
-        }
+        "MEMORY" => return Err("stan: clustering mode not supported with MEMORY store type".into()),
         "SQL" => {
             return Err(
                 "stan: clustering mode with the SQL store is not supported yet by stan-server"
@@ -59,7 +57,9 @@ pub fn check(opts: &Options) -> Result<(), String> {
     }
     let node_id = opts.raft.node_id.as_deref().unwrap_or_default();
     if node_id.is_empty() {
-        return Err("stan: cluster_node_id must be set (stan-server does not generate node IDs)".into());
+        return Err(
+            "stan: cluster_node_id must be set (stan-server does not generate node IDs)".into(),
+        );
     }
     for id in std::iter::once(node_id).chain(opts.raft.peers.iter().map(String::as_str)) {
         if !is_token(id) {
@@ -101,8 +101,8 @@ pub fn open_store(
     file_opts.sync = opts.raft.sync;
     file_opts.validate().map_err(|e| e.to_string())?;
     let log_dir = PathBuf::from(log_path(opts)).join(&opts.cluster_id);
-    let raft_log = FileRaftLog::open(Arc::new(StdFs), &log_dir, opts.raft.sync)
-        .map_err(|e| e.to_string())?;
+    let raft_log =
+        FileRaftLog::open(Arc::new(StdFs), &log_dir, opts.raft.sync).map_err(|e| e.to_string())?;
     let root = Path::new(dir);
     if root.join("server.dat").exists() {
         let mut old = FileStore::open(dir, file_opts.clone()).map_err(|e| e.to_string())?;

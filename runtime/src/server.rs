@@ -480,11 +480,10 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             Box::new(Unopened::new("FILE")) as Box<dyn Store>
         })
     } else if opts.raft.clustered {
-        crate::cluster::open_store(&opts, &cfg, &log)
-            .map(|(store, raft_log)| {
-                cluster_log = Some(raft_log);
-                store
-            })
+        crate::cluster::open_store(&opts, &cfg, &log).map(|(store, raft_log)| {
+            cluster_log = Some(raft_log);
+            store
+        })
     } else {
         open_store(&opts, &cfg, &log)
     };

@@ -196,7 +196,9 @@ async fn a_new_leader_serves_everything_acknowledged() {
     let follower = (first + 1) % 3;
     let z = m[follower].serverz().await.unwrap();
     assert_eq!(z["role"], "Follower");
-    let storez = monitor_json(m[first].http, "/streaming/storez").await.unwrap();
+    let storez = monitor_json(m[first].http, "/streaming/storez")
+        .await
+        .unwrap();
     assert_eq!(storez["type"], "RAFT_FILE");
 
     // Through a follower's NATS server: requests travel the routes to the leader.
@@ -228,12 +230,16 @@ async fn a_new_leader_serves_everything_acknowledged() {
     check_all(&m[survivor].addr(), "checker", 31).await;
 
     // The durable resumes after what it acknowledged.
-    let conn = connect(&m[survivor].addr(), "reader2").await;
+    let conn = connect(&m[survivor].addr(), "reader").await;
     let mut dur = durable(&conn).await;
     let mut got = BTreeSet::new();
     while got.len() < 21 {
         let msg = next(&mut dur).await;
-        assert!(msg.sequence > 10, "acknowledged message {} again", msg.sequence);
+        assert!(
+            msg.sequence > 10,
+            "acknowledged message {} again",
+            msg.sequence
+        );
         got.insert(msg.sequence);
         dur.ack(msg.sequence).await.unwrap();
     }
@@ -280,8 +286,13 @@ fn refusal(args: &[&str]) -> String {
 
 #[test]
 fn what_clustering_cannot_run_with_is_refused() {
-    assert!(refusal(&["--clustered", "--cluster_node_id", "a", "--cluster_bootstrap"])
-        .ends_with("Failed to start: stan: clustering mode not supported with MEMORY store type"));
+    assert!(refusal(&[
+        "--clustered",
+        "--cluster_node_id",
+        "a",
+        "--cluster_bootstrap"
+    ])
+    .ends_with("Failed to start: stan: clustering mode not supported with MEMORY store type"));
     let dir = TempDir::new("cluster-refusals");
     let data = dir.join("data");
     let data = data.to_str().unwrap();
@@ -293,10 +304,19 @@ fn what_clustering_cannot_run_with_is_refused() {
         ),
     )
     .unwrap();
-    assert!(refusal(&["-sc", part.to_str().unwrap()])
-        .ends_with("Failed to start: stan: channels partitioning in clustering mode is not supported"));
-    assert!(refusal(&["-st", "FILE", "--dir", data, "--clustered", "--cluster_node_id", "a"])
-        .contains("joining a running cluster is not supported yet"));
+    assert!(refusal(&["-sc", part.to_str().unwrap()]).ends_with(
+        "Failed to start: stan: channels partitioning in clustering mode is not supported"
+    ));
+    assert!(refusal(&[
+        "-st",
+        "FILE",
+        "--dir",
+        data,
+        "--clustered",
+        "--cluster_node_id",
+        "a"
+    ])
+    .contains("joining a running cluster is not supported yet"));
 
     // A store written by a standalone server is left as it is.
     let mut standalone = Logged::server(&[
@@ -328,7 +348,10 @@ fn what_clustering_cannot_run_with_is_refused() {
     .ends_with(
         "Failed to start: stan: cannot restart server in clustered mode if it was not previously clustered"
     ));
-    assert_eq!(std::fs::read(dir.join("data").join("server.dat")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(dir.join("data").join("server.dat")).unwrap(),
+        before
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -360,7 +383,10 @@ async fn a_single_bootstrapped_member_serves_and_recovers_from_its_log() {
     let text = lines.join("\n");
     assert!(text.contains("STREAM: Cluster Node ID : solo"), "{text}");
     assert!(text.contains("server became leader, performing leader promotion actions"));
-    assert!(text.contains("STREAM: Message store is RAFT_FILE"), "{text}");
+    assert!(
+        text.contains("STREAM: Message store is RAFT_FILE"),
+        "{text}"
+    );
     let addr = format!("127.0.0.1:{port}");
     let conn = connect(&addr, "writer").await;
     for i in 1..=20 {

@@ -257,13 +257,17 @@ impl Store for Replicated {
 
     fn add_pending(&mut self, channel: &str, sub_id: u64, seq: u64) -> store::Result<()> {
         self.inner.add_pending(channel, sub_id, seq)?;
-        record(&self.rec, || Write::AddPending(sub_seq(channel, sub_id, seq)));
+        record(&self.rec, || {
+            Write::AddPending(sub_seq(channel, sub_id, seq))
+        });
         Ok(())
     }
 
     fn ack_pending(&mut self, channel: &str, sub_id: u64, seq: u64) -> store::Result<()> {
         self.inner.ack_pending(channel, sub_id, seq)?;
-        record(&self.rec, || Write::AckPending(sub_seq(channel, sub_id, seq)));
+        record(&self.rec, || {
+            Write::AckPending(sub_seq(channel, sub_id, seq))
+        });
         Ok(())
     }
 
@@ -564,10 +568,15 @@ impl Streaming {
         }
         let batch = match Batch::decode(entry.data.as_slice()) {
             Ok(b) => b,
-            Err(e) => return self.fail(format!("stan: undecodable Raft entry {}: {e}", entry.index)),
+            Err(e) => {
+                return self.fail(format!("stan: undecodable Raft entry {}: {e}", entry.index))
+            }
         };
         if let Err(e) = self.apply(batch) {
-            self.fail(format!("stan: unable to apply Raft entry {}: {e}", entry.index));
+            self.fail(format!(
+                "stan: unable to apply Raft entry {}: {e}",
+                entry.index
+            ));
         }
     }
 
@@ -604,8 +613,10 @@ impl Streaming {
             }
         });
         if let Some(rec) = &rec {
-            rec.lock().unwrap_or_else(PoisonError::into_inner).on =
-                self.cluster.as_ref().is_some_and(|c| c.stage == Stage::Serving);
+            rec.lock().unwrap_or_else(PoisonError::into_inner).on = self
+                .cluster
+                .as_ref()
+                .is_some_and(|c| c.stage == Stage::Serving);
         }
         result
     }
@@ -663,7 +674,10 @@ impl Streaming {
         if pending_writes {
             return self.fail("stan: leadership lost with writes not replicated".into());
         }
-        self.log(Level::Info, "server lost leadership, stopping leader actions".into());
+        self.log(
+            Level::Info,
+            "server lost leadership, stopping leader actions".into(),
+        );
         self.reset_serving();
     }
 }

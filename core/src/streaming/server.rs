@@ -432,8 +432,7 @@ impl Streaming {
             (sid::CLOSE, self.info.close.clone()),
             (sid::PINGS, format!("{}.pings", self.info.discovery)),
         ];
-        let replies_open =
-            self.ft.is_none() && self.partitions.is_none() && self.cluster.is_none();
+        let replies_open = self.ft.is_none() && self.partitions.is_none() && self.cluster.is_none();
         let replies = (!replies_open).then(|| (sid::REPLIES, format!("{}.*", self.reply_prefix)));
         for (sid, subject) in subjects.into_iter().chain(replies) {
             self.actions.push_back(Action::Subscribe { sid, subject });
@@ -545,9 +544,9 @@ impl Streaming {
             self.partition_deadline(),
             self.cluster_deadline(),
         ]
-            .into_iter()
-            .flatten()
-            .min()
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {

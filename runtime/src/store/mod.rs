@@ -31,5 +31,5 @@ pub use file::{FileStore, LockAttempt, RootLock};
 pub use fs::{DirEntry, Fs, FsFile, FsLock, StdFs};
 pub use memfs::MemFs;
 pub use options::{ChannelLimits, FileStoreOptions};
-pub use subs::SUBS_FILE;
 pub use sql::{HeldLock, OnLost, SqlLock, SqlStore, SqlStoreOptions};
+pub use subs::SUBS_FILE;
