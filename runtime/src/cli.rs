@@ -1794,8 +1794,8 @@ mod tests {
             }
         }
         assert_eq!(
-            failure(&["-p", "1", "--clustered", "-ns", "nats://h:4222"]),
-            "flag -clustered is not supported yet by stan-server\n"
+            failure(&["-p", "1", "--io_batch_size", "5", "-ns", "nats://h:4222"]),
+            "flag -io_batch_size is not supported yet by stan-server\n"
         );
         // A value of an unsupported flag is still checked by the flag syntax first.
         assert_eq!(

@@ -505,7 +505,6 @@ fn malformed_files_name_file_line_and_key() {
         ("tls {\n  cert_file: x\n}\n", "1: missing 'key_file' in TLS configuration"),
         // Both servers read a shared file's `tls { }`; the NATS server goes first.
         ("tls {\n  client_cert: x\n}\n", "2: error parsing tls config, unknown field [\"client_cert\"]"),
-        ("cluster {\n  listen: 0.0.0.0:6222\n}\n", "1: parameter \"cluster\" is not supported yet by stan-server"),
         ("streaming { cluster {\n  peers: \"a,b\"\n} }\n", "2: parameter \"peers\" value is expected to be slice, got string"),
         ("streaming {\n  secure: 1\n}\n", "2: parameter \"secure\" value is expected to be bool, got int64"),
         ("\nsyslog: \"yes\"\n", "2: interface conversion: interface {} is string, not bool"),
