@@ -820,7 +820,10 @@ fn cluster_section_keys_are_read_under_their_flag_names() {
             ("cluster_log_snapshots", FileSetting::Int(3)),
             ("cluster_trailing_logs", FileSetting::Int(256)),
             ("cluster_sync", FileSetting::Bool(true)),
-            ("cluster_proceed_on_restore_failure", FileSetting::Bool(false)),
+            (
+                "cluster_proceed_on_restore_failure",
+                FileSetting::Bool(false)
+            ),
             ("cluster_allow_add_remove_node", FileSetting::Bool(true)),
             ("cluster_raft_logging", FileSetting::Bool(false)),
             ("cluster_raft_heartbeat_timeout", FileSetting::Nanos(2 * S)),

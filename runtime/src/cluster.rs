@@ -84,14 +84,13 @@ fn is_token(id: &str) -> bool {
             .any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace())
 }
 
+/// A member's store and its Raft log.
+pub type Opened = (Box<dyn Store>, Box<dyn RaftLog>);
+
 /// Opens the member's Raft log and an empty FILE store in `--dir`: what the store
 /// held is rebuilt from the log. A store that was not written by a cluster member is
 /// left untouched and refused, as the Go server refuses it.
-pub fn open_store(
-    opts: &Options,
-    cfg: &NodeConfig,
-    log: &Logger,
-) -> Result<(Box<dyn Store>, Box<dyn RaftLog>), String> {
+pub fn open_store(opts: &Options, cfg: &NodeConfig, log: &Logger) -> Result<Opened, String> {
     check(opts)?;
     let dir = opts
         .dir

@@ -62,6 +62,7 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
             lease_timeout: opts.raft.lease_timeout,
             commit_timeout: opts.raft.commit_timeout,
             log_path: crate::cluster::log_path(opts),
+            raft_logging: opts.raft.raft_logging,
         }),
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {

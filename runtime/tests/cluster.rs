@@ -377,12 +377,17 @@ async fn a_single_bootstrapped_member_serves_and_recovers_from_its_log() {
         "--cluster_bootstrap",
         "--cluster_log_path",
         log.to_str().unwrap(),
+        "--cluster_raft_logging",
     ];
     let mut server = Logged::server(&args);
     let lines = server.wait_for(READY);
     let text = lines.join("\n");
     assert!(text.contains("STREAM: Cluster Node ID : solo"), "{text}");
     assert!(text.contains("server became leader, performing leader promotion actions"));
+    assert!(
+        text.contains("STREAM: raft: solo is Leader in term"),
+        "{text}"
+    );
     assert!(
         text.contains("STREAM: Message store is RAFT_FILE"),
         "{text}"

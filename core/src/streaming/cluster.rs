@@ -41,6 +41,8 @@ pub struct ClusterConfig {
     pub commit_timeout: Duration,
     /// Where the log is kept, for the startup lines.
     pub log_path: String,
+    /// `cluster_raft_logging`: log elections and role changes.
+    pub raft_logging: bool,
 }
 
 impl Default for ClusterConfig {
@@ -53,6 +55,7 @@ impl Default for ClusterConfig {
             lease_timeout: Duration::from_secs(1),
             commit_timeout: Duration::from_millis(100),
             log_path: String::new(),
+            raft_logging: false,
         }
     }
 }
@@ -517,15 +520,12 @@ impl Streaming {
     /// changes.
     fn pump_raft(&mut self, now: Now) {
         let cid = self.cfg.cluster_id.clone();
-        loop {
-            let Some(out) = self
-                .cluster
-                .as_mut()
-                .and_then(|c| c.raft.as_mut())
-                .and_then(Raft::poll_output)
-            else {
-                break;
-            };
+        while let Some(out) = self
+            .cluster
+            .as_mut()
+            .and_then(|c| c.raft.as_mut())
+            .and_then(Raft::poll_output)
+        {
             match out {
                 Output::Send { to, msg } => {
                     let c = self.cluster.as_mut().expect("checked above");
@@ -622,6 +622,14 @@ impl Streaming {
     }
 
     fn role_changed(&mut self, now: Now, role: Role) {
+        let Some(c) = self.cluster.as_mut() else {
+            return;
+        };
+        if c.cfg.raft_logging {
+            let term = c.raft.as_ref().map_or(0, Raft::term);
+            let line = format!("raft: {} is {role} in term {term}", c.cfg.node_id);
+            self.log(Level::Info, line);
+        }
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
