@@ -18,6 +18,7 @@ pub mod gofmt;
 pub mod log;
 pub mod nats;
 pub mod node;
+pub mod raft;
 pub mod rng;
 pub mod store;
 pub mod streaming;

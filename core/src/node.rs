@@ -167,6 +167,14 @@ impl Node {
         Ok(node)
     }
 
+    /// Keeps the clustered streaming server's Raft log in `log`; see
+    /// [`Streaming::set_raft_log`].
+    pub fn set_raft_log(&mut self, log: Box<dyn crate::raft::RaftLog>) {
+        if let Some(att) = self.streaming.as_mut() {
+            att.server.set_raft_log(log);
+        }
+    }
+
     /// Lines logged before the NATS banner (streaming nodes only).
     pub fn banner(&self) -> Vec<String> {
         self.streaming
@@ -340,11 +348,14 @@ impl Node {
     }
 
     /// Makes the batch durable before its outputs are released.
-    pub fn flush_store(&mut self) -> Result<(), String> {
-        match self.streaming.as_mut() {
-            Some(att) => att.server.flush(),
+    pub fn flush_store(&mut self, now: Now) -> Result<(), String> {
+        let result = match self.streaming.as_mut() {
+            Some(att) => att.server.flush(now),
             None => Ok(()),
-        }
+        };
+        // Clustered, the flush releases what the batch sends and Raft's messages.
+        self.pump(now);
+        result
     }
 
     /// True while a reader is far behind; see [`Server::wants_backpressure`].

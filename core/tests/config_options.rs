@@ -652,11 +652,10 @@ fn external_nats_keys_are_read() {
         ),
         (Some("u"), Some("p"), Some("t"))
     );
+    // The block alone turns clustering on.
     for key in ["cluster", "Cluster"] {
-        assert_eq!(
-            streaming_error(&format!("{key} {{ }}\n")),
-            format!("s.conf:1: parameter \"{key}\" is not supported yet by stan-server"),
-        );
+        let o = streaming(&format!("{key} {{ }}\n"));
+        assert_eq!(o.file, vec![("clustered", FileSetting::Bool(true))]);
     }
 }
 
@@ -784,7 +783,7 @@ fn sql_section_sets_the_sql_flags() {
 }
 
 #[test]
-fn cluster_section_is_read_before_its_refusal() {
+fn cluster_section_keys_are_read_under_their_flag_names() {
     let full = r#"cluster {
   node_id: "a"
   bootstrap: true
@@ -807,9 +806,31 @@ fn cluster_section_is_read_before_its_refusal() {
   listen: "0.0.0.0:6222"
 }
 "#;
+    let o = streaming(full);
+    let ms = 1_000_000;
     assert_eq!(
-        streaming_error(full),
-        "s.conf:1: parameter \"cluster\" is not supported yet by stan-server"
+        o.file,
+        vec![
+            ("clustered", FileSetting::Bool(true)),
+            ("cluster_node_id", FileSetting::Str("a".into())),
+            ("cluster_bootstrap", FileSetting::Bool(true)),
+            ("cluster_peers", FileSetting::Str("b,c".into())),
+            ("cluster_log_path", FileSetting::Str("/raft".into())),
+            ("cluster_log_cache_size", FileSetting::Int(1024)),
+            ("cluster_log_snapshots", FileSetting::Int(3)),
+            ("cluster_trailing_logs", FileSetting::Int(256)),
+            ("cluster_sync", FileSetting::Bool(true)),
+            (
+                "cluster_proceed_on_restore_failure",
+                FileSetting::Bool(false)
+            ),
+            ("cluster_allow_add_remove_node", FileSetting::Bool(true)),
+            ("cluster_raft_logging", FileSetting::Bool(false)),
+            ("cluster_raft_heartbeat_timeout", FileSetting::Nanos(2 * S)),
+            ("cluster_raft_election_timeout", FileSetting::Nanos(2 * S)),
+            ("cluster_raft_lease_timeout", FileSetting::Nanos(S)),
+            ("cluster_raft_commit_timeout", FileSetting::Nanos(100 * ms)),
+        ]
     );
     let cases: &[(&str, &str, &str)] = &[
         ("node_id", "1", "string, got int64"),

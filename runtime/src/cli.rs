@@ -101,6 +101,66 @@ impl CliExit {
     }
 }
 
+/// Raft clustering (OPERATIONS §1.2, §2.3), with the Go server's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftOptions {
+    pub clustered: bool,
+    pub node_id: Option<String>,
+    pub bootstrap: bool,
+    /// The other members' node IDs, spaces trimmed.
+    pub peers: Vec<String>,
+    /// `None`: `<cluster ID>/<node ID>` under the working directory.
+    pub log_path: Option<String>,
+    // Tuning of the Go server's Raft library (its log cache and snapshots), accepted
+    // and checked, with no counterpart here: this log keeps no cache and no snapshots.
+    pub log_cache_size: i64,
+    pub log_snapshots: i64,
+    pub trailing_logs: i64,
+    /// Every flush of the log and the store reaches the disk (replaces `file_sync`).
+    pub sync: bool,
+    /// Logs elections and role changes.
+    pub raft_logging: bool,
+    pub proceed_on_restore_failure: bool,
+    pub allow_add_remove_node: bool,
+    pub heartbeat_timeout: Duration,
+    pub election_timeout: Duration,
+    pub lease_timeout: Duration,
+    pub commit_timeout: Duration,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        RaftOptions {
+            clustered: false,
+            node_id: None,
+            bootstrap: false,
+            peers: Vec::new(),
+            log_path: None,
+            log_cache_size: 512,
+            log_snapshots: 2,
+            trailing_logs: 10240,
+            sync: false,
+            raft_logging: false,
+            proceed_on_restore_failure: false,
+            allow_add_remove_node: false,
+            heartbeat_timeout: Duration::from_secs(2),
+            election_timeout: Duration::from_secs(2),
+            lease_timeout: Duration::from_secs(1),
+            commit_timeout: Duration::from_millis(100),
+        }
+    }
+}
+
+/// `--cluster_peers`: comma separated, spaces around names trimmed, empty names
+/// dropped.
+fn peer_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// Options of the supported flags, starting from the Go server's defaults.
 ///
 /// Strings that have no default are `None` when absent or empty (an empty value means
@@ -234,6 +294,8 @@ pub struct Options {
     pub encryption_key: Option<String>,
     /// `--ft_group`: the fault-tolerance group; FT mode when set.
     pub ft_group: Option<String>,
+    /// `--clustered` and the `--cluster_*` flags, or `cluster { }`.
+    pub raft: RaftOptions,
     /// `-ns`, `--nats_server`: URL(s) of an external NATS server; none is embedded.
     pub nats_server: Option<String>,
     /// How the connections to an external NATS server authenticate and encrypt.
@@ -358,6 +420,7 @@ impl Default for Options {
             encryption_cipher: None,
             encryption_key: None,
             ft_group: None,
+            raft: RaftOptions::default(),
             nats_server: None,
             nats_client: NatsClientOptions::default(),
             file: crate::store::FileStoreOptions::default(),
@@ -475,18 +538,18 @@ static FLAGS: &[Flag] = &[
     hidden(f(&["io_batch_size"], "io_batch_size", Int, "1024", NO)),
     hidden(f(&["io_sleep_time"], "io_sleep_time", Int, "0", NO)),
     // Streaming clustering.
-    f(&["clustered"], "clustered", Bool, "false", NO),
-    f(&["cluster_node_id"], "cluster_node_id", Str, "", NO),
-    f(&["cluster_bootstrap"], "cluster_bootstrap", Bool, "false", NO),
-    f(&["cluster_peers"], "cluster_peers", Str, "", NO),
-    f(&["cluster_log_path"], "cluster_log_path", Str, "", NO),
-    f(&["cluster_log_cache_size"], "cluster_log_cache_size", Int, "512", NO),
-    f(&["cluster_log_snapshots"], "cluster_log_snapshots", Int, "2", NO),
-    f(&["cluster_trailing_logs"], "cluster_trailing_logs", Int, "10240", NO),
-    f(&["cluster_sync"], "cluster_sync", Bool, "false", NO),
-    f(&["cluster_raft_logging"], "cluster_raft_logging", Bool, "false", NO),
-    hidden(f(&["cluster_proceed_on_restore_failure"], "cluster_proceed_on_restore_failure", Bool, "false", NO)),
-    f(&["cluster_allow_add_remove_node"], "cluster_allow_add_remove_node", Bool, "false", NO),
+    f(&["clustered"], "clustered", Bool, "false", YES),
+    f(&["cluster_node_id"], "cluster_node_id", Str, "", YES),
+    f(&["cluster_bootstrap"], "cluster_bootstrap", Bool, "false", YES),
+    f(&["cluster_peers"], "cluster_peers", Str, "", YES),
+    f(&["cluster_log_path"], "cluster_log_path", Str, "", YES),
+    f(&["cluster_log_cache_size"], "cluster_log_cache_size", Int, "512", YES),
+    f(&["cluster_log_snapshots"], "cluster_log_snapshots", Int, "2", YES),
+    f(&["cluster_trailing_logs"], "cluster_trailing_logs", Int, "10240", YES),
+    f(&["cluster_sync"], "cluster_sync", Bool, "false", YES),
+    f(&["cluster_raft_logging"], "cluster_raft_logging", Bool, "false", YES),
+    hidden(f(&["cluster_proceed_on_restore_failure"], "cluster_proceed_on_restore_failure", Bool, "false", YES)),
+    f(&["cluster_allow_add_remove_node"], "cluster_allow_add_remove_node", Bool, "false", YES),
     // File store.
     f(&["file_compact_enabled"], "file_compact_enabled", Bool, "true", YES),
     f(&["file_compact_frag"], "file_compact_frag", Int, "50", YES),
@@ -836,6 +899,34 @@ impl Options {
             ("encryption_cipher", Value::Str(v)) => self.encryption_cipher = text(v),
             ("encryption_key", Value::Str(v)) => self.encryption_key = text(v),
             ("ft_group", Value::Str(v)) => self.ft_group = text(v),
+            ("clustered", Value::Bool(v)) => self.raft.clustered = v,
+            ("cluster_node_id", Value::Str(v)) => self.raft.node_id = text(v),
+            ("cluster_bootstrap", Value::Bool(v)) => self.raft.bootstrap = v,
+            ("cluster_peers", Value::Str(v)) => self.raft.peers = peer_list(&v),
+            ("cluster_log_path", Value::Str(v)) => self.raft.log_path = text(v),
+            ("cluster_log_cache_size", Value::Int(v)) => self.raft.log_cache_size = v,
+            ("cluster_log_snapshots", Value::Int(v)) => self.raft.log_snapshots = v,
+            ("cluster_trailing_logs", Value::Int(v)) => self.raft.trailing_logs = v,
+            ("cluster_sync", Value::Bool(v)) => self.raft.sync = v,
+            ("cluster_raft_logging", Value::Bool(v)) => self.raft.raft_logging = v,
+            ("cluster_proceed_on_restore_failure", Value::Bool(v)) => {
+                self.raft.proceed_on_restore_failure = v
+            }
+            ("cluster_allow_add_remove_node", Value::Bool(v)) => {
+                self.raft.allow_add_remove_node = v
+            }
+            ("cluster_raft_heartbeat_timeout", Value::Nanos(v)) => {
+                self.raft.heartbeat_timeout = Duration::from_nanos(v.max(0) as u64)
+            }
+            ("cluster_raft_election_timeout", Value::Nanos(v)) => {
+                self.raft.election_timeout = Duration::from_nanos(v.max(0) as u64)
+            }
+            ("cluster_raft_lease_timeout", Value::Nanos(v)) => {
+                self.raft.lease_timeout = Duration::from_nanos(v.max(0) as u64)
+            }
+            ("cluster_raft_commit_timeout", Value::Nanos(v)) => {
+                self.raft.commit_timeout = Duration::from_nanos(v.max(0) as u64)
+            }
             ("nats_server", Value::Str(v)) => self.nats_server = text(v),
             ("secure", Value::Bool(v)) => self.nats_client.secure = v,
             ("tls_client_key", Value::Str(v)) => self.nats_client.tls_key = text(v),
@@ -1713,8 +1804,8 @@ mod tests {
             }
         }
         assert_eq!(
-            failure(&["-p", "1", "--clustered", "-ns", "nats://h:4222"]),
-            "flag -clustered is not supported yet by stan-server\n"
+            failure(&["-p", "1", "--io_batch_size", "5", "-ns", "nats://h:4222"]),
+            "flag -io_batch_size is not supported yet by stan-server\n"
         );
         // A value of an unsupported flag is still checked by the flag syntax first.
         assert_eq!(

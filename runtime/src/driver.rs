@@ -314,7 +314,7 @@ impl Driver {
         let result = self.node.start(now);
         // Startup redeliveries record pending messages: durable before they leave,
         // like every batch.
-        if let Err(e) = self.node.flush_store() {
+        if let Err(e) = self.node.flush_store(now) {
             (self.log)(LogLine {
                 origin: stan_core::log::Origin::Stream,
                 level: stan_core::log::Level::Error,
@@ -512,7 +512,7 @@ impl Driver {
             }
             // Group commit: one flush for the whole batch, before anything it
             // acknowledges leaves.
-            if let Err(e) = self.node.flush_store() {
+            if let Err(e) = self.node.flush_store(now) {
                 (self.log)(stan_core::log::LogLine {
                     origin: stan_core::log::Origin::Stream,
                     level: stan_core::log::Level::Error,

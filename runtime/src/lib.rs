@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config_file;
 pub mod driver;
 pub mod encryption;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod nkeys;
 pub mod ports_file;
 pub mod process;
+pub mod raft_log;
 pub mod routes;
 pub mod server;
 pub mod stan_client;

@@ -13,6 +13,7 @@ use stan_core::streaming::ft::StoreLock;
 use stan_core::Now;
 
 use crate::store::{FileStore, LockAttempt, SqlLock, SqlStore, StdFs};
+use stan_core::streaming::cluster::ClusterConfig;
 use stan_core::streaming::{self, limits::ChannelLimits, limits::StoreLimits};
 use tokio::net::TcpListener;
 
@@ -53,6 +54,16 @@ pub fn node_config(opts: &Options, seed: u64) -> NodeConfig {
         store_location: opts.dir.clone(),
         ft_group: opts.ft_group.clone(),
         partitioning: opts.partitioning,
+        cluster: opts.raft.clustered.then(|| ClusterConfig {
+            node_id: opts.raft.node_id.clone().unwrap_or_default(),
+            peers: opts.raft.peers.clone(),
+            heartbeat_timeout: opts.raft.heartbeat_timeout,
+            election_timeout: opts.raft.election_timeout,
+            lease_timeout: opts.raft.lease_timeout,
+            commit_timeout: opts.raft.commit_timeout,
+            log_path: crate::cluster::log_path(opts),
+            raft_logging: opts.raft.raft_logging,
+        }),
     };
     let auth = match (&opts.user, &opts.pass, &opts.auth) {
         // A users list wins over a single user, as with the NATS server.
@@ -246,7 +257,7 @@ fn file_store_dir(opts: &Options) -> Result<&str, String> {
 }
 
 /// Where a FILE store logs, its clock and the channel limits its slices follow.
-fn configure(mut store: FileStore, cfg: &NodeConfig, log: &Logger) -> FileStore {
+pub(crate) fn configure(mut store: FileStore, cfg: &NodeConfig, log: &Logger) -> FileStore {
     let sink = log.clone();
     store.set_log_sink(Arc::new(move |level, text: &str| {
         sink.log(Origin::Stream, level, text)
@@ -489,6 +500,7 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
     // In FT mode the FILE store is opened once this server holds its lock; only its
     // preparation happens now.
     let mut ft_store = None;
+    let mut cluster_log = None;
     let opened = if opts.ft_group.is_some() && opts.store == "SQL" {
         FtSqlStore::prepare(&opts, &cfg, &log).map(|ft| {
             ft_store = Some(Ft::Sql(Box::new(ft)));
@@ -498,6 +510,11 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
         FtStore::prepare(&opts, &cfg, &log).map(|ft| {
             ft_store = Some(Ft::File(Box::new(ft)));
             Box::new(Unopened::new("FILE")) as Box<dyn Store>
+        })
+    } else if opts.raft.clustered {
+        crate::cluster::open_store(&opts, &cfg, &log).map(|(store, raft_log)| {
+            cluster_log = Some(raft_log);
+            store
         })
     } else {
         open_store(&opts, &cfg, &log)
@@ -528,6 +545,9 @@ pub async fn run(opts: Options, log: Logger, args: Vec<String>) -> ExitCode {
             return 1;
         }
     };
+    if let Some(raft_log) = cluster_log {
+        node.set_raft_log(raft_log);
+    }
     for line in node.banner() {
         log.log(Origin::Stream, Level::Info, &line);
     }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use stan_core::nats::Auth;
 use stan_core::streaming::limits::ChannelLimits;
-use stan_runtime::cli::{parse, parse_flags, CliExit, Command, NatsClientOptions, Options};
+use stan_runtime::cli::{
+    parse, parse_flags, CliExit, Command, NatsClientOptions, Options, RaftOptions,
+};
 use stan_runtime::config_file::{apply_with, include_path};
 use stan_runtime::server::node_config;
 use stan_runtime::store::{FileStoreOptions, SqlStoreOptions};
@@ -142,6 +144,24 @@ fn every_supported_key_reaches_the_options() {
         encryption_cipher: Some("CHACHA".into()),
         encryption_key: Some("pw".into()),
         ft_group: Some("fixture-group".into()),
+        raft: RaftOptions {
+            clustered: true,
+            node_id: Some("fixture-node".into()),
+            bootstrap: false,
+            peers: vec!["fixture-b".into(), "fixture-c".into()],
+            log_path: Some("/tmp/stan-rs-fixture-raft".into()),
+            log_cache_size: 1024,
+            log_snapshots: 3,
+            trailing_logs: 2048,
+            sync: true,
+            raft_logging: true,
+            proceed_on_restore_failure: true,
+            allow_add_remove_node: false,
+            heartbeat_timeout: Duration::from_secs(3),
+            election_timeout: Duration::from_secs(4),
+            lease_timeout: Duration::from_millis(1500),
+            commit_timeout: Duration::from_millis(50),
+        },
         nats_server: Some("nats://127.0.0.1:4999".into()),
         nats_client: NatsClientOptions {
             username: Some("alice".into()),
@@ -488,7 +508,6 @@ fn malformed_files_name_file_line_and_key() {
         ("tls {\n  cert_file: x\n}\n", "1: missing 'key_file' in TLS configuration"),
         // Both servers read a shared file's `tls { }`; the NATS server goes first.
         ("tls {\n  client_cert: x\n}\n", "2: error parsing tls config, unknown field [\"client_cert\"]"),
-        ("cluster {\n  listen: 0.0.0.0:6222\n}\n", "1: parameter \"cluster\" is not supported yet by stan-server"),
         ("streaming { cluster {\n  peers: \"a,b\"\n} }\n", "2: parameter \"peers\" value is expected to be slice, got string"),
         ("streaming {\n  secure: 1\n}\n", "2: parameter \"secure\" value is expected to be bool, got int64"),
         ("\nsyslog: \"yes\"\n", "2: interface conversion: interface {} is string, not bool"),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::duration::parse_go_duration;
 use super::value::{Entry, Map, Value};
-use super::{not_supported, ConfigError};
+use super::ConfigError;
 use crate::streaming::limits::{is_valid_channel_pattern, ChannelLimits, LimitsError};
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -151,7 +151,7 @@ impl StreamingFileOptions {
             "ft_group" | "ft_group_name" => self.ft_group = Some(string(e)?),
             "file" | "file_options" => self.file_options(e)?,
             "sql" | "sql_options" => self.sql_options(e)?,
-            "cluster" => refuse_cluster(e)?,
+            "cluster" => self.cluster(e)?,
             // The Windows event-log source; the Go server ignores it elsewhere too.
             "syslog_name" => {
                 string(e)?;
@@ -405,53 +405,78 @@ fn client_tls(e: &Entry) -> Result<ClientTls> {
     Ok(tls)
 }
 
-/// `cluster { }`: Raft clustering.
-fn refuse_cluster(e: &Entry) -> Result<()> {
-    for entry in section(e, "cluster")? {
-        match entry.key.to_lowercase().as_str() {
-            "node_id" | "log_path" => {
-                string(entry)?;
-            }
-            "bootstrap"
-            | "sync"
-            | "proceed_on_restore_failure"
-            | "allow_add_remove_node"
-            | "raft_logging"
-            | "bolt_free_list_sync"
-            | "bolt_free_list_map"
-            | "nodes_connections" => {
-                boolean(entry)?;
-            }
-            "log_cache_size" | "log_snapshots" | "trailing_logs" => {
-                integer(entry)?;
-            }
-            "raft_heartbeat_timeout"
-            | "raft_election_timeout"
-            | "raft_lease_timeout"
-            | "raft_commit_timeout" => {
-                duration(entry)?;
-            }
-            "peers" => peers(entry)?,
-            _ => {}
+impl StreamingFileOptions {
+    /// `cluster { }`: Raft clustering, on by the block's mere presence. Each key is
+    /// kept under its command-line flag's name; the Raft timeouts, which have no
+    /// flag, under `cluster_raft_*`.
+    fn cluster(&mut self, e: &Entry) -> Result<()> {
+        let mut out = vec![("clustered", FileSetting::Bool(true))];
+        for entry in section(e, "cluster")? {
+            let key = entry.key.to_lowercase();
+            let setting = match key.as_str() {
+                "node_id" => ("cluster_node_id", FileSetting::Str(string(entry)?)),
+                "log_path" => ("cluster_log_path", FileSetting::Str(string(entry)?)),
+                "bootstrap" => ("cluster_bootstrap", FileSetting::Bool(boolean(entry)?)),
+                "sync" => ("cluster_sync", FileSetting::Bool(boolean(entry)?)),
+                "proceed_on_restore_failure" => (
+                    "cluster_proceed_on_restore_failure",
+                    FileSetting::Bool(boolean(entry)?),
+                ),
+                "allow_add_remove_node" => (
+                    "cluster_allow_add_remove_node",
+                    FileSetting::Bool(boolean(entry)?),
+                ),
+                "raft_logging" => ("cluster_raft_logging", FileSetting::Bool(boolean(entry)?)),
+                // BoltDB tuning and the per-peer connection choice of the Go server's
+                // log and transport, which this server does not have.
+                "bolt_free_list_sync" | "bolt_free_list_map" | "nodes_connections" => {
+                    boolean(entry)?;
+                    continue;
+                }
+                "log_cache_size" => ("cluster_log_cache_size", FileSetting::Int(integer(entry)?)),
+                "log_snapshots" => ("cluster_log_snapshots", FileSetting::Int(integer(entry)?)),
+                "trailing_logs" => ("cluster_trailing_logs", FileSetting::Int(integer(entry)?)),
+                "raft_heartbeat_timeout" => (
+                    "cluster_raft_heartbeat_timeout",
+                    FileSetting::Nanos(duration(entry)?),
+                ),
+                "raft_election_timeout" => (
+                    "cluster_raft_election_timeout",
+                    FileSetting::Nanos(duration(entry)?),
+                ),
+                "raft_lease_timeout" => (
+                    "cluster_raft_lease_timeout",
+                    FileSetting::Nanos(duration(entry)?),
+                ),
+                "raft_commit_timeout" => (
+                    "cluster_raft_commit_timeout",
+                    FileSetting::Nanos(duration(entry)?),
+                ),
+                "peers" => ("cluster_peers", FileSetting::Str(peers(entry)?.join(","))),
+                _ => continue,
+            };
+            out.push(setting);
         }
+        self.file.extend(out);
+        Ok(())
     }
-    Err(not_supported(e, &e.key))
 }
 
-/// `peers`: an array whose items the Go server takes as strings without checking;
-/// another item makes its type assertion fail, reported here in Go's words.
-fn peers(e: &Entry) -> Result<()> {
+fn peers(e: &Entry) -> Result<Vec<String>> {
     let Value::Array(items) = &e.value else {
         return Err(type_error(e, "slice"));
     };
-    match items.iter().find(|item| !matches!(item, Value::String(_))) {
-        Some(item) => Err(ConfigError::at(
-            e,
-            format!(
-                "interface conversion: interface {{}} is {}, not string",
-                item.go_type()
-            ),
-        )),
-        None => Ok(()),
-    }
+    items
+        .iter()
+        .map(|item| match item {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(ConfigError::at(
+                e,
+                format!(
+                    "interface conversion: interface {{}} is {}, not string",
+                    other.go_type()
+                ),
+            )),
+        })
+        .collect()
 }

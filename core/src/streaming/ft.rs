@@ -274,6 +274,9 @@ impl Streaming {
         if self.failure.is_some() {
             return "FAILED";
         }
+        if self.cluster.is_some() {
+            return "CLUSTERED";
+        }
         match self.ft.as_ref().map(|ft| &ft.state) {
             None => "STANDALONE",
             Some(FtState::Active { .. }) => "FT_ACTIVE",

@@ -2,6 +2,7 @@
 //! and limits, as a state machine over NATS messages and time.
 
 mod channels;
+pub mod cluster;
 mod delivery;
 pub mod ft;
 pub mod limits;
@@ -42,6 +43,8 @@ pub struct Config {
     /// `partitioning`: serve only the channels of the per-channel limits entries,
     /// sharing the cluster ID with other servers (BEHAVIOUR §12).
     pub partitioning: bool,
+    /// `cluster { }` / `--clustered`: the store is replicated by Raft (BEHAVIOUR §13).
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 #[cfg(all(feature = "planted-bugs", not(debug_assertions)))]
@@ -98,6 +101,7 @@ impl Default for Config {
             store_location: None,
             ft_group: None,
             partitioning: false,
+            cluster: None,
         }
     }
 }

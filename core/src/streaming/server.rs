@@ -9,6 +9,7 @@ use std::time::Duration;
 use prost::Message;
 use rustc_hash::FxHashMap;
 
+use super::cluster::Cluster;
 use super::ft::Ft;
 use super::limits::{ResolvedLimits, StoreLimits};
 use super::partition::Partitions;
@@ -56,6 +57,8 @@ pub(crate) mod sid {
     pub const FT: u64 = 9;
     pub const PARTITIONS: u64 = 10;
     pub const PARTITIONS_INBOX: u64 = 11;
+    /// Clustered mode: this member's Raft messages.
+    pub const RAFT: u64 = 12;
     pub const FIRST_ACK: u64 = 1000;
     /// Partitioning: the publish subscriptions after the first (which is `PUBLISH`), far
     /// above any ack inbox's id.
@@ -143,6 +146,8 @@ pub struct Streaming {
     pub(crate) ft: Option<Ft>,
     /// Partitioning mode's state, when the server owns only its configured channels.
     pub(crate) partitions: Option<Partitions>,
+    /// Clustered mode's state, when the store is replicated by Raft.
+    pub(crate) cluster: Option<Cluster>,
     /// The fatal error that stopped the server, if one did.
     pub(crate) failure: Option<String>,
 }
@@ -175,6 +180,13 @@ impl Streaming {
             let channels = cfg.limits.per_channel.keys().cloned().collect();
             Partitions::new(&cfg.cluster_id, channels, inbox, DEFAULT_MAX_PAYLOAD)
         });
+        let (cluster, store) = match cfg.cluster.clone() {
+            Some(cc) => {
+                let (c, store) = Cluster::new(cc, cfg.rng_seed, store);
+                (Some(c), store)
+            }
+            None => (None, store),
+        };
         Ok(Streaming {
             info: ServerInfo::default(),
             limits,
@@ -198,6 +210,7 @@ impl Streaming {
             started: false,
             ft,
             partitions,
+            cluster,
             failure: None,
             cfg,
         })
@@ -258,6 +271,9 @@ impl Streaming {
             self.enter_standby(now);
             return Ok(());
         }
+        if self.cluster.is_some() {
+            return self.start_clustered(now);
+        }
         self.begin_serving(now)
     }
 
@@ -313,7 +329,7 @@ impl Streaming {
                     close: format!("_STAN.close.{cid}"),
                     sub_close: format!("_STAN.subclose.{cid}"),
                     acks_subs: format!("_STAN.ack.{cid}"),
-                    node_id: String::new(),
+                    node_id: self.node_id().unwrap_or_default().to_string(),
                 };
                 self.store
                     .init_server_info(&self.info)
@@ -329,7 +345,7 @@ impl Streaming {
             self.log(Level::Info, "No recovered state".into());
         }
         self.restore(now, recovered.clients, recovered.channels);
-        if self.ft.is_none() && self.partitions.is_none() {
+        if self.ft.is_none() && self.partitions.is_none() && self.cluster.is_none() {
             self.check_for_competitor(now);
             return Ok(());
         }
@@ -416,7 +432,7 @@ impl Streaming {
             (sid::CLOSE, self.info.close.clone()),
             (sid::PINGS, format!("{}.pings", self.info.discovery)),
         ];
-        let replies_open = self.ft.is_none() && self.partitions.is_none();
+        let replies_open = self.ft.is_none() && self.partitions.is_none() && self.cluster.is_none();
         let replies = (!replies_open).then(|| (sid::REPLIES, format!("{}.*", self.reply_prefix)));
         for (sid, subject) in subjects.into_iter().chain(replies) {
             self.actions.push_back(Action::Subscribe { sid, subject });
@@ -468,6 +484,7 @@ impl Streaming {
             sid::REPLIES => return self.on_reply(now, subject, payload),
             sid::FT => return self.on_ft_msg(now, payload),
             sid::PARTITIONS_INBOX => return self.on_partitions_reply(now, payload),
+            sid::RAFT => return self.on_raft_msg(now, payload),
             sid::MORE_PUBLISH.. => {
                 return self.on_publish(
                     now,
@@ -516,23 +533,62 @@ impl Streaming {
         }
         self.ft_timeout(now);
         self.partition_timeout(now);
+        self.cluster_timeout(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.first().map(|t| t.0);
-        [timer, self.ft_deadline(), self.partition_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            timer,
+            self.ft_deadline(),
+            self.partition_deadline(),
+            self.cluster_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub fn poll_action(&mut self) -> Option<Action> {
+        if self.cluster.is_some() {
+            return self.poll_clustered();
+        }
         self.actions.pop_front()
     }
 
-    /// Makes the batch's writes durable; see [`Store::flush`].
-    pub fn flush(&mut self) -> Result<(), String> {
-        self.store.flush().map_err(|e| e.to_string())
+    /// Makes the batch's writes durable (see [`Store::flush`]); clustered, also
+    /// replicates them.
+    pub fn flush(&mut self, now: Now) -> Result<(), String> {
+        self.store.flush().map_err(|e| e.to_string())?;
+        self.flush_clustered(now)
+    }
+
+    /// Forgets every client, channel and timer and closes the client-facing
+    /// subscriptions: a deposed Raft leader serves nobody.
+    pub(crate) fn reset_serving(&mut self) {
+        let mut sids: Vec<u64> = vec![
+            sid::DISCOVER,
+            sid::PUBLISH,
+            sid::SUBSCRIBE,
+            sid::UNSUBSCRIBE,
+            sid::SUB_CLOSE,
+            sid::CLOSE,
+            sid::PINGS,
+            sid::REPLIES,
+        ];
+        sids.extend(self.ack_sids.keys().copied());
+        for sid in sids {
+            self.actions.push_back(Action::Unsubscribe { sid });
+        }
+        self.clients.clear();
+        self.conn_ids.clear();
+        self.channels.clear();
+        self.ack_sids.clear();
+        self.fresh = Fresh::default();
+        self.outstanding.clear();
+        self.probing.clear();
+        self.timers.clear();
+        self.started = false;
     }
 
     // ---- helpers shared by the request handlers ----

@@ -29,6 +29,8 @@ pub enum Carries {
     ChannelList,
     /// Replies to partitioning announcements, their data a channel name.
     CtrlMsg,
+    /// Anything shown by its size only (Raft messages).
+    Raw,
 }
 
 /// A message received by a client.
@@ -552,6 +554,9 @@ impl StanWorld {
     }
 
     pub fn drain(&mut self) {
+        // Each drain ends a batch, as the runtime's driver ends one: clustered, the
+        // flush is what proposes the batch's writes.
+        let _ = self.node.flush_store(self.now);
         while let Some(out) = self.node.poll_output() {
             match out {
                 Output::Send { conn, data } => {
@@ -683,7 +688,7 @@ impl StanWorld {
                     m.server_id,
                 )
             }),
-            None => Ok(format!("{} bytes", payload.len())),
+            Some(Carries::Raw) | None => Ok(format!("{} bytes", payload.len())),
         };
         text.unwrap_or_else(|e| format!("undecodable: {e}"))
     }

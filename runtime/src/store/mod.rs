@@ -32,3 +32,4 @@ pub use fs::{DirEntry, Fs, FsFile, FsLock, StdFs};
 pub use memfs::MemFs;
 pub use options::{ChannelLimits, FileStoreOptions};
 pub use sql::{HeldLock, OnLost, SqlLock, SqlStore, SqlStoreOptions};
+pub use subs::SUBS_FILE;
