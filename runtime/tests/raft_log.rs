@@ -742,6 +742,25 @@ fn records_out_of_order_are_refused() {
     memfs.write_file(entries_path(), &spliced);
     let e = open_err(&fs);
     assert!(e.contains("has index 2, expected 3"), "{e}");
+    // A later index with a lower term: the first record of the term-3 log, then the
+    // second of a term-1 log.
+    let low = MemFs::new();
+    let low_fs: Arc<dyn Fs> = Arc::new(low.clone());
+    let mut log = open(&low_fs, true);
+    log.append(&[entry(1, 1, 4), entry(2, 1, 4)]).unwrap();
+    log.flush().unwrap();
+    let mut spliced = two[..HEADER + RECORD_HEADER + 4].to_vec();
+    spliced
+        .extend_from_slice(&low.read_file(entries_path()).unwrap()[HEADER + RECORD_HEADER + 4..]);
+    memfs.write_file(entries_path(), &spliced);
+    let e = open_err(&fs);
+    assert!(
+        e.contains(&format!(
+            "offset {} has term 1 below the previous term 3",
+            HEADER + RECORD_HEADER + 4
+        )),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
