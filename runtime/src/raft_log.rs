@@ -59,6 +59,11 @@ const MAX_STATE_FILE: u64 = 1 << 16;
 /// A Raft log in a directory of its own. Writes are durable once
 /// [`RaftLog::flush`] returns; dropping the log without flushing loses what was
 /// appended since, as a crash would.
+///
+/// An append that cuts the log back truncates the file at once, so entries cut and
+/// appended again are durable only after the next flush: appending from the first
+/// entry that differs, as Raft does, never puts committed entries at risk. After a
+/// failed write every further change is refused; reopening recovers.
 pub struct FileRaftLog {
     fs: Arc<dyn Fs>,
     entries_path: PathBuf,
@@ -293,8 +298,12 @@ impl FileRaftLog {
         for index in first..=last {
             let offset = start + at as u64;
             let rec = &span[at..];
-            let parsed = parse_record(&self.crc, rec, rec.len() as u64)
-                .filter(|r| r.index == index && r.term == self.records[index as usize - 1].1);
+            let size = self.record_end(index) - self.records[index as usize - 1].0;
+            let parsed = parse_record(&self.crc, rec, rec.len() as u64).filter(|r| {
+                r.index == index
+                    && r.term == self.records[index as usize - 1].1
+                    && (RECORD_HEADER + r.len) as u64 == size
+            });
             let Some(r) = parsed else {
                 return Err(err(format!(
                     "{}: damaged record of entry {index} at offset {offset}",

@@ -507,20 +507,20 @@ impl Fs for CrashFs {
     }
 }
 
-/// Whether `got` is a possible recovery after a crash: the log as of the last flush,
-/// or a prefix of the log as of the crash that keeps everything both share.
-fn check_recovered(got: &[Entry], flushed: &[Entry], now: &[Entry]) {
+/// Whether `got` is a possible recovery after a crash at `now`: the log as of the last flush,
+/// or a prefix of the log as of the crash that keeps everything both share and no
+/// append cut back since (`kept`: the fewest entries left by such a cut).
+fn recovered_from(got: &[Entry], flushed: &[Entry], now: &[Entry], kept: usize) -> bool {
     if got == flushed {
-        return;
+        return true;
     }
-    let shared = flushed.iter().zip(now).take_while(|(a, b)| a == b).count();
-    assert!(
-        got.len() >= shared && got.len() <= now.len() && got == &now[..got.len()],
-        "recovered {} entries; flushed {}, {} at the crash, {shared} shared",
-        got.len(),
-        flushed.len(),
-        now.len()
-    );
+    let shared = flushed
+        .iter()
+        .zip(now)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(kept);
+    got.len() >= shared && got.len() <= now.len() && got == &now[..got.len()]
 }
 
 /// Runs `ops`, the process dying after `budget` file-system changes if given, then
@@ -532,10 +532,17 @@ fn crash_run(seed: u64, budget: Option<u64>, ops: &[Op]) {
     *fs.budget.0.lock().unwrap() = budget;
     let mut model = MemLog::default();
     let mut flushed = MemLog::default();
+    let mut kept = 0;
+    // The log before an operation the process died in, which may not have begun.
+    let mut before = None;
     for op in ops {
+        let (model_before, kept_before) = (model.clone(), kept);
         let done = match op {
             Op::Append { .. } | Op::AppendPastEnd { .. } => match batch(&model, op) {
-                Some(entries) if model.append(&entries).is_ok() => file.append(&entries),
+                Some(entries) if model.append(&entries).is_ok() => {
+                    kept = kept.min(entries[0].index as usize - 1);
+                    file.append(&entries)
+                }
                 _ => Ok(()),
             },
             Op::SetHardState {
@@ -549,13 +556,17 @@ fn crash_run(seed: u64, budget: Option<u64>, ops: &[Op]) {
                 model.set_hard_state(&hs).unwrap();
                 file.set_hard_state(&hs)
             }
-            Op::Flush | Op::Reopen => file.flush().map(|()| flushed = model.clone()),
+            Op::Flush | Op::Reopen => file.flush().map(|()| {
+                flushed = model.clone();
+                kept = flushed.last_index() as usize;
+            }),
             Op::Entries { .. } => Ok(()),
         };
         if done.is_err() {
             assert!(budget.is_some(), "{done:?}");
             // Nothing goes on after a failed write.
             assert!(file.flush().is_err());
+            before = Some((model_before, kept_before));
             break;
         }
     }
@@ -566,7 +577,19 @@ fn crash_run(seed: u64, budget: Option<u64>, ops: &[Op]) {
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
     assert_eq!(log.hard_state(), flushed.hard_state(), "seed {seed}");
     let got = all_entries(&mut log);
-    check_recovered(&got, &all_entries(&mut flushed), &all_entries(&mut model));
+    let flushed_entries = all_entries(&mut flushed);
+    let outcomes = std::iter::once((model, kept)).chain(before);
+    assert!(
+        outcomes.into_iter().any(|(mut now, kept)| recovered_from(
+            &got,
+            &flushed_entries,
+            &all_entries(&mut now),
+            kept
+        )),
+        "seed {seed}: recovered {} entries, flushed {}",
+        got.len(),
+        flushed_entries.len()
+    );
     // A torn tail is gone from the file, not just skipped.
     let size: usize = HEADER
         + got
@@ -719,6 +742,25 @@ fn records_out_of_order_are_refused() {
     memfs.write_file(entries_path(), &spliced);
     let e = open_err(&fs);
     assert!(e.contains("has index 2, expected 3"), "{e}");
+    // A later index with a lower term: the first record of the term-3 log, then the
+    // second of a term-1 log.
+    let low = MemFs::new();
+    let low_fs: Arc<dyn Fs> = Arc::new(low.clone());
+    let mut log = open(&low_fs, true);
+    log.append(&[entry(1, 1, 4), entry(2, 1, 4)]).unwrap();
+    log.flush().unwrap();
+    let mut spliced = two[..HEADER + RECORD_HEADER + 4].to_vec();
+    spliced
+        .extend_from_slice(&low.read_file(entries_path()).unwrap()[HEADER + RECORD_HEADER + 4..]);
+    memfs.write_file(entries_path(), &spliced);
+    let e = open_err(&fs);
+    assert!(
+        e.contains(&format!(
+            "offset {} has term 1 below the previous term 3",
+            HEADER + RECORD_HEADER + 4
+        )),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------------------------
