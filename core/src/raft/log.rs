@@ -60,6 +60,11 @@ pub struct MemLog {
 }
 
 impl MemLog {
+    /// Every entry as it is now, flushed or not.
+    pub fn stored(&self) -> &[Entry] {
+        &self.entries
+    }
+
     /// Forgets every write since the last flush, as a crash of the machine would.
     pub fn crash(&mut self) {
         self.hs = self.durable_hs.clone();

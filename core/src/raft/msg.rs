@@ -241,3 +241,151 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::RequestVote {
+                term: 3,
+                last_index: u64::MAX,
+                last_term: 2,
+            },
+            Message::Vote {
+                term: 3,
+                granted: true,
+            },
+            Message::Vote {
+                term: 0,
+                granted: false,
+            },
+            Message::Append {
+                term: 4,
+                prev_index: 10,
+                prev_term: 3,
+                entries: vec![
+                    Entry {
+                        term: 4,
+                        index: 11,
+                        data: Vec::new(),
+                    },
+                    Entry {
+                        term: 4,
+                        index: 12,
+                        data: b"batch".to_vec(),
+                    },
+                ],
+                commit: 9,
+            },
+            Message::Append {
+                term: 1,
+                prev_index: 0,
+                prev_term: 0,
+                entries: Vec::new(),
+                commit: 0,
+            },
+            Message::AppendResult {
+                term: 4,
+                success: false,
+                last_index: 7,
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_with_its_sender() {
+        for msg in samples() {
+            for from in ["n1", "", "ünïcode"] {
+                let bytes = msg.encode(from);
+                assert_eq!(Message::decode(&bytes), Ok((from.to_owned(), msg.clone())));
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_extension_is_refused() {
+        for msg in samples() {
+            let bytes = msg.encode("n1");
+            for len in 0..bytes.len() {
+                assert!(
+                    Message::decode(&bytes[..len]).is_err(),
+                    "{msg:?} cut at {len}"
+                );
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(Message::decode(&longer), Err(DecodeError("trailing bytes")));
+        }
+    }
+
+    #[test]
+    fn malformed_fields_have_clear_errors() {
+        let mut vote = Message::Vote {
+            term: 1,
+            granted: true,
+        }
+        .encode("a");
+        *vote.last_mut().unwrap() = 2;
+        let err = Message::decode(&vote).unwrap_err();
+        assert_eq!(err.to_string(), "invalid raft message: invalid boolean");
+
+        let mut version = vote.clone();
+        version[0] = 9;
+        assert_eq!(
+            Message::decode(&version),
+            Err(DecodeError("unknown version"))
+        );
+
+        let mut sender = Message::Vote {
+            term: 1,
+            granted: true,
+        }
+        .encode("a");
+        sender[3] = 0xff;
+        assert_eq!(
+            Message::decode(&sender),
+            Err(DecodeError("sender is not UTF-8"))
+        );
+    }
+
+    #[test]
+    fn a_huge_entry_count_is_refused_before_allocating() {
+        let mut bytes = Message::Append {
+            term: 1,
+            prev_index: 0,
+            prev_term: 0,
+            entries: Vec::new(),
+            commit: 0,
+        }
+        .encode("a");
+        let count = bytes.len() - 4;
+        bytes[count..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(
+            Message::decode(&bytes),
+            Err(DecodeError("more entries than bytes"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Message::decode(&bytes);
+        }
+
+        #[test]
+        fn flipped_bytes_never_panic(index in any::<prop::sample::Index>(), value: u8) {
+            for msg in samples() {
+                let mut bytes = msg.encode("n1");
+                let at = index.index(bytes.len());
+                bytes[at] = value;
+                if let Ok((_, decoded)) = Message::decode(&bytes) {
+                    // A changed byte that still decodes re-encodes to the same bytes.
+                    prop_assert_eq!(decoded.encode("n1").len(), bytes.len());
+                }
+            }
+        }
+    }
+}
