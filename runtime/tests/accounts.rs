@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::TempDir;
 use stan_runtime::harness::monitor_json;
 use stan_runtime::harness::raw::RawConn;
-use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
-use support::{free_port, Logged};
+use stan_runtime::stan_client::{StanConn, StanOptions};
+use support::{free_port, from_first, next_msg, Logged};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -65,20 +65,8 @@ async fn streaming_is_served_in_its_account_only() {
         .await
         .expect("the STAN client is served in the streaming server's account");
     conn.publish("orders", b"first").await.unwrap();
-    let mut sub = conn
-        .subscribe(
-            "orders",
-            SubscribeOptions {
-                start: StartAt::First,
-                ..SubscribeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-    let msg = tokio::time::timeout(PATIENCE, sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open");
+    let mut sub = from_first(&conn, "orders", None).await;
+    let msg = next_msg(&mut sub).await;
     assert_eq!(msg.data, b"first");
 
     // OTHER saw nothing, and the streaming server does not answer it.

@@ -15,10 +15,8 @@ use std::time::Duration;
 
 use common::TempDir;
 use stan_runtime::harness::monitor_json;
-use stan_runtime::stan_client::{
-    Msg, StanConn, StanOptions, StanSubscription, StartAt, SubscribeOptions,
-};
-use support::{fatal_line, free_port, run_refused, Logged};
+use stan_runtime::stan_client::{StanConn, StanOptions};
+use support::{fatal_line, free_port, from_first, next_msg, run_refused, Logged};
 
 const READY: &str = "STREAM: Streaming Server is ready";
 
@@ -142,42 +140,12 @@ async fn connect(addr: &str, id: &str) -> StanConn {
     panic!("{id} could not connect through {addr}");
 }
 
-async fn durable(conn: &StanConn) -> StanSubscription {
-    conn.subscribe(
-        "orders",
-        SubscribeOptions {
-            durable_name: Some("dur".into()),
-            manual_ack: true,
-            start: StartAt::First,
-            ..SubscribeOptions::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
-async fn next(sub: &mut StanSubscription) -> Msg {
-    tokio::time::timeout(Duration::from_secs(30), sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open")
-}
-
 /// Every message of `orders` from the start, checked against `m1..=m<count>`.
 async fn check_all(addr: &str, reader: &str, count: u64) {
     let conn = connect(addr, reader).await;
-    let mut all = conn
-        .subscribe(
-            "orders",
-            SubscribeOptions {
-                start: StartAt::First,
-                ..SubscribeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut all = from_first(&conn, "orders", None).await;
     for seq in 1..=count {
-        let m = next(&mut all).await;
+        let m = next_msg(&mut all).await;
         assert_eq!(m.sequence, seq);
         assert_eq!(m.data, format!("m{seq}").into_bytes());
     }
@@ -203,14 +171,14 @@ async fn a_new_leader_serves_everything_acknowledged() {
 
     // Through a follower's NATS server: requests travel the routes to the leader.
     let conn = connect(&m[follower].addr(), "reader").await;
-    let mut dur = durable(&conn).await;
+    let mut dur = from_first(&conn, "orders", Some("dur")).await;
     for i in 1..=30 {
         conn.publish("orders", format!("m{i}").as_bytes())
             .await
             .unwrap();
     }
     for seq in 1..=30u64 {
-        let m = next(&mut dur).await;
+        let m = next_msg(&mut dur).await;
         assert_eq!(m.sequence, seq);
         if seq <= 10 {
             dur.ack(seq).await.unwrap();
@@ -231,10 +199,10 @@ async fn a_new_leader_serves_everything_acknowledged() {
 
     // The durable resumes after what it acknowledged.
     let conn = connect(&m[survivor].addr(), "reader").await;
-    let mut dur = durable(&conn).await;
+    let mut dur = from_first(&conn, "orders", Some("dur")).await;
     let mut got = BTreeSet::new();
     while got.len() < 21 {
-        let msg = next(&mut dur).await;
+        let msg = next_msg(&mut dur).await;
         assert!(
             msg.sequence > 10,
             "acknowledged message {} again",

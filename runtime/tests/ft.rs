@@ -17,11 +17,9 @@ use std::time::Duration;
 use common::TempDir;
 use stan_core::store::Store;
 use stan_runtime::harness::monitor_json;
-use stan_runtime::stan_client::{
-    StanConn, StanOptions, StanSubscription, StartAt, SubscribeOptions,
-};
+use stan_runtime::stan_client::{StanConn, StanOptions};
 use stan_runtime::store::{FileStore, FileStoreOptions, LockAttempt, MemFs, StdFs};
-use support::{free_port, run_refused, Logged};
+use support::{free_port, from_first, next_msg, run_refused, Logged};
 
 const READY: &str = "STREAM: Streaming Server is ready";
 const STANDBY: &str = "STREAM: Starting in standby mode";
@@ -87,34 +85,10 @@ async fn serverz_state(port: u16) -> String {
     doc["state"].as_str().unwrap().to_string()
 }
 
-/// The durable `dur` on `orders`, acknowledging by hand, from the first message.
-async fn durable(conn: &StanConn) -> StanSubscription {
-    conn.subscribe(
-        "orders",
-        SubscribeOptions {
-            durable_name: Some("dur".into()),
-            manual_ack: true,
-            start: StartAt::First,
-            ..SubscribeOptions::default()
-        },
-    )
-    .await
-    .unwrap()
-}
-
 async fn connect(addr: &str, id: &str) -> StanConn {
     StanConn::connect(addr, "test-cluster", id, StanOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{id} connects to {addr}: {e}"))
-}
-
-async fn next(
-    sub: &mut stan_runtime::stan_client::StanSubscription,
-) -> stan_runtime::stan_client::Msg {
-    tokio::time::timeout(Duration::from_secs(30), sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,14 +141,14 @@ async fn the_standby_takes_over_when_the_active_server_dies() {
 
     // On the active server: 50 messages, a durable that acknowledges the first 20.
     let conn = connect(&a.addr(), "reader").await;
-    let mut dur = durable(&conn).await;
+    let mut dur = from_first(&conn, "orders", Some("dur")).await;
     for i in 1..=50 {
         conn.publish("orders", format!("m{i}").as_bytes())
             .await
             .unwrap();
     }
     for seq in 1..=50u64 {
-        let m = next(&mut dur).await;
+        let m = next_msg(&mut dur).await;
         assert_eq!(m.sequence, seq);
         if seq <= 20 {
             dur.ack(seq).await.unwrap();
@@ -197,28 +171,19 @@ async fn the_standby_takes_over_when_the_active_server_dies() {
 
     // Every acknowledged message is there.
     let checker = connect(&b.addr(), "checker").await;
-    let mut all = checker
-        .subscribe(
-            "orders",
-            SubscribeOptions {
-                start: StartAt::First,
-                ..SubscribeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let mut all = from_first(&checker, "orders", None).await;
     for seq in 1..=51u64 {
-        let m = next(&mut all).await;
+        let m = next_msg(&mut all).await;
         assert_eq!(m.sequence, seq);
         assert_eq!(m.data, format!("m{seq}").into_bytes());
     }
 
     // The durable resumes after what it acknowledged.
     let conn = connect(&b.addr(), "reader").await;
-    let mut dur = durable(&conn).await;
+    let mut dur = from_first(&conn, "orders", Some("dur")).await;
     let mut got = BTreeSet::new();
     while got.len() < 31 {
-        let m = next(&mut dur).await;
+        let m = next_msg(&mut dur).await;
         assert!(m.sequence > 20, "acknowledged message {} again", m.sequence);
         got.insert(m.sequence);
         dur.ack(m.sequence).await.unwrap();
@@ -336,17 +301,8 @@ async fn the_active_member_encrypts_what_it_stores() {
     let conn = connect(&a.addr(), "sealer").await;
     let secret = b"a payload nobody reads on disk";
     conn.publish("foo", secret).await.unwrap();
-    let mut sub = conn
-        .subscribe(
-            "foo",
-            SubscribeOptions {
-                start: StartAt::First,
-                ..SubscribeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-    let got = next(&mut sub).await;
+    let mut sub = from_first(&conn, "foo", None).await;
+    let got = next_msg(&mut sub).await;
     assert_eq!(got.data, secret);
     conn.close().await.unwrap();
     let stored = all_bytes_under(&data);

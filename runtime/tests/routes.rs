@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use common::TempDir;
 use stan_runtime::harness::monitor_json;
 use stan_runtime::harness::raw::RawConn;
-use stan_runtime::stan_client::{StanConn, StanOptions, StartAt, SubscribeOptions};
-use support::{free_port, run_refused, Logged};
+use stan_runtime::stan_client::{StanConn, StanOptions};
+use support::{free_port, from_first, next_msg, run_refused, Logged};
 
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -256,20 +256,8 @@ async fn a_stan_client_on_the_standby_reaches_the_active_server() {
         .await
         .expect("the client connects through the standby");
     conn.publish("orders", b"first").await.unwrap();
-    let mut sub = conn
-        .subscribe(
-            "orders",
-            SubscribeOptions {
-                start: StartAt::First,
-                ..SubscribeOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-    let msg = tokio::time::timeout(PATIENCE, sub.next())
-        .await
-        .expect("a message in time")
-        .expect("subscription open");
+    let mut sub = from_first(&conn, "orders", None).await;
+    let msg = next_msg(&mut sub).await;
     assert_eq!(msg.data, b"first");
     conn.close().await.unwrap();
     let clients = monitor_json(a.http, "/streaming/serverz").await.unwrap();

@@ -451,18 +451,12 @@ impl Streaming {
     /// The batch's end: its writes become one entry, what it sends waits for that
     /// entry, and the log is made durable.
     pub(crate) fn flush_clustered(&mut self, now: Now) -> Result<(), String> {
+        // Whatever the batch sends is held, even what was not polled yet.
+        let rest = self.hold_publishes();
+        self.actions = rest;
         let Some(c) = self.cluster.as_mut() else {
             return Ok(());
         };
-        // Whatever the batch sends is held, even what was not polled yet.
-        let mut rest = VecDeque::new();
-        for a in self.actions.drain(..) {
-            match a {
-                Action::Publish { .. } => c.held.push_back((None, a)),
-                other => rest.push_back(other),
-            }
-        }
-        self.actions = rest;
         let ops = std::mem::take(&mut c.rec.lock().unwrap_or_else(PoisonError::into_inner).ops);
         if !ops.is_empty() {
             let Some(raft) = c.raft.as_mut() else {
@@ -499,21 +493,36 @@ impl Streaming {
     /// The next action of a clustered server: Raft messages at once, what clients
     /// are sent only once the writes it depends on are committed.
     pub(crate) fn poll_clustered(&mut self) -> Option<Action> {
-        let c = self.cluster.as_mut()?;
-        if let Some(a) = c.outbox.pop_front() {
+        if let Some(a) = self.cluster.as_mut()?.outbox.pop_front() {
             return Some(a);
         }
-        while let Some(a) = self.actions.pop_front() {
-            match a {
-                Action::Publish { .. } => c.held.push_back((None, a)),
-                other => return Some(other),
-            }
+        let mut rest = self.hold_publishes();
+        if let Some(a) = rest.pop_front() {
+            self.actions = rest;
+            return Some(a);
         }
+        let c = self.cluster.as_mut()?;
         let commit = c.commit();
         match c.held.front() {
             Some((Some(wait), _)) if *wait <= commit => c.held.pop_front().map(|(_, a)| a),
             _ => None,
         }
+    }
+
+    /// Moves the publishes waiting in the action queue to the held ones, in order;
+    /// returns the other actions, which leave at once.
+    fn hold_publishes(&mut self) -> VecDeque<Action> {
+        let mut rest = VecDeque::new();
+        let Some(c) = self.cluster.as_mut() else {
+            return std::mem::take(&mut self.actions);
+        };
+        for a in self.actions.drain(..) {
+            match a {
+                Action::Publish { .. } => c.held.push_back((None, a)),
+                other => rest.push_back(other),
+            }
+        }
+        rest
     }
 
     /// Takes what Raft produced: messages to send, committed entries to apply, role
@@ -537,7 +546,7 @@ impl Streaming {
                     });
                 }
                 Output::Committed(entry) => self.committed(entry),
-                Output::Role(role) => self.role_changed(now, role),
+                Output::Role(role) => self.role_changed(role),
             }
             if self.failure.is_some() {
                 return;
@@ -621,7 +630,7 @@ impl Streaming {
         result
     }
 
-    fn role_changed(&mut self, now: Now, role: Role) {
+    fn role_changed(&mut self, role: Role) {
         let Some(c) = self.cluster.as_mut() else {
             return;
         };
@@ -641,7 +650,7 @@ impl Streaming {
             _ => {
                 let was = std::mem::replace(&mut c.stage, Stage::Following);
                 if was == Stage::Serving {
-                    self.stop_serving(now);
+                    self.stop_serving();
                 }
             }
         }
@@ -671,7 +680,7 @@ impl Streaming {
 
     /// Deposed: what the server knew of clients and subscriptions belongs to the new
     /// leader now; this member only applies from here on.
-    fn stop_serving(&mut self, _now: Now) {
+    fn stop_serving(&mut self) {
         let pending_writes = {
             let c = self.cluster.as_mut().expect("clustered");
             c.held.clear();

@@ -155,3 +155,34 @@ pub fn wait_for_port(child: &mut Child, port: u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A subscription to `channel` from its first message; a durable one (named
+/// `durable`) acknowledges by hand.
+pub async fn from_first(
+    conn: &stan_runtime::stan_client::StanConn,
+    channel: &str,
+    durable: Option<&str>,
+) -> stan_runtime::stan_client::StanSubscription {
+    use stan_runtime::stan_client::{StartAt, SubscribeOptions};
+    conn.subscribe(
+        channel,
+        SubscribeOptions {
+            durable_name: durable.map(Into::into),
+            manual_ack: durable.is_some(),
+            start: StartAt::First,
+            ..SubscribeOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// The subscription's next message; the test fails if none comes in time.
+pub async fn next_msg(
+    sub: &mut stan_runtime::stan_client::StanSubscription,
+) -> stan_runtime::stan_client::Msg {
+    tokio::time::timeout(PATIENCE, sub.next())
+        .await
+        .expect("a message in time")
+        .expect("subscription open")
+}
